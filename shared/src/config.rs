@@ -1,0 +1,148 @@
+//! The one place that reads environment variables. Read once per cold start;
+//! a bad value fails the start, not an invocation.
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::queue::definition;
+
+/// Where records, state and logs live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// A DynamoDB table, reached through the standard AWS configuration
+    /// (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL[_DYNAMODB]`).
+    DynamoDb { table: String },
+    /// The embedded engine, started in this process on a SQLite file under
+    /// `data_dir`.
+    Embedded { data_dir: PathBuf },
+}
+
+/// Where failed work waits for a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueBackend {
+    Sqs {
+        url: String,
+        /// Found through the queue's redrive policy when not given.
+        dead_letter_url: Option<String>,
+    },
+    /// A queue kept in the store itself.
+    Local { name: String, max_receives: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub store: StoreBackend,
+    pub queue: QueueBackend,
+}
+
+pub const DEFAULT_TABLE: &str = "syncline";
+pub const DEFAULT_DATA_DIR: &str = ".syncline";
+pub const DEFAULT_LOCAL_QUEUE: &str = "retry";
+
+impl Config {
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `var` (the environment, or a map in
+    /// tests). Empty values count as unset.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let store = match var("SYNCLINE_TABLE") {
+            Some(table) => {
+                if table.len() < 3 || table.len() > 255 {
+                    return Err(Error::Config(
+                        "SYNCLINE_TABLE must be 3 to 255 characters".into(),
+                    ));
+                }
+                StoreBackend::DynamoDb { table }
+            }
+            None => StoreBackend::Embedded {
+                data_dir: var("SYNCLINE_DATA_DIR")
+                    .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned())
+                    .into(),
+            },
+        };
+        let queue = match var("SYNCLINE_RETRY_QUEUE_URL") {
+            Some(url) => QueueBackend::Sqs {
+                url,
+                dead_letter_url: var("SYNCLINE_DEAD_LETTER_QUEUE_URL"),
+            },
+            None => QueueBackend::Local {
+                name: var("SYNCLINE_LOCAL_QUEUE").unwrap_or_else(|| DEFAULT_LOCAL_QUEUE.to_owned()),
+                max_receives: match var("SYNCLINE_MAX_RECEIVES") {
+                    Some(raw) => raw.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        Error::Config("SYNCLINE_MAX_RECEIVES must be a positive integer".into())
+                    })?,
+                    None => definition::MAX_RECEIVES,
+                },
+            },
+        };
+        Ok(Self { store, queue })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_vars(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn nothing_configured_means_the_embedded_default() {
+        let config = config(&[]).expect("defaults are valid");
+        assert_eq!(
+            config.store,
+            StoreBackend::Embedded {
+                data_dir: PathBuf::from(".syncline")
+            }
+        );
+        assert_eq!(
+            config.queue,
+            QueueBackend::Local {
+                name: "retry".into(),
+                max_receives: 5
+            }
+        );
+    }
+
+    #[test]
+    fn table_and_queue_url_select_dynamodb_and_sqs() {
+        let config = config(&[
+            ("SYNCLINE_TABLE", "syncline-prod"),
+            (
+                "SYNCLINE_RETRY_QUEUE_URL",
+                "https://sqs.eu-west-1.amazonaws.com/1/retry",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.store,
+            StoreBackend::DynamoDb {
+                table: "syncline-prod".into()
+            }
+        );
+        assert!(matches!(
+            config.queue,
+            QueueBackend::Sqs {
+                dead_letter_url: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_values_fail_at_start() {
+        assert!(config(&[("SYNCLINE_TABLE", "ab")]).is_err());
+        assert!(config(&[("SYNCLINE_MAX_RECEIVES", "0")]).is_err());
+        assert!(config(&[("SYNCLINE_MAX_RECEIVES", "many")]).is_err());
+    }
+}

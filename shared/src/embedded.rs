@@ -1,0 +1,126 @@
+//! The embedded DynamoDB-compatible engine (dynoxide) for local runs and
+//! tests: served in-process on 127.0.0.1, so the storage code talks to it
+//! over the same DynamoDB API it uses in AWS. Only built with the `embedded`
+//! feature, never into the Lambda release binaries.
+//!
+//! Several processes must not open one database file each (every process
+//! caches table definitions): one process serves the engine and the others
+//! are pointed at its endpoint with `AWS_ENDPOINT_URL_DYNAMODB`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_dynamodb::config::Credentials;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// Where the embedded engine keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    Memory,
+    /// A SQLite file; its directory is created if missing.
+    File(PathBuf),
+}
+
+/// A running engine; stops when dropped.
+#[derive(Debug)]
+pub struct EmbeddedEngine {
+    endpoint: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+fn engine_error(context: &str, err: impl std::fmt::Display) -> Error {
+    Error::Internal {
+        context: format!("embedded store: {context}: {err}"),
+        source: None,
+    }
+}
+
+impl EmbeddedEngine {
+    /// Serves `storage` on `addr` (use port 0 for any free port).
+    pub async fn start(storage: Storage, addr: SocketAddr) -> Result<Self> {
+        let database = match &storage {
+            Storage::Memory => dynoxide::Database::memory(),
+            Storage::File(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| engine_error("creating the data directory", e))?;
+                }
+                let path = path
+                    .to_str()
+                    .ok_or_else(|| engine_error("opening", "path is not UTF-8"))?;
+                dynoxide::Database::new(path)
+            }
+        }
+        .map_err(|e| engine_error("opening the database", e))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| engine_error("binding", e))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| engine_error("reading the bound address", e))?;
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let stopped = async {
+                let _ = stop.await;
+            };
+            if let Err(err) =
+                dynoxide::server::serve_with_shutdown(listener, database, stopped).await
+            {
+                tracing::error!(error = %err, "embedded store stopped");
+            }
+        });
+        Ok(Self {
+            endpoint: format!("http://{bound}"),
+            shutdown: Some(shutdown),
+            task: Some(task),
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// SDK configuration pointed at this engine, with placeholder
+    /// credentials (the engine does not check signatures).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(Credentials::new("local", "local", None, None, "syncline"))
+            .load()
+            .await
+    }
+
+    /// Stops serving and waits until open connections are done.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for EmbeddedEngine {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Starts an engine on a free port of 127.0.0.1, creates `table` in it and
+/// returns a store on that table.
+pub async fn start_store(storage: Storage, table: &str) -> Result<(Store, EmbeddedEngine)> {
+    let engine = EmbeddedEngine::start(storage, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let store = Store::from_sdk_config(&engine.sdk_config().await, table);
+    store.ensure_table().await?;
+    Ok((store, engine))
+}

@@ -1,0 +1,15 @@
+//! syncline's domain crate: the model, the storage layer on the DynamoDB API,
+//! the retry-queue port with its adapters, and the configuration that wires
+//! them. Every Lambda function is a thin `main.rs` over this crate.
+
+pub mod config;
+#[cfg(feature = "embedded")]
+pub mod embedded;
+pub mod error;
+pub mod model;
+pub mod queue;
+pub mod runtime;
+pub mod store;
+
+pub use config::Config;
+pub use error::{Error, Result};

@@ -1,0 +1,216 @@
+//! Records and the values that order them: a per-record version that only the
+//! server increments, a per-tenant change sequence allocated in the same
+//! atomic write as the change, and the opaque cursor built from it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{EntityType, RecordId, SourceId, TenantId, Timestamp};
+use crate::error::{Error, Result};
+
+/// A record's version: 1 on creation, +1 on every write, assigned by the
+/// server only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(u64);
+
+impl Version {
+    pub const FIRST: Version = Version(1);
+
+    pub fn parse(raw: u64) -> Result<Self> {
+        if raw == 0 {
+            return Err(Error::validation("version", "versions start at 1"));
+        }
+        Ok(Self(raw))
+    }
+
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    pub const fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Position of a change in its tenant's commit order. Allocated from the
+/// tenant's counter inside the same atomic write as the change, so it never
+/// depends on anybody's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Seq(u64);
+
+impl Seq {
+    pub const ZERO: Seq = Seq(0);
+
+    pub const fn new(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Where a client's pull stands. Opaque to clients: they hand back what they
+/// were given. It never moves backwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Cursor(u64);
+
+const CURSOR_PREFIX: &str = "c1";
+
+impl Cursor {
+    pub const START: Cursor = Cursor(0);
+
+    pub const fn at(seq: Seq) -> Self {
+        Self(seq.0)
+    }
+
+    pub const fn seq(self) -> Seq {
+        Seq(self.0)
+    }
+
+    pub fn parse(raw: &str) -> Result<Self> {
+        let invalid = || Error::validation("cursor", "not a cursor this server issued");
+        let hex = raw.strip_prefix(CURSOR_PREFIX).ok_or_else(invalid)?;
+        if hex.len() != 16 {
+            return Err(invalid());
+        }
+        u64::from_str_radix(hex, 16)
+            .map(Self)
+            .map_err(|_| invalid())
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{CURSOR_PREFIX}{:016x}", self.0)
+    }
+}
+
+impl Serialize for Cursor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cursor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// SHA-256 over a canonical form of a record's content (keys sorted at every
+/// level, tombstone flag included), so equal content always hashes equal and
+/// an unchanged record is never rewritten.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContentHash(String);
+
+impl ContentHash {
+    pub fn of(data: &Map<String, Value>, deleted: bool) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(if deleted { b"D" } else { b"L" });
+        hash_object(&mut hasher, data);
+        Self(hex::encode(hasher.finalize()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn hash_value(hasher: &mut Sha256, value: &Value) {
+    match value {
+        Value::Object(map) => hash_object(hasher, map),
+        Value::Array(items) => {
+            hasher.update(b"[");
+            for item in items {
+                hash_value(hasher, item);
+                hasher.update(b",");
+            }
+            hasher.update(b"]");
+        }
+        // Scalars: their JSON text is already canonical.
+        scalar => hasher.update(scalar.to_string().as_bytes()),
+    }
+}
+
+fn hash_object(hasher: &mut Sha256, map: &Map<String, Value>) {
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    hasher.update(b"{");
+    for key in keys {
+        hasher.update(Value::String(key.clone()).to_string().as_bytes());
+        hasher.update(b":");
+        hash_value(hasher, &map[key]);
+        hasher.update(b",");
+    }
+    hasher.update(b"}");
+}
+
+/// One business record as the store holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub tenant: TenantId,
+    pub entity: EntityType,
+    pub id: RecordId,
+    pub data: Map<String, Value>,
+    pub version: Version,
+    pub hash: ContentHash,
+    /// A tombstone: pulls return it so clients delete their copy; it expires
+    /// after the retention window.
+    pub deleted: bool,
+    pub source: Option<SourceId>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub seq: Seq,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn content_hash_ignores_key_order_but_not_values_or_deletion() {
+        let a = object(json!({"a": 1, "b": {"y": [1, 2], "x": "s"}}));
+        let b = object(json!({"b": {"x": "s", "y": [1, 2]}, "a": 1}));
+        let c = object(json!({"a": 1, "b": {"x": "s", "y": [2, 1]}}));
+        assert_eq!(ContentHash::of(&a, false), ContentHash::of(&b, false));
+        assert_ne!(ContentHash::of(&a, false), ContentHash::of(&c, false));
+        assert_ne!(ContentHash::of(&a, false), ContentHash::of(&a, true));
+    }
+
+    #[test]
+    fn cursor_round_trips_and_rejects_foreign_text() {
+        let cursor = Cursor::at(Seq::new(12345));
+        let text = cursor.to_string();
+        assert_eq!(Cursor::parse(&text).expect("own cursor"), cursor);
+        assert!(Cursor::parse("2024-01-01T00:00:00Z").is_err());
+        assert!(Cursor::parse("c1zz").is_err());
+    }
+
+    #[test]
+    fn versions_start_at_one() {
+        assert!(Version::parse(0).is_err());
+        assert_eq!(Version::FIRST.next().get(), 2);
+    }
+}

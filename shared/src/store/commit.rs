@@ -1,0 +1,583 @@
+//! Atomic multi-item writes (TransactWriteItems) and the per-tenant change
+//! sequence. A commit allocates its sequence numbers from the tenant's
+//! counter item inside the same transaction as the record changes, the
+//! client's last mutation id and any once-only keys: all commit or none do.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use serde::{Deserialize, Serialize};
+
+use super::keys::{self, COUNTER_SK, EXPIRES_AT, PK, SK};
+use super::kv::KvKey;
+use super::records::{Expect, RecordItem, RecordWrite, apply_change, decode_record, record_key};
+use super::{Store, backoff, mapping_error, n, s, store_error};
+use crate::error::{Error, Result};
+use crate::model::{ClientId, EntityType, Record, RecordId, Seq, TenantId, Timestamp};
+
+/// DynamoDB's limit of actions in one transaction.
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+const MAX_COMMIT_ATTEMPTS: u32 = 64;
+
+/// Advances a client's last processed mutation id from `expected` (0 when the
+/// client never pushed) to `last_mutation_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientProgress {
+    pub client: ClientId,
+    pub expected: u64,
+    pub last_mutation_id: u64,
+}
+
+/// Everything one atomic write changes for one tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeSet {
+    pub tenant: TenantId,
+    pub writes: Vec<RecordWrite>,
+    pub client: Option<ClientProgress>,
+    /// Keys that must not exist yet (a webhook's dedupe key); they are
+    /// created with the given lifetime.
+    pub once: Vec<(KvKey, Duration)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    pub record: Record,
+    /// False when the content was already stored and nothing was written.
+    pub changed: bool,
+}
+
+/// The tenant's counter item: the last allocated sequence number and the
+/// ranges bulk writes have reserved but may not have finished writing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct Counter {
+    #[serde(default)]
+    pub value: u64,
+    /// First reserved number -> reservation expiry (epoch ms).
+    #[serde(default)]
+    pub resv: BTreeMap<String, i64>,
+}
+
+impl Counter {
+    /// The highest sequence number below which every change is durably
+    /// written, as of `now`. Expired reservations no longer hold it back.
+    pub fn watermark(&self, now: Timestamp) -> u64 {
+        self.resv
+            .iter()
+            .filter(|(_, expiry)| now.as_millis() < **expiry)
+            .filter_map(|(start, _)| start.parse::<u64>().ok())
+            .map(|start| start.saturating_sub(1))
+            .fold(self.value, u64::min)
+    }
+
+    /// The condition that the counter still holds what was read.
+    fn guard(&self) -> CounterGuard {
+        if self.value == 0 && self.resv.is_empty() {
+            CounterGuard {
+                expression: "attribute_not_exists(#pk)",
+                name: ("#pk", PK),
+                old: None,
+            }
+        } else {
+            CounterGuard {
+                expression: "#value = :old",
+                name: ("#value", "value"),
+                old: Some(n(self.value)),
+            }
+        }
+    }
+}
+
+struct CounterGuard {
+    expression: &'static str,
+    name: (&'static str, &'static str),
+    old: Option<AttributeValue>,
+}
+
+impl CounterGuard {
+    /// Expression names: the guard's plus `extra`. Every update of the
+    /// counter also sets `#value`.
+    fn names(&self, extra: &[(&str, &str)]) -> HashMap<String, String> {
+        [self.name, ("#value", "value")]
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn values(&self, values: Vec<(&str, AttributeValue)>) -> HashMap<String, AttributeValue> {
+        values
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .chain(self.old.clone().map(|old| (":old".to_owned(), old)))
+            .collect()
+    }
+}
+
+/// A bulk write's claim on `start..start + count`.
+#[derive(Debug, Clone)]
+pub(super) struct Reservation {
+    pub start: u64,
+    pub reserved_at: Timestamp,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ClientItem {
+    pk: String,
+    sk: String,
+    last_mutation_id: u64,
+    updated_at: Timestamp,
+}
+
+/// What each transaction action is, to explain a cancellation.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Counter,
+    Record { retry_on_conflict: bool },
+    Client,
+    Once,
+}
+
+fn counter_key(tenant: &TenantId) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (PK.to_owned(), s(keys::tenant_pk(tenant))),
+        (SK.to_owned(), s(COUNTER_SK)),
+    ])
+}
+
+fn client_key(tenant: &TenantId, client: &ClientId) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (PK.to_owned(), s(keys::tenant_pk(tenant))),
+        (SK.to_owned(), s(keys::client_sk(client))),
+    ])
+}
+
+fn build_error(err: aws_sdk_dynamodb::error::BuildError) -> Error {
+    Error::Internal {
+        context: "building a transaction".into(),
+        source: Some(Box::new(err)),
+    }
+}
+
+struct Snapshot {
+    counter: Counter,
+    client_progress: u64,
+    records: HashMap<(EntityType, RecordId), Record>,
+}
+
+impl Store {
+    pub(super) async fn read_counter(&self, tenant: &TenantId) -> Result<Counter> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(counter_key(tenant)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        match out.item {
+            Some(item) => serde_dynamo::from_item(item).map_err(|e| mapping_error("counter", e)),
+            None => Ok(Counter::default()),
+        }
+    }
+
+    /// The last mutation id processed for `client` (0 if none).
+    pub async fn client_progress(&self, tenant: &TenantId, client: &ClientId) -> Result<u64> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(client_key(tenant, client)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        match out.item {
+            Some(item) => serde_dynamo::from_item::<_, ClientItem>(item)
+                .map(|c| c.last_mutation_id)
+                .map_err(|e| mapping_error("client progress", e)),
+            None => Ok(0),
+        }
+    }
+
+    /// The newest allocated change sequence number of a tenant.
+    pub async fn latest_seq(&self, tenant: &TenantId) -> Result<Seq> {
+        Ok(Seq::new(self.read_counter(tenant).await?.value))
+    }
+
+    /// Reserves `count` sequence numbers for a bulk write. Pulls will not move
+    /// past the reservation until it is released or `lifetime` has passed.
+    pub(super) async fn reserve_seqs(
+        &self,
+        tenant: &TenantId,
+        count: u64,
+        lifetime: Duration,
+    ) -> Result<Reservation> {
+        for attempt in 0..MAX_COMMIT_ATTEMPTS {
+            let counter = self.read_counter(tenant).await?;
+            let now = Timestamp::now();
+            let start = counter.value + 1;
+            // Drop reservations that expired, keep the live ones, add ours.
+            let mut live: HashMap<String, AttributeValue> = counter
+                .resv
+                .iter()
+                .filter(|(_, expiry)| now.as_millis() < **expiry)
+                .map(|(first, expiry)| (first.clone(), n(expiry)))
+                .collect();
+            live.insert(start.to_string(), n(now.plus(lifetime).as_millis()));
+            let guard = counter.guard();
+            let update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(counter_key(tenant)))
+                .update_expression("SET #value = :new, #resv = :resv")
+                .condition_expression(guard.expression)
+                .set_expression_attribute_names(Some(guard.names(&[("#resv", "resv")])))
+                .set_expression_attribute_values(Some(guard.values(vec![
+                    (":new", n(counter.value + count)),
+                    (":resv", AttributeValue::M(live)),
+                ])));
+            match update.send().await {
+                Ok(_) => {
+                    return Ok(Reservation {
+                        start,
+                        reserved_at: now,
+                    });
+                }
+                Err(err) if super::is_condition_failure(&err) => backoff(attempt).await,
+                Err(err) => return Err(store_error("UpdateItem", err)),
+            }
+        }
+        Err(contention("reserving sequence numbers"))
+    }
+
+    pub(super) async fn release_seqs(
+        &self,
+        tenant: &TenantId,
+        reservation: &Reservation,
+    ) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(counter_key(tenant)))
+            .update_expression("REMOVE #resv.#start")
+            .expression_attribute_names("#resv", "resv")
+            .expression_attribute_names("#start", reservation.start.to_string())
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn read_snapshot(&self, set: &ChangeSet) -> Result<Snapshot> {
+        let mut keys = vec![counter_key(&set.tenant)];
+        if let Some(progress) = &set.client {
+            keys.push(client_key(&set.tenant, &progress.client));
+        }
+        keys.extend(
+            set.writes
+                .iter()
+                .map(|w| record_key(&set.tenant, &w.entity, &w.id)),
+        );
+        let now = Timestamp::now();
+        let mut snapshot = Snapshot {
+            counter: Counter::default(),
+            client_progress: 0,
+            records: HashMap::new(),
+        };
+        for item in self.batch_get(keys).await? {
+            let sk = match item.get(SK) {
+                Some(AttributeValue::S(sk)) => sk.clone(),
+                _ => continue,
+            };
+            if sk == COUNTER_SK {
+                snapshot.counter =
+                    serde_dynamo::from_item(item).map_err(|e| mapping_error("counter", e))?;
+            } else if sk.starts_with("CLIENT#") {
+                let client: ClientItem = serde_dynamo::from_item(item)
+                    .map_err(|e| mapping_error("client progress", e))?;
+                snapshot.client_progress = client.last_mutation_id;
+            } else if let Some(record) = decode_record(item, now)? {
+                snapshot
+                    .records
+                    .insert((record.entity.clone(), record.id.clone()), record);
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// Applies a change set atomically: every record write (each under its
+    /// condition), the sequence numbers they take, the client's progress and
+    /// the once-only keys commit together or not at all. Writes whose
+    /// content is already stored are skipped. Conditions that fail because
+    /// of what the caller expected give [`Error::Conflict`]; contention on
+    /// the tenant counter is retried.
+    pub async fn commit(&self, set: &ChangeSet) -> Result<Vec<Committed>> {
+        validate(set)?;
+        for attempt in 0..MAX_COMMIT_ATTEMPTS {
+            let snapshot = self.read_snapshot(set).await?;
+            check_expectations(set, &snapshot)?;
+            let now = Timestamp::now();
+            let mut committed = Vec::with_capacity(set.writes.len());
+            let mut actions = Vec::new();
+            let mut kinds = Vec::new();
+            let mut seq = snapshot.counter.value;
+            for write in &set.writes {
+                let current = snapshot
+                    .records
+                    .get(&(write.entity.clone(), write.id.clone()));
+                let Some(mut record) = apply_change(&set.tenant, write, current, now) else {
+                    if let Some(current) = current {
+                        committed.push(Committed {
+                            record: current.clone(),
+                            changed: false,
+                        });
+                    }
+                    continue;
+                };
+                seq += 1;
+                record.seq = Seq::new(seq);
+                actions.push(self.record_put(&record, current, now)?);
+                kinds.push(Action::Record {
+                    retry_on_conflict: write.expect == Expect::Any,
+                });
+                committed.push(Committed {
+                    record,
+                    changed: true,
+                });
+            }
+            if seq > snapshot.counter.value {
+                actions.insert(0, self.counter_bump(&set.tenant, &snapshot.counter, seq)?);
+                kinds.insert(0, Action::Counter);
+            }
+            if let Some(progress) = &set.client {
+                actions.push(self.client_put(&set.tenant, progress, now)?);
+                kinds.push(Action::Client);
+            }
+            for (key, ttl) in &set.once {
+                actions.push(
+                    TransactWriteItem::builder()
+                        .put(self.once_put(key, *ttl, now)?)
+                        .build(),
+                );
+                kinds.push(Action::Once);
+            }
+            if actions.is_empty() {
+                return Ok(committed);
+            }
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(actions))
+                .send()
+                .await;
+            match sent {
+                Ok(_) => return Ok(committed),
+                Err(err) => match explain_cancellation(&err, &kinds) {
+                    Some(Cancelled::Retry) => backoff(attempt).await,
+                    Some(Cancelled::Conflict(why)) => return Err(Error::Conflict(why)),
+                    None => return Err(store_error("TransactWriteItems", err)),
+                },
+            }
+        }
+        Err(contention("committing a change set"))
+    }
+
+    fn record_put(
+        &self,
+        record: &Record,
+        current: Option<&Record>,
+        now: Timestamp,
+    ) -> Result<TransactWriteItem> {
+        let item = RecordItem::from_record(record, self.tombstone_retention).to_item()?;
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
+        put = match current {
+            Some(current) => put
+                .condition_expression("#version = :version")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":version", n(current.version.get())),
+            // A tombstone past retention reads as absent; it may be replaced.
+            None => put
+                .condition_expression("attribute_not_exists(#pk) OR #exp <= :now")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#exp", EXPIRES_AT)
+                .expression_attribute_values(":now", n(now.as_secs())),
+        };
+        Ok(TransactWriteItem::builder()
+            .put(put.build().map_err(build_error)?)
+            .build())
+    }
+
+    fn counter_bump(
+        &self,
+        tenant: &TenantId,
+        counter: &Counter,
+        new_value: u64,
+    ) -> Result<TransactWriteItem> {
+        let guard = counter.guard();
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(counter_key(tenant)))
+            .update_expression("SET #value = :new")
+            .condition_expression(guard.expression)
+            .set_expression_attribute_names(Some(guard.names(&[])))
+            .set_expression_attribute_values(Some(guard.values(vec![(":new", n(new_value))])))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    fn client_put(
+        &self,
+        tenant: &TenantId,
+        progress: &ClientProgress,
+        now: Timestamp,
+    ) -> Result<TransactWriteItem> {
+        let item = ClientItem {
+            pk: keys::tenant_pk(tenant),
+            sk: keys::client_sk(&progress.client),
+            last_mutation_id: progress.last_mutation_id,
+            updated_at: now,
+        };
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(
+                serde_dynamo::to_item(&item).map_err(|e| mapping_error("client progress", e))?,
+            ))
+            .condition_expression("attribute_not_exists(#pk) OR #last = :expected")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#last", "last_mutation_id")
+            .expression_attribute_values(":expected", n(progress.expected))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+fn contention(what: &str) -> Error {
+    Error::Store {
+        operation: "TransactWriteItems",
+        retryable: true,
+        source: format!("gave up {what} after {MAX_COMMIT_ATTEMPTS} attempts under contention")
+            .into(),
+    }
+}
+
+fn validate(set: &ChangeSet) -> Result<()> {
+    let fixed = 1 + usize::from(set.client.is_some()) + set.once.len();
+    if set.writes.len() + fixed > MAX_TRANSACTION_ITEMS {
+        return Err(Error::validation(
+            "change set",
+            format!(
+                "at most {} record writes fit in one atomic write",
+                MAX_TRANSACTION_ITEMS - fixed
+            ),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for write in &set.writes {
+        if !seen.insert((&write.entity, &write.id)) {
+            return Err(Error::validation(
+                "change set",
+                format!("{}/{} is written twice", write.entity, write.id),
+            ));
+        }
+    }
+    if let Some(progress) = &set.client
+        && progress.last_mutation_id < progress.expected
+    {
+        return Err(Error::validation(
+            "last mutation id",
+            "must not move backwards",
+        ));
+    }
+    Ok(())
+}
+
+fn check_expectations(set: &ChangeSet, snapshot: &Snapshot) -> Result<()> {
+    for write in &set.writes {
+        let current = snapshot
+            .records
+            .get(&(write.entity.clone(), write.id.clone()));
+        match (write.expect, current) {
+            (Expect::Any, _) | (Expect::Absent, None) => {}
+            (Expect::Absent, Some(found)) => {
+                return Err(Error::Conflict(format!(
+                    "{}/{} already exists at version {}",
+                    write.entity, write.id, found.version
+                )));
+            }
+            (Expect::Version(v), Some(found)) if found.version == v => {}
+            (Expect::Version(v), found) => {
+                return Err(Error::Conflict(format!(
+                    "{}/{} is at version {}, not {v}",
+                    write.entity,
+                    write.id,
+                    found.map_or_else(|| "none".to_owned(), |f| f.version.to_string())
+                )));
+            }
+        }
+    }
+    if let Some(progress) = &set.client
+        && snapshot.client_progress != progress.expected
+    {
+        return Err(Error::Conflict(format!(
+            "client {} has processed mutation {}, not {}",
+            progress.client, snapshot.client_progress, progress.expected
+        )));
+    }
+    Ok(())
+}
+
+enum Cancelled {
+    Retry,
+    Conflict(String),
+}
+
+fn explain_cancellation(
+    err: &SdkError<TransactWriteItemsError>,
+    kinds: &[Action],
+) -> Option<Cancelled> {
+    let SdkError::ServiceError(service) = err else {
+        return None;
+    };
+    match service.err() {
+        TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+            for (reason, kind) in cancelled.cancellation_reasons().iter().zip(kinds) {
+                match (reason.code(), kind) {
+                    (None | Some("None"), _)
+                    | (Some("ConditionalCheckFailed"), Action::Counter)
+                    | (
+                        Some("ConditionalCheckFailed"),
+                        Action::Record {
+                            retry_on_conflict: true,
+                        },
+                    ) => {}
+                    (Some("ConditionalCheckFailed"), Action::Record { .. }) => {
+                        return Some(Cancelled::Conflict(
+                            "a record changed while the write was prepared".into(),
+                        ));
+                    }
+                    (Some("ConditionalCheckFailed"), Action::Client) => {
+                        return Some(Cancelled::Conflict(
+                            "the client's mutations were processed concurrently".into(),
+                        ));
+                    }
+                    (Some("ConditionalCheckFailed"), Action::Once) => {
+                        return Some(Cancelled::Conflict("already applied".into()));
+                    }
+                    // TransactionConflict, throttling: try again.
+                    (Some(_), _) => {}
+                }
+            }
+            // Only retryable reasons remain: the counter moved, a record
+            // written under `Expect::Any` moved, or transient contention.
+            Some(Cancelled::Retry)
+        }
+        _ => None,
+    }
+}

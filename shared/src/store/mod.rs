@@ -1,0 +1,140 @@
+//! The storage layer, implemented once on the DynamoDB API. In AWS it talks
+//! to DynamoDB; locally and in tests the same code talks to the embedded
+//! engine through `AWS_ENDPOINT_URL_DYNAMODB`. Items are converted to and from
+//! the model inside this module only.
+//!
+//! One table holds every item type; `docs/ARCHITECTURE.md` lists the keys,
+//! the index and the access patterns.
+
+mod commit;
+mod keys;
+mod kv;
+mod logs;
+pub(crate) mod messages;
+mod paging;
+mod records;
+pub mod schema;
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+
+pub use commit::{ChangeSet, ClientProgress, Committed};
+pub use kv::{KvExpect, KvKey, StoredValue};
+pub use logs::{LogEntry, LogId, LogStream};
+pub use paging::{Page, PageToken};
+pub use records::{BatchOutcome, Change, Changes, Expect, RecordWrite};
+
+use crate::error::Error;
+
+/// How long a tombstone stays readable by pulls before it expires. A client
+/// whose cursor is older than this must reset.
+pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Handle to syncline's table. Cheap to clone; build it once per cold start.
+#[derive(Clone, Debug)]
+pub struct Store {
+    client: Client,
+    table: String,
+    tombstone_retention: Duration,
+}
+
+impl Store {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+        }
+    }
+
+    pub fn with_tombstone_retention(mut self, retention: Duration) -> Self {
+        self.tombstone_retention = retention;
+        self
+    }
+
+    /// A client configured from the environment (region, credentials and
+    /// `AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_DYNAMODB`), the way the Lambda
+    /// functions run.
+    pub fn from_sdk_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(Client::new(config), table)
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn tombstone_retention(&self) -> Duration {
+        self.tombstone_retention
+    }
+
+    /// Creates the table with its index and TTL setting if it does not exist.
+    pub async fn ensure_table(&self) -> crate::Result<()> {
+        schema::ensure_table(&self.client, &self.table).await
+    }
+}
+
+/// Translates an SDK failure into the domain error, keeping it as the source.
+pub(crate) fn store_error<E>(operation: &'static str, err: SdkError<E>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let retryable = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => matches!(
+            service.err().code(),
+            Some(
+                "ProvisionedThroughputExceededException"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+                    | "TransactionConflictException"
+                    | "TransactionInProgressException"
+            )
+        ),
+        _ => false,
+    };
+    Error::Store {
+        operation,
+        retryable,
+        source: Box::new(err),
+    }
+}
+
+/// Whether an SDK failure is a failed condition expression.
+pub(crate) fn is_condition_failure<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
+    matches!(err, SdkError::ServiceError(service)
+        if service.err().code() == Some("ConditionalCheckFailedException"))
+}
+
+pub(crate) fn mapping_error(what: &'static str, err: serde_dynamo::Error) -> Error {
+    Error::Internal {
+        context: format!("stored {what} item has an unexpected shape"),
+        source: Some(Box::new(err)),
+    }
+}
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Exponential backoff with full jitter for retried storage calls.
+pub(crate) async fn backoff(attempt: u32) {
+    use rand::Rng;
+    let ceiling_ms = 10u64.saturating_mul(1 << attempt.min(8)).min(1_000);
+    let delay = rand::rng().random_range(0..=ceiling_ms);
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+}

@@ -1,0 +1,68 @@
+//! Opaque page tokens: the last evaluated key, encoded, and checked to
+//! belong to the partition it is used on (a token from one tenant's listing
+//! is rejected on another's).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::keys::PK;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Present when more items may follow.
+    pub next: Option<PageToken>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageToken(String);
+
+impl PageToken {
+    pub fn parse(raw: &str) -> Result<Self> {
+        let token = Self(raw.to_owned());
+        token.decode()?;
+        Ok(token)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn encode(key: &HashMap<String, AttributeValue>) -> Result<Self> {
+        let json: serde_json::Value = serde_dynamo::from_item(key.clone())
+            .map_err(|e| super::mapping_error("page key", e))?;
+        Ok(Self(URL_SAFE_NO_PAD.encode(json.to_string())))
+    }
+
+    fn decode(&self) -> Result<HashMap<String, AttributeValue>> {
+        let invalid = || Error::validation("page token", "not a token this server issued");
+        let bytes = URL_SAFE_NO_PAD.decode(&self.0).map_err(|_| invalid())?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+        if !json.is_object() {
+            return Err(invalid());
+        }
+        serde_dynamo::to_item(json).map_err(|_| invalid())
+    }
+
+    /// The start key, checked to lie in partition `pk`.
+    pub(crate) fn start_key(&self, pk: &str) -> Result<HashMap<String, AttributeValue>> {
+        let key = self.decode()?;
+        match key.get(PK) {
+            Some(AttributeValue::S(found)) if found == pk => Ok(key),
+            _ => Err(Error::validation(
+                "page token",
+                "belongs to a different listing",
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for PageToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}

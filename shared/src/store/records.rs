@@ -1,0 +1,525 @@
+//! Records: reads, listing, the change feed in commit order, and the batched
+//! upsert used by bulk pulls.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::keys::{self, BY_ORD, ORD, PK, SK};
+use super::paging::{Page, PageToken};
+use super::{Store, backoff, mapping_error, n, s, store_error};
+use crate::error::{Error, Result};
+use crate::model::{
+    ContentHash, Cursor, EntityType, Record, RecordId, Seq, SourceId, TenantId, Timestamp, Version,
+};
+
+/// What a write does to a record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Put(Map<String, Value>),
+    /// Leaves a tombstone that pulls return until it expires.
+    Delete,
+}
+
+/// The condition a write must meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever is stored now; the write still never overwrites a change it
+    /// did not see (it is conditioned on the version it read).
+    Any,
+    /// The record must not exist (a tombstone counts as existing).
+    Absent,
+    /// The stored version must be exactly this one.
+    Version(Version),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordWrite {
+    pub entity: EntityType,
+    pub id: RecordId,
+    pub change: Change,
+    pub expect: Expect,
+    pub source: Option<SourceId>,
+}
+
+/// What `changes_since` returns: changed records in commit order and the
+/// cursor to continue from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changes {
+    pub records: Vec<Record>,
+    pub cursor: Cursor,
+    /// More changes are waiting beyond `cursor`.
+    pub has_more: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub created: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub unchanged: u64,
+}
+
+impl BatchOutcome {
+    pub fn written(&self) -> u64 {
+        self.created + self.updated + self.deleted
+    }
+}
+
+/// A record as stored: the model plus its keys, the feed position and expiry.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct RecordItem {
+    pk: String,
+    sk: String,
+    ord: u64,
+    tenant: TenantId,
+    entity: EntityType,
+    id: RecordId,
+    data: Map<String, Value>,
+    version: Version,
+    hash: ContentHash,
+    deleted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<SourceId>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+}
+
+impl RecordItem {
+    pub(super) fn from_record(record: &Record, tombstone_retention: Duration) -> Self {
+        Self {
+            pk: keys::records_pk(&record.tenant, &record.entity),
+            sk: keys::record_sk(&record.id),
+            ord: record.seq.get(),
+            tenant: record.tenant.clone(),
+            entity: record.entity.clone(),
+            id: record.id.clone(),
+            data: record.data.clone(),
+            version: record.version,
+            hash: record.hash.clone(),
+            deleted: record.deleted,
+            source: record.source.clone(),
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            expires_at: record
+                .deleted
+                .then(|| super::kv::ttl_secs(record.updated_at, tombstone_retention)),
+        }
+    }
+
+    pub(super) fn into_record(self) -> Record {
+        Record {
+            tenant: self.tenant,
+            entity: self.entity,
+            id: self.id,
+            data: self.data,
+            version: self.version,
+            hash: self.hash,
+            deleted: self.deleted,
+            source: self.source,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            seq: Seq::new(self.ord),
+        }
+    }
+
+    fn expired_at(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|at| now.as_secs() >= at)
+    }
+
+    pub(super) fn to_item(&self) -> Result<HashMap<String, AttributeValue>> {
+        serde_dynamo::to_item(self).map_err(|e| mapping_error("record", e))
+    }
+}
+
+/// Decodes a stored record, hiding tombstones past their retention.
+pub(super) fn decode_record(
+    item: HashMap<String, AttributeValue>,
+    now: Timestamp,
+) -> Result<Option<Record>> {
+    let item: RecordItem = serde_dynamo::from_item(item).map_err(|e| mapping_error("record", e))?;
+    Ok((!item.expired_at(now)).then(|| item.into_record()))
+}
+
+pub(super) fn record_key(
+    tenant: &TenantId,
+    entity: &EntityType,
+    id: &RecordId,
+) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (PK.to_owned(), s(keys::records_pk(tenant, entity))),
+        (SK.to_owned(), s(keys::record_sk(id))),
+    ])
+}
+
+/// The record a write produces, or `None` when it would change nothing.
+pub(super) fn apply_change(
+    tenant: &TenantId,
+    write: &RecordWrite,
+    current: Option<&Record>,
+    now: Timestamp,
+) -> Option<Record> {
+    let (data, deleted) = match &write.change {
+        Change::Put(data) => (data.clone(), false),
+        Change::Delete => (Map::new(), true),
+    };
+    let hash = ContentHash::of(&data, deleted);
+    if current.is_some_and(|c| c.hash == hash && c.deleted == deleted) {
+        return None;
+    }
+    Some(Record {
+        tenant: tenant.clone(),
+        entity: write.entity.clone(),
+        id: write.id.clone(),
+        data,
+        version: current.map_or(Version::FIRST, |c| c.version.next()),
+        hash,
+        deleted,
+        source: write
+            .source
+            .clone()
+            .or_else(|| current.and_then(|c| c.source.clone())),
+        created_at: current.map_or(now, |c| c.created_at),
+        updated_at: now,
+        seq: Seq::ZERO,
+    })
+}
+
+/// BatchGetItem's limit of keys per call.
+const BATCH_GET_MAX: usize = 100;
+/// BatchWriteItem's limit of items per call.
+pub const BATCH_WRITE_MAX: usize = 25;
+/// A bulk write must finish its reserved range well within the reservation's
+/// lifetime, or pulls would move past sequence numbers still being written.
+const RESERVATION_LIFETIME: Duration = Duration::from_secs(300);
+const RESERVATION_WRITE_WINDOW: Duration = Duration::from_secs(240);
+
+impl Store {
+    pub async fn get_record(
+        &self,
+        tenant: &TenantId,
+        entity: &EntityType,
+        id: &RecordId,
+    ) -> Result<Option<Record>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(record_key(tenant, entity, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        match out.item {
+            Some(item) => decode_record(item, Timestamp::now()),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads many items by key with strongly consistent reads, retrying
+    /// unprocessed keys. Returns the raw items found.
+    pub(super) async fn batch_get(
+        &self,
+        keys: Vec<HashMap<String, AttributeValue>>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.to_vec()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| Error::Internal {
+                        context: "building a batch read".into(),
+                        source: Some(Box::new(e)),
+                    })?,
+            );
+            let mut attempt = 0;
+            while let Some(request) = pending.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchGetItem", e))?;
+                if let Some(mut responses) = out.responses {
+                    found.extend(responses.remove(&self.table).unwrap_or_default());
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+                if pending.is_some() {
+                    backoff(attempt).await;
+                    attempt += 1;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Current records by id (absent ones are left out), keyed by id.
+    pub(super) async fn get_records(
+        &self,
+        tenant: &TenantId,
+        entity: &EntityType,
+        ids: &[&RecordId],
+    ) -> Result<HashMap<RecordId, Record>> {
+        let keys = ids
+            .iter()
+            .map(|id| record_key(tenant, entity, id))
+            .collect();
+        let now = Timestamp::now();
+        let mut records = HashMap::new();
+        for item in self.batch_get(keys).await? {
+            if let Some(record) = decode_record(item, now)? {
+                records.insert(record.id.clone(), record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Records of one entity type in id order, tombstones included.
+    pub async fn list_records(
+        &self,
+        tenant: &TenantId,
+        entity: &EntityType,
+        limit: u32,
+        after: Option<&PageToken>,
+    ) -> Result<Page<Record>> {
+        let pk = keys::records_pk(tenant, entity);
+        let start = after.map(|t| t.start_key(&pk)).transpose()?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s("R#"))
+            .consistent_read(true)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| store_error("Query", e))?;
+        let now = Timestamp::now();
+        let mut items = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            items.extend(decode_record(item, now)?);
+        }
+        let next = out
+            .last_evaluated_key
+            .map(|k| PageToken::encode(&k))
+            .transpose()?;
+        Ok(Page { items, next })
+    }
+
+    /// Every change to the given entity types committed after `cursor`, in
+    /// commit order, at most `limit` records a page.
+    ///
+    /// Gap-free: the feed only advances to a watermark below any sequence
+    /// range still being written by a bulk upsert, and the change sequence is
+    /// allocated inside the atomic write of each change, so a change that
+    /// commits later never lands behind a cursor already handed out.
+    pub async fn changes_since(
+        &self,
+        tenant: &TenantId,
+        entities: &[EntityType],
+        cursor: Cursor,
+        limit: u32,
+    ) -> Result<Changes> {
+        let limit = limit.clamp(1, 1000) as usize;
+        let counter = self.read_counter(tenant).await?;
+        let watermark = counter.watermark(Timestamp::now()).max(cursor.seq().get());
+        let from = cursor.seq().get() + 1;
+        if from > watermark {
+            return Ok(Changes {
+                records: Vec::new(),
+                cursor,
+                has_more: false,
+            });
+        }
+        let now = Timestamp::now();
+        let mut records = Vec::new();
+        // Each entity type is read up to `limit`; the page ends where the
+        // first truncated entity type ends, so nothing is skipped.
+        let mut page_end = watermark;
+        for entity in entities {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_ORD)
+                .key_condition_expression("#pk = :pk AND #ord BETWEEN :from AND :to")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#ord", ORD)
+                .expression_attribute_values(":pk", s(keys::records_pk(tenant, entity)))
+                .expression_attribute_values(":from", n(from))
+                .expression_attribute_values(":to", n(watermark))
+                .consistent_read(true)
+                .limit(limit as i32)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            let mut last = None;
+            for item in out.items.unwrap_or_default() {
+                if let Some(record) = decode_record(item, now)? {
+                    last = Some(record.seq.get());
+                    records.push(record);
+                }
+            }
+            if out.last_evaluated_key.is_some() {
+                page_end = page_end.min(last.unwrap_or(from - 1));
+            }
+        }
+        records.retain(|r| r.seq.get() <= page_end);
+        records.sort_by_key(|r| r.seq);
+        if records.len() > limit {
+            records.truncate(limit);
+            page_end = records.last().map_or(page_end, |r| r.seq.get());
+        }
+        Ok(Changes {
+            records,
+            cursor: Cursor::at(Seq::new(page_end)),
+            has_more: page_end < counter.value,
+        })
+    }
+
+    /// Writes many records of one entity type with BatchWriteItem (at most 25
+    /// items a call, unprocessed items retried), skipping every record whose
+    /// content hash is unchanged. Meant for bulk pulls where the upstream is
+    /// the source of truth: the writes are not conditioned on versions.
+    pub async fn upsert_batch(
+        &self,
+        tenant: &TenantId,
+        entity: &EntityType,
+        source: Option<&SourceId>,
+        changes: Vec<(RecordId, Change)>,
+    ) -> Result<BatchOutcome> {
+        let mut seen = std::collections::HashSet::new();
+        if let Some((dup, _)) = changes.iter().find(|(id, _)| !seen.insert(id)) {
+            return Err(Error::validation(
+                "records",
+                format!("record {dup} appears twice in one batch"),
+            ));
+        }
+        let ids: Vec<&RecordId> = changes.iter().map(|(id, _)| id).collect();
+        let current = self.get_records(tenant, entity, &ids).await?;
+        let now = Timestamp::now();
+        let mut outcome = BatchOutcome::default();
+        let mut updated = Vec::new();
+        for (id, change) in changes {
+            let write = RecordWrite {
+                entity: entity.clone(),
+                id,
+                change,
+                expect: Expect::Any,
+                source: source.cloned(),
+            };
+            let existing = current.get(&write.id);
+            match apply_change(tenant, &write, existing, now) {
+                None => outcome.unchanged += 1,
+                Some(record) => {
+                    match (existing, record.deleted) {
+                        (_, true) => outcome.deleted += 1,
+                        (None, false) => outcome.created += 1,
+                        (Some(_), false) => outcome.updated += 1,
+                    }
+                    updated.push(record);
+                }
+            }
+        }
+        if updated.is_empty() {
+            return Ok(outcome);
+        }
+
+        let reservation = self
+            .reserve_seqs(tenant, updated.len() as u64, RESERVATION_LIFETIME)
+            .await?;
+        for (record, seq) in updated.iter_mut().zip(reservation.start..) {
+            record.seq = Seq::new(seq);
+        }
+        let written = self
+            .batch_write(
+                &updated,
+                reservation.reserved_at.plus(RESERVATION_WRITE_WINDOW),
+            )
+            .await;
+        // Released even when the write failed: the unused numbers become
+        // gaps, which pulls skip over.
+        let released = self.release_seqs(tenant, &reservation).await;
+        written?;
+        released?;
+        Ok(outcome)
+    }
+
+    async fn batch_write(&self, records: &[Record], deadline: Timestamp) -> Result<()> {
+        for chunk in records.chunks(BATCH_WRITE_MAX) {
+            let mut requests = Vec::with_capacity(chunk.len());
+            for record in chunk {
+                let item = RecordItem::from_record(record, self.tombstone_retention).to_item()?;
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|e| Error::Internal {
+                        context: "building a batch write".into(),
+                        source: Some(Box::new(e)),
+                    })?;
+                requests.push(WriteRequest::builder().put_request(put).build());
+            }
+            let mut attempt = 0;
+            while !requests.is_empty() {
+                if Timestamp::now() >= deadline {
+                    return Err(Error::Store {
+                        operation: "BatchWriteItem",
+                        retryable: true,
+                        source: "bulk write ran past its sequence reservation".into(),
+                    });
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, std::mem::take(&mut requests))
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchWriteItem", e))?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                if !requests.is_empty() {
+                    backoff(attempt).await;
+                    attempt += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one record under a condition; see [`Store::commit`] for the
+    /// atomic write of several.
+    pub async fn put_record(
+        &self,
+        tenant: &TenantId,
+        write: RecordWrite,
+    ) -> Result<super::Committed> {
+        let set = super::ChangeSet {
+            tenant: tenant.clone(),
+            writes: vec![write],
+            client: None,
+            once: Vec::new(),
+        };
+        let mut committed = self.commit(&set).await?;
+        committed
+            .pop()
+            .ok_or_else(|| Error::internal("a one-write commit returned nothing"))
+    }
+}
