@@ -1,1 +1,208 @@
+//! Helpers for syncline's integration tests: an embedded store per test,
+//! a log of the DynamoDB requests the store sends, and moto's SQS server
+//! started on 127.0.0.1.
 
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use syncline::embedded::{EmbeddedEngine, Storage};
+use syncline::store::Store;
+
+pub const TEST_TABLE: &str = "syncline-test";
+
+/// One DynamoDB request as it went over the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentRequest {
+    pub operation: String,
+    /// Items in a BatchWriteItem or TransactWriteItems, keys in a
+    /// BatchGetItem; 1 otherwise.
+    pub items: usize,
+}
+
+/// Records every request a store's client sends.
+#[derive(Debug, Clone, Default)]
+pub struct RequestLog(Arc<Mutex<Vec<SentRequest>>>);
+
+impl RequestLog {
+    pub fn take(&self) -> Vec<SentRequest> {
+        std::mem::take(&mut *self.0.lock().expect("request log lock"))
+    }
+
+    pub fn count(requests: &[SentRequest], operation: &str) -> usize {
+        requests.iter().filter(|r| r.operation == operation).count()
+    }
+
+    pub fn sizes(requests: &[SentRequest], operation: &str) -> Vec<usize> {
+        requests
+            .iter()
+            .filter(|r| r.operation == operation)
+            .map(|r| r.items)
+            .collect()
+    }
+}
+
+fn items_in(operation: &str, body: &serde_json::Value) -> usize {
+    let count_lists = |field: &str| {
+        body[field]
+            .as_object()
+            .map(|tables| {
+                tables
+                    .values()
+                    .map(|v| {
+                        v.as_array()
+                            .map(Vec::len)
+                            .or_else(|| v["Keys"].as_array().map(Vec::len))
+                            .unwrap_or(0)
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    match operation {
+        "BatchWriteItem" => count_lists("RequestItems"),
+        "BatchGetItem" => count_lists("RequestItems"),
+        "TransactWriteItems" => body["TransactItems"].as_array().map_or(0, Vec::len),
+        _ => 1,
+    }
+}
+
+impl Intercept for RequestLog {
+    fn name(&self) -> &'static str {
+        "RequestLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let request = context.request();
+        let operation = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("unknown")
+            .to_owned();
+        let body: serde_json::Value = request
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or_default();
+        let items = items_in(&operation, &body);
+        self.0
+            .lock()
+            .expect("request log lock")
+            .push(SentRequest { operation, items });
+        Ok(())
+    }
+}
+
+/// A store on a fresh in-memory embedded engine.
+pub struct TestStore {
+    pub store: Store,
+    pub requests: RequestLog,
+    pub engine: EmbeddedEngine,
+}
+
+pub async fn test_store() -> TestStore {
+    let engine = EmbeddedEngine::start(Storage::Memory, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("embedded engine starts");
+    let requests = RequestLog::default();
+    let config = aws_sdk_dynamodb::config::Builder::from(&engine.sdk_config().await)
+        .interceptor(requests.clone())
+        .build();
+    let store = Store::new(aws_sdk_dynamodb::Client::from_conf(config), TEST_TABLE);
+    store.ensure_table().await.expect("table created");
+    requests.take();
+    TestStore {
+        store,
+        requests,
+        engine,
+    }
+}
+
+/// moto's server, serving SQS on a free port of 127.0.0.1 until dropped.
+/// It also stops when the test process exits: it is started behind a shell
+/// that kills it when its standard input closes.
+pub struct Moto {
+    pub endpoint: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+impl Moto {
+    /// Starts `moto_server` (from `pip install 'moto[server]'`). Panics,
+    /// never skips, when it cannot start.
+    pub fn start() -> Self {
+        let port = free_port();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; \
+                 cat >/dev/null; kill $pid"
+            ))
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        let stdin = child.stdin.take();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "moto_server did not start on 127.0.0.1:{port} within 30 s; \
+                     install it with: pip install 'moto[server]'"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+            stdin,
+        }
+    }
+
+    pub async fn sqs_client(&self) -> aws_sdk_sqs::Client {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .load()
+            .await;
+        aws_sdk_sqs::Client::new(&config)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.flush();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A JSON object literal as the record data map.
+pub fn data(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match value {
+        serde_json::Value::Object(map) => map,
+        other => panic!("record data must be an object, got {other}"),
+    }
+}

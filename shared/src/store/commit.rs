@@ -55,9 +55,11 @@ pub struct Committed {
 pub(super) struct Counter {
     #[serde(default)]
     pub value: u64,
-    /// First reserved number -> reservation expiry (epoch ms).
+    /// First reserved number -> reservation expiry (epoch ms). Entries are
+    /// only ever added or removed one by one, never rewritten as a whole, so
+    /// a writer working from a stale read cannot bring back a released one.
     #[serde(default)]
-    pub resv: BTreeMap<String, i64>,
+    pub resv: Option<BTreeMap<String, i64>>,
 }
 
 impl Counter {
@@ -66,6 +68,7 @@ impl Counter {
     pub fn watermark(&self, now: Timestamp) -> u64 {
         self.resv
             .iter()
+            .flatten()
             .filter(|(_, expiry)| now.as_millis() < **expiry)
             .filter_map(|(start, _)| start.parse::<u64>().ok())
             .map(|start| start.saturating_sub(1))
@@ -74,7 +77,7 @@ impl Counter {
 
     /// The condition that the counter still holds what was read.
     fn guard(&self) -> CounterGuard {
-        if self.value == 0 && self.resv.is_empty() {
+        if self.value == 0 && self.resv.is_none() {
             CounterGuard {
                 expression: "attribute_not_exists(#pk)",
                 name: ("#pk", PK),
@@ -220,27 +223,50 @@ impl Store {
             let counter = self.read_counter(tenant).await?;
             let now = Timestamp::now();
             let start = counter.value + 1;
-            // Drop reservations that expired, keep the live ones, add ours.
-            let mut live: HashMap<String, AttributeValue> = counter
-                .resv
-                .iter()
-                .filter(|(_, expiry)| now.as_millis() < **expiry)
-                .map(|(first, expiry)| (first.clone(), n(expiry)))
-                .collect();
-            live.insert(start.to_string(), n(now.plus(lifetime).as_millis()));
+            let expiry = n(now.plus(lifetime).as_millis());
             let guard = counter.guard();
+            let mut names = vec![("#resv".to_owned(), "resv".to_owned())];
+            let mut values = vec![(":new", n(counter.value + count))];
+            let (expression, condition) = match &counter.resv {
+                None => {
+                    values.push((
+                        ":resv",
+                        AttributeValue::M(HashMap::from([(start.to_string(), expiry)])),
+                    ));
+                    (
+                        "SET #value = :new, #resv = :resv".to_owned(),
+                        format!("({}) AND attribute_not_exists(#resv)", guard.expression),
+                    )
+                }
+                Some(reservations) => {
+                    names.push(("#start".to_owned(), start.to_string()));
+                    values.push((":exp", expiry));
+                    let mut expression = "SET #value = :new, #resv.#start = :exp".to_owned();
+                    // Reservations whose writer gave up or died: clear them.
+                    let expired: Vec<&String> = reservations
+                        .iter()
+                        .filter(|(_, e)| now.as_millis() >= **e)
+                        .map(|(first, _)| first)
+                        .collect();
+                    for (i, first) in expired.iter().enumerate() {
+                        expression.push_str(if i == 0 { " REMOVE " } else { ", " });
+                        expression.push_str(&format!("#resv.#x{i}"));
+                        names.push((format!("#x{i}"), (*first).clone()));
+                    }
+                    (expression, guard.expression.to_owned())
+                }
+            };
+            let mut all_names = guard.names(&[]);
+            all_names.extend(names);
             let update = self
                 .client
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(counter_key(tenant)))
-                .update_expression("SET #value = :new, #resv = :resv")
-                .condition_expression(guard.expression)
-                .set_expression_attribute_names(Some(guard.names(&[("#resv", "resv")])))
-                .set_expression_attribute_values(Some(guard.values(vec![
-                    (":new", n(counter.value + count)),
-                    (":resv", AttributeValue::M(live)),
-                ])));
+                .update_expression(expression)
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(all_names))
+                .set_expression_attribute_values(Some(guard.values(values)));
             match update.send().await {
                 Ok(_) => {
                     return Ok(Reservation {

@@ -51,7 +51,8 @@ pub struct RecordWrite {
 pub struct Changes {
     pub records: Vec<Record>,
     pub cursor: Cursor,
-    /// More changes are waiting beyond `cursor`.
+    /// More changes can be read right now beyond `cursor`. Changes still
+    /// being written by a bulk upsert show up on a later pull.
     pub has_more: bool,
 }
 
@@ -341,6 +342,7 @@ impl Store {
         let watermark = counter.watermark(Timestamp::now()).max(cursor.seq().get());
         let from = cursor.seq().get() + 1;
         if from > watermark {
+            // Nothing readable yet (a bulk write may still be landing).
             return Ok(Changes {
                 records: Vec::new(),
                 cursor,
@@ -389,7 +391,7 @@ impl Store {
         Ok(Changes {
             records,
             cursor: Cursor::at(Seq::new(page_end)),
-            has_more: page_end < counter.value,
+            has_more: page_end < watermark,
         })
     }
 

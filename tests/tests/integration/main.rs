@@ -1,1 +1,7 @@
+//! syncline's integration tests: one binary, driving the public API of the
+//! domain crate against the embedded engine and moto's SQS.
 
+mod concurrency;
+mod infra_template;
+mod queue_contract;
+mod store_contract;

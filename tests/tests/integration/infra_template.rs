@@ -1,0 +1,1 @@
+//! The deployed shapes match the ones the code creates locally.
