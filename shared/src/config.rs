@@ -82,6 +82,38 @@ impl Config {
     }
 }
 
+/// Settings of the local store server (`syncline-local`), which serves one
+/// embedded store to every local function process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalStoreConfig {
+    pub data_dir: PathBuf,
+    pub addr: std::net::SocketAddr,
+}
+
+pub const DEFAULT_LOCAL_STORE_ADDR: &str = "127.0.0.1:8000";
+
+impl LocalStoreConfig {
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let addr =
+            var("SYNCLINE_LOCAL_STORE_ADDR").unwrap_or_else(|| DEFAULT_LOCAL_STORE_ADDR.to_owned());
+        Ok(Self {
+            data_dir: var("SYNCLINE_DATA_DIR")
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned())
+                .into(),
+            addr: addr.parse().map_err(|_| {
+                Error::Config(format!(
+                    "SYNCLINE_LOCAL_STORE_ADDR {addr:?} is not host:port"
+                ))
+            })?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -21,14 +21,20 @@ pub struct Adapters {
 }
 
 impl Adapters {
+    /// The adapters `config` names, with the AWS configuration (region,
+    /// credentials, `AWS_ENDPOINT_URL*`) read from the environment.
     pub async fn from_config(config: &Config) -> Result<Self> {
+        let sdk = aws_config::load_from_env().await;
+        Self::with_sdk_config(config, &sdk).await
+    }
+
+    /// The adapters `config` names, reaching AWS (or a local endpoint)
+    /// through `sdk`. An embedded store ignores `sdk`.
+    pub async fn with_sdk_config(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Self> {
         #[cfg(feature = "embedded")]
         let mut engine = None;
         let store = match &config.store {
-            StoreBackend::DynamoDb { table } => {
-                let sdk = aws_config::load_from_env().await;
-                Store::from_sdk_config(&sdk, table.as_str())
-            }
+            StoreBackend::DynamoDb { table } => Store::from_sdk_config(sdk, table.as_str()),
             #[cfg(feature = "embedded")]
             StoreBackend::Embedded { data_dir } => {
                 let (store, started) = crate::embedded::start_store(
@@ -53,8 +59,7 @@ impl Adapters {
                 url,
                 dead_letter_url,
             } => {
-                let sdk = aws_config::load_from_env().await;
-                let client = aws_sdk_sqs::Client::new(&sdk);
+                let client = aws_sdk_sqs::Client::new(sdk);
                 Arc::new(SqsQueue::connect(client, url, dead_letter_url.as_deref()).await?)
             }
             QueueBackend::Local { name, max_receives } => {

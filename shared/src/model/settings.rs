@@ -45,9 +45,9 @@ impl Interval {
 impl fmt::Display for Interval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.0.as_secs();
-        if secs % 86_400 == 0 {
+        if secs.is_multiple_of(86_400) {
             write!(f, "{}d", secs / 86_400)
-        } else if secs % 3600 == 0 {
+        } else if secs.is_multiple_of(3600) {
             write!(f, "{}h", secs / 3600)
         } else {
             write!(f, "{}m", secs / 60)

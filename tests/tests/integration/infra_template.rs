@@ -1,1 +1,110 @@
-//! The deployed shapes match the ones the code creates locally.
+//! The shapes `infra/template.yaml` deploys are the ones the code creates
+//! for local runs and tests.
+
+use serde_yaml::Value;
+use syncline::queue::definition;
+use syncline::store::schema;
+
+fn template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
+    let text = std::fs::read_to_string(path).expect("template readable");
+    serde_yaml::from_str(&text).expect("template is YAML")
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => panic!("expected a scalar, got {other:?}"),
+    }
+}
+
+fn key_schema(value: &Value) -> Vec<(String, String)> {
+    value
+        .as_sequence()
+        .expect("key schema list")
+        .iter()
+        .map(|k| (text(&k["AttributeName"]), text(&k["KeyType"])))
+        .collect()
+}
+
+#[test]
+fn the_deployed_table_has_the_shape_the_code_creates() {
+    let template = template();
+    let table = &template["Resources"]["Table"]["Properties"];
+    let shape = schema::shape();
+
+    let mut attributes: Vec<(String, String)> = table["AttributeDefinitions"]
+        .as_sequence()
+        .expect("attribute definitions")
+        .iter()
+        .map(|a| (text(&a["AttributeName"]), text(&a["AttributeType"])))
+        .collect();
+    attributes.sort();
+    let mut expected: Vec<(String, String)> = shape
+        .attributes
+        .iter()
+        .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+        .collect();
+    expected.sort();
+    assert_eq!(attributes, expected);
+
+    assert_eq!(
+        key_schema(&table["KeySchema"]),
+        vec![
+            (shape.hash_key.to_owned(), "HASH".to_owned()),
+            (shape.range_key.to_owned(), "RANGE".to_owned())
+        ]
+    );
+    let indexes = table["LocalSecondaryIndexes"]
+        .as_sequence()
+        .expect("local indexes");
+    assert_eq!(indexes.len(), shape.local_indexes.len());
+    for (index, (name, hash, range, projection)) in indexes.iter().zip(&shape.local_indexes) {
+        assert_eq!(text(&index["IndexName"]), *name);
+        assert_eq!(
+            key_schema(&index["KeySchema"]),
+            vec![
+                ((*hash).to_owned(), "HASH".to_owned()),
+                ((*range).to_owned(), "RANGE".to_owned())
+            ]
+        );
+        assert_eq!(text(&index["Projection"]["ProjectionType"]), *projection);
+    }
+    assert!(table["GlobalSecondaryIndexes"].is_null());
+    assert_eq!(
+        text(&table["TimeToLiveSpecification"]["AttributeName"]),
+        shape.ttl_attribute
+    );
+    assert_eq!(text(&table["TimeToLiveSpecification"]["Enabled"]), "true");
+    assert_eq!(text(&table["BillingMode"]), shape.billing_mode);
+}
+
+#[test]
+fn the_deployed_retry_queue_has_the_shape_the_code_expects() {
+    let template = template();
+    let queue = &template["Resources"]["RetryQueue"]["Properties"];
+    assert_eq!(
+        text(&queue["VisibilityTimeout"]),
+        definition::VISIBILITY_TIMEOUT.as_secs().to_string()
+    );
+    assert_eq!(
+        text(&queue["RedrivePolicy"]["maxReceiveCount"]),
+        definition::MAX_RECEIVES.to_string()
+    );
+    let dead_letter = &template["Resources"]["DeadLetterQueue"]["Properties"];
+    assert_eq!(
+        text(&dead_letter["MessageRetentionPeriod"]),
+        definition::DEAD_LETTER_RETENTION.as_secs().to_string()
+    );
+    // Every function is told where the table and both queues are.
+    let variables = &template["Globals"]["Function"]["Environment"]["Variables"];
+    for name in [
+        "SYNCLINE_TABLE",
+        "SYNCLINE_RETRY_QUEUE_URL",
+        "SYNCLINE_DEAD_LETTER_QUEUE_URL",
+    ] {
+        assert!(!variables[name].is_null(), "{name} is not set");
+    }
+}

@@ -3,5 +3,6 @@
 
 mod concurrency;
 mod infra_template;
+mod local_runs;
 mod queue_contract;
 mod store_contract;
