@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+use std::time::Duration;
+
 use crate::queue::definition;
+use crate::retry::RetryPolicy;
 
 /// Where records, state and logs live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,7 @@ pub enum QueueBackend {
 pub struct Config {
     pub store: StoreBackend,
     pub queue: QueueBackend,
+    pub retry: RetryPolicy,
 }
 
 pub const DEFAULT_TABLE: &str = "syncline";
@@ -78,7 +82,35 @@ impl Config {
                 },
             },
         };
-        Ok(Self { store, queue })
+        let defaults = RetryPolicy::default();
+        let secs = |name: &str, default: Duration| -> Result<Duration> {
+            match var(name) {
+                Some(raw) => raw
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .map(Duration::from_secs)
+                    .ok_or_else(|| {
+                        Error::Config(format!("{name} must be a positive number of seconds"))
+                    }),
+                None => Ok(default),
+            }
+        };
+        let retry = RetryPolicy {
+            base_delay: secs("SYNCLINE_RETRY_BASE_DELAY_SECS", defaults.base_delay)?,
+            max_delay: secs("SYNCLINE_RETRY_MAX_DELAY_SECS", defaults.max_delay)?,
+            max_attempts: match var("SYNCLINE_RETRY_MAX_ATTEMPTS") {
+                Some(raw) => raw.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    Error::Config("SYNCLINE_RETRY_MAX_ATTEMPTS must be a positive integer".into())
+                })?,
+                None => defaults.max_attempts,
+            },
+        };
+        Ok(Self {
+            store,
+            queue,
+            retry,
+        })
     }
 }
 
@@ -141,8 +173,26 @@ mod tests {
             config.queue,
             QueueBackend::Local {
                 name: "retry".into(),
-                max_receives: 5
+                max_receives: definition::MAX_RECEIVES
             }
+        );
+        assert_eq!(config.retry, RetryPolicy::default());
+    }
+
+    #[test]
+    fn the_retry_schedule_is_configurable() {
+        let config = config(&[
+            ("SYNCLINE_RETRY_BASE_DELAY_SECS", "5"),
+            ("SYNCLINE_RETRY_MAX_DELAY_SECS", "600"),
+            ("SYNCLINE_RETRY_MAX_ATTEMPTS", "3"),
+        ])
+        .expect("valid");
+        assert_eq!(config.retry.base_delay, Duration::from_secs(5));
+        assert_eq!(config.retry.max_delay, Duration::from_secs(600));
+        assert_eq!(config.retry.max_attempts, 3);
+        assert!(
+            super::Config::from_vars(|n| (n == "SYNCLINE_RETRY_MAX_ATTEMPTS").then(|| "0".into()))
+                .is_err()
         );
     }
 

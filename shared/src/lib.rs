@@ -6,10 +6,13 @@ pub mod config;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
+pub mod lambda;
 pub mod model;
 pub mod queue;
+pub mod retry;
 pub mod runtime;
 pub mod store;
+pub mod telemetry;
 
 pub use config::Config;
 pub use error::{Error, Result};

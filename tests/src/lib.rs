@@ -5,7 +5,7 @@
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
@@ -197,6 +197,13 @@ impl Drop for Moto {
         }
         let _ = self.child.wait();
     }
+}
+
+/// One moto server for the whole test binary; each test makes its own
+/// queues on it.
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(Moto::start)
 }
 
 /// A JSON object literal as the record data map.

@@ -41,6 +41,19 @@ impl LocalQueue {
         })
     }
 
+    async fn put(&self, queue: &str, body: &str, delay: Duration) -> Result<MessageId> {
+        check_send(body, delay)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let message = MessageItem::new(
+            queue,
+            id.clone(),
+            body.to_owned(),
+            Timestamp::now().plus(delay),
+        );
+        self.store.message_put(&message).await?;
+        Ok(MessageId::new(id))
+    }
+
     async fn receive_now(&self, max: u32, visibility: Duration) -> Result<Vec<Received>> {
         let now = Timestamp::now();
         // Read a little more than asked: some candidates may be claimed by
@@ -90,16 +103,7 @@ fn parse_receipt(receipt: &ReceiptHandle) -> Result<(&str, &str)> {
 #[async_trait]
 impl RetryQueue for LocalQueue {
     async fn send(&self, body: &str, delay: Duration) -> Result<MessageId> {
-        check_send(body, delay)?;
-        let id = uuid::Uuid::new_v4().to_string();
-        let message = MessageItem::new(
-            &self.name,
-            id.clone(),
-            body.to_owned(),
-            Timestamp::now().plus(delay),
-        );
-        self.store.message_put(&message).await?;
-        Ok(MessageId::new(id))
+        self.put(&self.name, body, delay).await
     }
 
     async fn receive(
@@ -147,6 +151,10 @@ impl RetryQueue for LocalQueue {
         } else {
             Err(Error::Conflict("receipt handle is stale".into()))
         }
+    }
+
+    async fn dead_letter(&self, body: &str) -> Result<MessageId> {
+        self.put(&self.dead_letter_name, body, Duration::ZERO).await
     }
 
     async fn dead_letters(&self, max: u32) -> Result<Vec<DeadLetter>> {

@@ -30,8 +30,10 @@ pub const MAX_RECEIVE: u32 = 10;
 pub mod definition {
     use std::time::Duration;
 
-    /// Receives before a message moves to the dead-letter queue.
-    pub const MAX_RECEIVES: u32 = 5;
+    /// Receives before a message moves to the dead-letter queue. A backstop
+    /// above the retry worker's own attempt limit (8 by default), which
+    /// dead-letters with the error first; this catches crashes and timeouts.
+    pub const MAX_RECEIVES: u32 = 10;
     /// At least six times the retry worker's timeout (60 s), as Lambda
     /// advises for SQS event sources.
     pub const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(360);
@@ -113,6 +115,10 @@ pub trait RetryQueue: Send + Sync + fmt::Debug {
     /// Makes a received message visible again after `visibility`
     /// (zero: now).
     async fn change_visibility(&self, receipt: &ReceiptHandle, visibility: Duration) -> Result<()>;
+
+    /// Puts `body` straight onto the dead-letter queue (work that failed for
+    /// good, with its reason inside the body).
+    async fn dead_letter(&self, body: &str) -> Result<MessageId>;
 
     /// Up to `max` messages waiting in the dead-letter queue.
     async fn dead_letters(&self, max: u32) -> Result<Vec<DeadLetter>>;

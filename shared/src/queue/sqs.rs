@@ -66,6 +66,22 @@ impl SqsQueue {
         })
     }
 
+    async fn send_to(&self, url: &str, body: &str, delay: Duration) -> Result<MessageId> {
+        check_send(body, delay)?;
+        let out = self
+            .client
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .delay_seconds(secs(delay))
+            .send()
+            .await
+            .map_err(|e| queue_error("SendMessage", e))?;
+        out.message_id
+            .map(MessageId::new)
+            .ok_or_else(|| Error::internal("SendMessage returned no id"))
+    }
+
     /// Takes up to `max` messages off the dead-letter queue for a moment
     /// (they stay there, hidden for `hold`).
     async fn sweep_dead_letters(
@@ -207,19 +223,7 @@ pub async fn create_sqs_queues(
 #[async_trait]
 impl RetryQueue for SqsQueue {
     async fn send(&self, body: &str, delay: Duration) -> Result<MessageId> {
-        check_send(body, delay)?;
-        let out = self
-            .client
-            .send_message()
-            .queue_url(&self.url)
-            .message_body(body)
-            .delay_seconds(secs(delay))
-            .send()
-            .await
-            .map_err(|e| queue_error("SendMessage", e))?;
-        out.message_id
-            .map(MessageId::new)
-            .ok_or_else(|| Error::internal("SendMessage returned no id"))
+        self.send_to(&self.url, body, delay).await
     }
 
     async fn receive(
@@ -284,6 +288,11 @@ impl RetryQueue for SqsQueue {
             .await
             .map_err(|e| queue_error("ChangeMessageVisibility", e))?;
         Ok(())
+    }
+
+    async fn dead_letter(&self, body: &str) -> Result<MessageId> {
+        self.send_to(&self.dead_letter_url, body, Duration::ZERO)
+            .await
     }
 
     async fn dead_letters(&self, max: u32) -> Result<Vec<DeadLetter>> {

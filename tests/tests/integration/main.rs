@@ -5,4 +5,5 @@ mod concurrency;
 mod infra_template;
 mod local_runs;
 mod queue_contract;
+mod retry_worker;
 mod store_contract;

@@ -1,12 +1,11 @@
 //! The retry queue's contract, run on both adapters: the local queue on the
 //! embedded store, and SQS on moto's server.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use syncline::Error;
 use syncline::queue::{LocalQueue, RetryQueue, SqsQueue, create_sqs_queues};
-use syncline_tests::{Moto, TestStore, test_store};
+use syncline_tests::{TestStore, moto, test_store};
 
 /// Receives before a message is dead-lettered, in every contract queue.
 const MAX_RECEIVES: u32 = 2;
@@ -25,12 +24,6 @@ async fn local() -> Harness {
         queue: Box::new(queue),
         _store: Some(t),
     }
-}
-
-/// One moto server for the whole test binary; each test gets its own queues.
-fn moto() -> &'static Moto {
-    static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(Moto::start)
 }
 
 async fn sqs() -> Harness {
@@ -75,7 +68,34 @@ contract!(
     a_message_received_too_often_moves_to_the_dead_letter_queue_and_can_be_redriven,
     redrive_by_id_moves_only_the_named_dead_letters,
     oversized_bodies_and_overlong_delays_are_refused,
+    a_visibility_longer_than_fifteen_minutes_is_accepted,
 );
+
+async fn a_visibility_longer_than_fifteen_minutes_is_accepted(queue: &dyn RetryQueue) {
+    queue.send("later", Duration::ZERO).await.expect("send");
+    let received = queue
+        .receive(1, Duration::from_secs(30), Duration::from_secs(2))
+        .await
+        .expect("receive");
+    assert_eq!(received.len(), 1);
+    queue
+        .change_visibility(&received[0].receipt, Duration::from_secs(2 * 3600))
+        .await
+        .expect("two hours is allowed");
+    assert!(
+        queue
+            .receive(1, Duration::from_secs(30), NO_WAIT)
+            .await
+            .expect("receive")
+            .is_empty()
+    );
+    assert!(matches!(
+        queue
+            .change_visibility(&received[0].receipt, Duration::from_secs(13 * 3600))
+            .await,
+        Err(Error::Validation { .. })
+    ));
+}
 
 async fn a_sent_message_is_received_once_and_gone_after_delete(queue: &dyn RetryQueue) {
     let id = queue

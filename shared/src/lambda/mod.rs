@@ -1,0 +1,4 @@
+//! Glue between Lambda events and the domain: the only place Lambda types
+//! appear.
+
+pub mod sqs;

@@ -1,0 +1,112 @@
+//! `apply_changes`: record changes accepted earlier (a verified webhook whose
+//! write failed) applied now, once.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{RetryEnvelope, WorkHandler};
+use crate::error::{Error, Result};
+use crate::model::{DedupeKey, EntityType, RecordId, SourceId, TenantId};
+use crate::store::{Change, ChangeSet, Expect, KvKey, RecordWrite, Store};
+
+/// One record change: new content, or a tombstone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeSpec {
+    pub entity: EntityType,
+    pub id: RecordId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// The provider event the changes came from, so they apply once however
+/// often the event was delivered or retried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DedupeSpec {
+    pub source: SourceId,
+    pub event_id: String,
+    pub retention_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplyChanges {
+    pub tenant: TenantId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceId>,
+    pub changes: Vec<ChangeSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe: Option<DedupeSpec>,
+}
+
+impl ApplyChanges {
+    fn change_set(&self) -> Result<ChangeSet> {
+        let writes = self
+            .changes
+            .iter()
+            .map(|spec| {
+                let change = match (&spec.data, spec.deleted) {
+                    (_, true) => Change::Delete,
+                    (Some(data), false) => Change::Put(data.clone()),
+                    (None, false) => {
+                        return Err(Error::validation(
+                            "change",
+                            format!("{}/{} has neither data nor deleted", spec.entity, spec.id),
+                        ));
+                    }
+                };
+                Ok(RecordWrite {
+                    entity: spec.entity.clone(),
+                    id: spec.id.clone(),
+                    change,
+                    expect: Expect::Any,
+                    source: self.source.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let once = match &self.dedupe {
+            Some(dedupe) => vec![(
+                KvKey::dedupe(&DedupeKey::parse(dedupe.source.clone(), &dedupe.event_id)?),
+                Duration::from_secs(dedupe.retention_secs),
+            )],
+            None => Vec::new(),
+        };
+        Ok(ChangeSet {
+            tenant: self.tenant.clone(),
+            writes,
+            client: None,
+            once,
+        })
+    }
+}
+
+/// Commits the changes in one atomic write, with the dedupe key when there
+/// is one.
+#[derive(Debug, Clone)]
+pub struct ApplyChangesHandler {
+    store: Store,
+}
+
+impl ApplyChangesHandler {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl WorkHandler for ApplyChangesHandler {
+    async fn handle(&self, envelope: &RetryEnvelope) -> Result<()> {
+        let work: ApplyChanges = serde_json::from_value(envelope.payload.clone())
+            .map_err(|e| Error::validation("apply_changes payload", e.to_string()))?;
+        let set = work.change_set()?;
+        match self.store.commit(&set).await {
+            Ok(_) => Ok(()),
+            // The dedupe key exists: this event was applied already.
+            Err(Error::Conflict(_)) if !set.once.is_empty() => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+}
