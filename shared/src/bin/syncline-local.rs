@@ -1,16 +1,39 @@
-//! Serves one embedded store for every local function process: processes
-//! must not each open the database file (each would cache its own table
-//! definitions), so they all point `AWS_ENDPOINT_URL_DYNAMODB` here.
+//! Local operations for syncline.
+//!
+//! `syncline-local [serve]` serves one embedded store for every local
+//! function process: processes must not each open the database file (each
+//! would cache its own table definitions), so they all point
+//! `AWS_ENDPOINT_URL_DYNAMODB` here.
+//!
+//! `syncline-local dead-letters` lists the retry queue's dead letters and
+//! `syncline-local redrive [MESSAGE_ID...]` moves them (all, or the named
+//! ones) back onto the retry queue. Both use the configuration in the
+//! environment, like the functions do.
 
 use std::process::ExitCode;
 
-use syncline::config::{DEFAULT_TABLE, LocalStoreConfig};
+use syncline::config::{Config, DEFAULT_TABLE, LocalStoreConfig};
 use syncline::embedded::{EmbeddedEngine, Storage};
+use syncline::queue::MessageId;
+use syncline::retry::RetryEnvelope;
+use syncline::runtime::Adapters;
 use syncline::store::Store;
+
+const USAGE: &str = "usage: syncline-local [serve | dead-letters | redrive [MESSAGE_ID...]]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match serve().await {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        None | Some("serve") => serve().await,
+        Some("dead-letters") => dead_letters().await,
+        Some("redrive") => redrive(&args[1..]).await,
+        Some(_) => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("syncline-local: {err}");
@@ -41,5 +64,38 @@ async fn serve() -> syncline::Result<()> {
         .await
         .map_err(|e| syncline::Error::internal(format!("waiting for Ctrl-C: {e}")))?;
     engine.stop().await;
+    Ok(())
+}
+
+async fn adapters() -> syncline::Result<Adapters> {
+    Adapters::from_config(&Config::from_env()?).await
+}
+
+async fn dead_letters() -> syncline::Result<()> {
+    let adapters = adapters().await?;
+    for letter in adapters.queue.dead_letters(1000).await? {
+        match RetryEnvelope::parse(&letter.body) {
+            Ok(envelope) => println!(
+                "{}\t{}\t{}\tattempts={}\t{}",
+                letter.id,
+                envelope.kind,
+                envelope.idempotency_key,
+                envelope.attempt,
+                envelope.last_error.unwrap_or_default()
+            ),
+            Err(_) => println!("{}\t(unreadable)\t{}", letter.id, letter.body),
+        }
+    }
+    Ok(())
+}
+
+async fn redrive(ids: &[String]) -> syncline::Result<()> {
+    let adapters = adapters().await?;
+    let ids: Vec<MessageId> = ids.iter().map(MessageId::new).collect();
+    let moved = adapters
+        .queue
+        .redrive((!ids.is_empty()).then_some(ids.as_slice()))
+        .await?;
+    println!("moved {moved} message(s) back onto the retry queue");
     Ok(())
 }

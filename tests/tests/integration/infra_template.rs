@@ -108,3 +108,33 @@ fn the_deployed_retry_queue_has_the_shape_the_code_expects() {
         assert!(!variables[name].is_null(), "{name} is not set");
     }
 }
+
+#[test]
+fn the_retry_worker_reports_partial_batch_failures_and_outlives_no_visibility_timeout() {
+    let template = template();
+    let function = &template["Resources"]["RetryWorkerFunction"];
+    assert_eq!(
+        text(&function["Metadata"]["BuildProperties"]["Binary"]),
+        "retry-worker"
+    );
+    let event = &function["Properties"]["Events"]["Retries"]["Properties"];
+    let response_types: Vec<String> = event["FunctionResponseTypes"]
+        .as_sequence()
+        .expect("response types")
+        .iter()
+        .map(text)
+        .collect();
+    assert_eq!(response_types, vec!["ReportBatchItemFailures"]);
+
+    let timeout: u64 = text(&function["Properties"]["Timeout"])
+        .parse()
+        .expect("seconds");
+    let visibility: u64 =
+        text(&template["Resources"]["RetryQueue"]["Properties"]["VisibilityTimeout"])
+            .parse()
+            .expect("seconds");
+    assert!(
+        visibility >= 6 * timeout,
+        "visibility {visibility}s < 6 x {timeout}s"
+    );
+}
