@@ -206,6 +206,23 @@ pub fn moto() -> &'static Moto {
     MOTO.get_or_init(Moto::start)
 }
 
+/// The stored record `tenant/entity/id`, read through the public API.
+pub async fn stored(
+    store: &Store,
+    tenant: &str,
+    entity: &str,
+    id: &str,
+) -> Option<syncline::model::Record> {
+    store
+        .get_record(
+            &syncline::model::TenantId::parse(tenant).expect("tenant"),
+            &syncline::model::EntityType::parse(entity).expect("entity"),
+            &syncline::model::RecordId::parse(id).expect("record id"),
+        )
+        .await
+        .expect("read")
+}
+
 /// A JSON object literal as the record data map.
 pub fn data(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
     match value {

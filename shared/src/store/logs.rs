@@ -178,32 +178,18 @@ impl Store {
         limit: u32,
         after: Option<&PageToken>,
     ) -> Result<Page<LogEntry<T>>> {
-        let pk = stream.pk();
-        let start = after.map(|t| t.start_key(&pk)).transpose()?;
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", "pk")
-            .expression_attribute_values(":pk", s(pk))
-            .scan_index_forward(false)
-            .consistent_read(true)
-            .limit(limit.clamp(1, 1000) as i32)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| store_error("Query", e))?;
-        let now = Timestamp::now();
-        let mut items = Vec::new();
-        for item in out.items.unwrap_or_default() {
-            items.extend(decode(item, now)?);
-        }
-        let next = out
-            .last_evaluated_key
-            .map(|k| PageToken::encode(&k))
-            .transpose()?;
-        Ok(Page { items, next })
+        self.query_page(
+            &stream.pk(),
+            |query| {
+                query
+                    .key_condition_expression("#pk = :pk")
+                    .scan_index_forward(false)
+            },
+            limit,
+            after,
+            decode,
+        )
+        .await
     }
 }
 

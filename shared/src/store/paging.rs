@@ -8,8 +8,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+
 use super::keys::PK;
+use super::{Store, s, store_error};
 use crate::error::{Error, Result};
+use crate::model::Timestamp;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -64,5 +68,44 @@ impl PageToken {
 impl std::fmt::Display for PageToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl Store {
+    /// One page of a strongly consistent query on partition `pk`: `shape`
+    /// adds the rest of the key condition and the order, `decode` turns an
+    /// item into a value (or drops it, when it expired).
+    pub(super) async fn query_page<T>(
+        &self,
+        pk: &str,
+        shape: impl FnOnce(QueryFluentBuilder) -> QueryFluentBuilder,
+        limit: u32,
+        after: Option<&PageToken>,
+        decode: impl Fn(HashMap<String, AttributeValue>, Timestamp) -> Result<Option<T>>,
+    ) -> Result<Page<T>> {
+        let start = after.map(|t| t.start_key(pk)).transpose()?;
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(pk))
+            .consistent_read(true)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(start);
+        let out = shape(query)
+            .send()
+            .await
+            .map_err(|e| store_error("Query", e))?;
+        let now = Timestamp::now();
+        let mut items = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            items.extend(decode(item, now)?);
+        }
+        let next = out
+            .last_evaluated_key
+            .map(|k| PageToken::encode(&k))
+            .transpose()?;
+        Ok(Page { items, next })
     }
 }

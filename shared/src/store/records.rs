@@ -294,33 +294,19 @@ impl Store {
         limit: u32,
         after: Option<&PageToken>,
     ) -> Result<Page<Record>> {
-        let pk = keys::records_pk(tenant, entity);
-        let start = after.map(|t| t.start_key(&pk)).transpose()?;
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#sk", SK)
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":prefix", s("R#"))
-            .consistent_read(true)
-            .limit(limit.clamp(1, 1000) as i32)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| store_error("Query", e))?;
-        let now = Timestamp::now();
-        let mut items = Vec::new();
-        for item in out.items.unwrap_or_default() {
-            items.extend(decode_record(item, now)?);
-        }
-        let next = out
-            .last_evaluated_key
-            .map(|k| PageToken::encode(&k))
-            .transpose()?;
-        Ok(Page { items, next })
+        self.query_page(
+            &keys::records_pk(tenant, entity),
+            |query| {
+                query
+                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                    .expression_attribute_names("#sk", SK)
+                    .expression_attribute_values(":prefix", s("R#"))
+            },
+            limit,
+            after,
+            decode_record,
+        )
+        .await
     }
 
     /// Every change to the given entity types committed after `cursor`, in

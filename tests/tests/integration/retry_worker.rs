@@ -109,21 +109,26 @@ impl Rig {
             .to_string()
     }
 
+    /// One round of what Lambda's SQS event source does: receive a batch,
+    /// invoke the handler, delete what it did not report as failed.
+    async fn poll(&self) -> usize {
+        poll_once(
+            &*self.queue,
+            &self.worker,
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+            Duration::ZERO,
+        )
+        .await
+        .expect("poll")
+    }
+
     /// Feeds the queue to the worker until `done` holds or 30 s pass.
     async fn run_until(&self, done: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !done() {
             assert!(Instant::now() < deadline, "timed out feeding the worker");
-            let handled = poll_once(
-                &*self.queue,
-                &self.worker,
-                Duration::from_secs(30),
-                Duration::from_secs(60),
-                Duration::ZERO,
-            )
-            .await
-            .expect("poll");
-            if handled == 0 {
+            if self.poll().await == 0 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -214,15 +219,7 @@ async fn poison_work_is_dead_lettered_after_the_configured_attempts_with_its_err
     // Give a fourth attempt every chance to happen: it must not.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for _ in 0..5 {
-        poll_once(
-            &*rig.queue,
-            &rig.worker,
-            Duration::from_secs(30),
-            Duration::from_secs(60),
-            Duration::ZERO,
-        )
-        .await
-        .expect("poll");
+        rig.poll().await;
     }
     assert_eq!(always.calls().len(), 3, "exactly the configured attempts");
 
@@ -269,15 +266,7 @@ async fn an_unreadable_message_is_dead_lettered_at_once(rig: Rig) {
         .expect("send");
     let deadline = Instant::now() + Duration::from_secs(10);
     let dead = loop {
-        poll_once(
-            &*rig.queue,
-            &rig.worker,
-            Duration::from_secs(30),
-            Duration::from_secs(60),
-            Duration::ZERO,
-        )
-        .await
-        .expect("poll");
+        rig.poll().await;
         let dead = rig.dead_letters().await;
         if !dead.is_empty() || Instant::now() > deadline {
             break dead;
@@ -304,15 +293,7 @@ async fn a_redelivered_message_has_its_effect_once(mut rig: Rig) {
 
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
-        poll_once(
-            &*rig.queue,
-            &rig.worker,
-            Duration::from_secs(30),
-            Duration::from_secs(60),
-            Duration::ZERO,
-        )
-        .await
-        .expect("poll");
+        rig.poll().await;
         if counting.effects.load(Ordering::SeqCst) >= 1 && rig.queue_is_empty().await {
             break;
         }
@@ -401,15 +382,7 @@ async fn a_redriven_dead_letter_gets_a_fresh_cycle_and_can_succeed() {
     let finish = Instant::now() + Duration::from_secs(5);
     while !rig.queue_is_empty().await {
         assert!(Instant::now() < finish);
-        poll_once(
-            &*queue,
-            &rig.worker,
-            Duration::from_secs(30),
-            Duration::from_secs(60),
-            Duration::ZERO,
-        )
-        .await
-        .expect("poll");
+        rig.poll().await;
     }
     assert!(rig.dead_letters().await.is_empty());
     assert_eq!(flaky.calls().len(), 4);

@@ -9,7 +9,7 @@ use syncline::model::{ClientId, Cursor, EntityType, RecordId, SourceId, TenantId
 use syncline::store::{
     Change, ChangeSet, ClientProgress, Expect, KvExpect, KvKey, LogStream, RecordWrite,
 };
-use syncline_tests::{RequestLog, data, test_store};
+use syncline_tests::{RequestLog, data, stored, test_store};
 
 fn tenant(name: &str) -> TenantId {
     TenantId::parse(name).expect("valid tenant")
@@ -81,14 +81,11 @@ async fn conditional_writes_conflict_when_the_expectation_is_stale() {
     assert_eq!(updated.record.version.get(), 2);
     assert_eq!(updated.record.created_at, created.record.created_at);
 
-    let stored = t
-        .store
-        .get_record(&acme, &entity("booking"), &id("b1"))
+    let record = stored(&t.store, "acme", "booking", "b1")
         .await
-        .expect("read")
         .expect("present");
-    assert_eq!(stored.data, data(json!({"n": 4})));
-    assert_eq!(stored.version.get(), 2);
+    assert_eq!(record.data, data(json!({"n": 4})));
+    assert_eq!(record.version.get(), 2);
 }
 
 #[tokio::test]
@@ -160,18 +157,9 @@ async fn a_multi_item_write_fails_as_a_whole_and_leaves_nothing_behind() {
     let failed = t.store.commit(&set).await;
     assert!(matches!(failed, Err(Error::Conflict(_))), "{failed:?}");
 
-    assert!(
-        t.store
-            .get_record(&acme, &entity("job"), &id("j2"))
-            .await
-            .expect("read")
-            .is_none()
-    );
-    let j1 = t
-        .store
-        .get_record(&acme, &entity("job"), &id("j1"))
+    assert!(stored(&t.store, "acme", "job", "j2").await.is_none());
+    let j1 = stored(&t.store, "acme", "job", "j1")
         .await
-        .expect("read")
         .expect("present");
     assert_eq!(j1.data, data(json!({"crew": "a"})));
     let phone = ClientId::parse("phone-1").expect("client");
@@ -255,14 +243,11 @@ async fn a_once_key_applies_its_change_set_exactly_once() {
     )];
     let again = t.store.commit(&redelivery).await;
     assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
-    let stored = t
-        .store
-        .get_record(&acme, &entity("booking"), &id("b1"))
+    let record = stored(&t.store, "acme", "booking", "b1")
         .await
-        .expect("read")
         .expect("present");
-    assert_eq!(stored.data, data(json!({"status": "active"})));
-    assert_eq!(stored.version.get(), 1);
+    assert_eq!(record.data, data(json!({"status": "active"})));
+    assert_eq!(record.version.get(), 1);
 }
 
 #[tokio::test]
@@ -446,20 +431,12 @@ async fn tombstones_expire_after_the_retention_window() {
         .await
         .expect("delete");
     assert!(
-        store
-            .get_record(&acme, &entity("booking"), &id("b1"))
+        stored(&store, "acme", "booking", "b1")
             .await
-            .expect("read")
             .is_some_and(|r| r.deleted)
     );
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert!(
-        store
-            .get_record(&acme, &entity("booking"), &id("b1"))
-            .await
-            .expect("read")
-            .is_none()
-    );
+    assert!(stored(&store, "acme", "booking", "b1").await.is_none());
     // The id can be created again after its tombstone expired.
     let again = store
         .put_record(
