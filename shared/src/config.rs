@@ -114,6 +114,27 @@ impl Config {
     }
 }
 
+/// One environment variable (empty counts as unset). Secrets named in
+/// configuration documents are read through this.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The webhook sources document: the JSON in `SYNCLINE_WEBHOOK_SOURCES`, or
+/// the file named by `SYNCLINE_WEBHOOK_SOURCES_FILE`.
+pub fn webhook_sources_document() -> Result<String> {
+    if let Some(json) = env_var("SYNCLINE_WEBHOOK_SOURCES") {
+        return Ok(json);
+    }
+    let path = env_var("SYNCLINE_WEBHOOK_SOURCES_FILE").ok_or_else(|| {
+        Error::Config(
+            "set SYNCLINE_WEBHOOK_SOURCES (JSON) or SYNCLINE_WEBHOOK_SOURCES_FILE (a path)".into(),
+        )
+    })?;
+    std::fs::read_to_string(&path)
+        .map_err(|e| Error::Config(format!("reading SYNCLINE_WEBHOOK_SOURCES_FILE {path}: {e}")))
+}
+
 /// Settings of the local store server (`syncline-local`), which serves one
 /// embedded store to every local function process.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,8 +12,20 @@ pub enum Error {
     #[error("invalid {field}: {reason}")]
     Validation { field: String, reason: String },
 
-    #[error("authentication required")]
-    Unauthorized,
+    /// The input is well-formed but breaks a business rule (a required
+    /// field, a type, a format): 422.
+    #[error("{0}")]
+    Unprocessable(String),
+
+    /// Missing or bad credentials or signature; the reason is safe to show.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+
+    #[error("method not allowed")]
+    MethodNotAllowed,
 
     #[error("not allowed")]
     Forbidden,
@@ -78,6 +90,19 @@ impl Error {
         }
     }
 
+    /// The message with every cause, for logs and dead letters (operators
+    /// read these; clients never do).
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
     /// Whether the same request may succeed later without any change.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -87,7 +112,10 @@ impl Error {
             | Self::Queue { retryable, .. } => *retryable,
             Self::Internal { .. } => true,
             Self::Validation { .. }
-            | Self::Unauthorized
+            | Self::Unprocessable(_)
+            | Self::Unauthorized(_)
+            | Self::PayloadTooLarge { .. }
+            | Self::MethodNotAllowed
             | Self::Forbidden
             | Self::NotFound(_)
             | Self::Conflict(_)
@@ -101,7 +129,10 @@ impl Error {
         matches!(
             self,
             Self::Validation { .. }
-                | Self::Unauthorized
+                | Self::Unprocessable(_)
+                | Self::Unauthorized(_)
+                | Self::PayloadTooLarge { .. }
+                | Self::MethodNotAllowed
                 | Self::Forbidden
                 | Self::NotFound(_)
                 | Self::Conflict(_)
@@ -117,7 +148,10 @@ mod tests {
     fn caller_faults_are_never_retried() {
         let errors = [
             Error::validation("id", "empty"),
-            Error::Unauthorized,
+            Error::Unprocessable("email is required".into()),
+            Error::Unauthorized("bad signature".into()),
+            Error::PayloadTooLarge { limit: 10 },
+            Error::MethodNotAllowed,
             Error::Forbidden,
             Error::NotFound("record".into()),
             Error::Conflict("version".into()),

@@ -13,6 +13,7 @@ pub mod retry;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use config::Config;
 pub use error::{Error, Result};

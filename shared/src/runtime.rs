@@ -15,12 +15,19 @@ use crate::store::Store;
 pub struct Adapters {
     pub store: Store,
     pub queue: Arc<dyn RetryQueue>,
+    /// The AWS configuration the adapters were built from, for other
+    /// clients (Secrets Manager).
+    pub sdk: aws_config::SdkConfig,
     /// Keeps an in-process embedded engine alive as long as the adapters.
     #[cfg(feature = "embedded")]
     _engine: Option<Arc<crate::embedded::EmbeddedEngine>>,
 }
 
 impl Adapters {
+    pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk)
+    }
+
     /// The adapters `config` names, with the AWS configuration (region,
     /// credentials, `AWS_ENDPOINT_URL*`) read from the environment.
     pub async fn from_config(config: &Config) -> Result<Self> {
@@ -69,6 +76,7 @@ impl Adapters {
         Ok(Self {
             store,
             queue,
+            sdk: sdk.clone(),
             #[cfg(feature = "embedded")]
             _engine: engine,
         })

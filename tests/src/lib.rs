@@ -178,15 +178,22 @@ impl Moto {
     }
 
     pub async fn sqs_client(&self) -> aws_sdk_sqs::Client {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        aws_sdk_sqs::Client::new(&self.sdk_config().await)
+    }
+
+    pub async fn secrets_manager_client(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk_config().await)
+    }
+
+    async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(&self.endpoint)
             .credentials_provider(aws_sdk_sqs::config::Credentials::new(
                 "testing", "testing", None, None, "moto",
             ))
             .load()
-            .await;
-        aws_sdk_sqs::Client::new(&config)
+            .await
     }
 }
 

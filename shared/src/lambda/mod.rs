@@ -1,4 +1,6 @@
 //! Glue between Lambda events and the domain: the only place Lambda types
 //! appear.
 
+pub mod http;
 pub mod sqs;
+pub mod webhook;

@@ -21,6 +21,9 @@ pub struct ChangeSpec {
     pub data: Option<Map<String, Value>>,
     #[serde(default)]
     pub deleted: bool,
+    /// Set only the fields in `data`, keeping the record's others.
+    #[serde(default)]
+    pub merge: bool,
 }
 
 /// The provider event the changes came from, so they apply once however
@@ -42,30 +45,39 @@ pub struct ApplyChanges {
     pub dedupe: Option<DedupeSpec>,
 }
 
+impl ChangeSpec {
+    /// The store write this change asks for: whatever is stored now is
+    /// updated (or created).
+    pub fn to_write(&self, source: Option<SourceId>) -> Result<RecordWrite> {
+        let change = match (&self.data, self.deleted) {
+            (_, true) => Change::Delete,
+            (Some(data), false) if self.merge => Change::Merge(data.clone()),
+            (Some(data), false) => Change::Put(data.clone()),
+            (None, false) => {
+                return Err(Error::validation(
+                    "change",
+                    format!("{}/{} has neither data nor deleted", self.entity, self.id),
+                ));
+            }
+        };
+        Ok(RecordWrite {
+            entity: self.entity.clone(),
+            id: self.id.clone(),
+            change,
+            expect: Expect::Any,
+            source,
+        })
+    }
+}
+
 impl ApplyChanges {
-    fn change_set(&self) -> Result<ChangeSet> {
+    /// The atomic write that applies these changes, with the event's dedupe
+    /// key when there is one.
+    pub fn change_set(&self) -> Result<ChangeSet> {
         let writes = self
             .changes
             .iter()
-            .map(|spec| {
-                let change = match (&spec.data, spec.deleted) {
-                    (_, true) => Change::Delete,
-                    (Some(data), false) => Change::Put(data.clone()),
-                    (None, false) => {
-                        return Err(Error::validation(
-                            "change",
-                            format!("{}/{} has neither data nor deleted", spec.entity, spec.id),
-                        ));
-                    }
-                };
-                Ok(RecordWrite {
-                    entity: spec.entity.clone(),
-                    id: spec.id.clone(),
-                    change,
-                    expect: Expect::Any,
-                    source: self.source.clone(),
-                })
-            })
+            .map(|spec| spec.to_write(self.source.clone()))
             .collect::<Result<Vec<_>>>()?;
         let once = match &self.dedupe {
             Some(dedupe) => vec![(

@@ -174,7 +174,7 @@ impl RetryWorker {
         error: &Error,
         retryable: bool,
     ) -> Result<Outcome> {
-        let text = describe(error);
+        let text = error.chain();
         if retryable && self.policy.allows_another(attempt) {
             let delay = self.policy.delay(attempt);
             tracing::warn!(
@@ -203,7 +203,7 @@ impl RetryWorker {
         message: &IncomingMessage,
         error: &Error,
     ) -> Result<Outcome> {
-        let text = describe(error);
+        let text = error.chain();
         tracing::error!(message_id = %message.id, error = %text, "unreadable retry message; dead-lettering");
         let mut envelope = RetryEnvelope::new(
             kinds::UNREADABLE,
@@ -227,17 +227,4 @@ impl RetryWorker {
             tracing::warn!(message_id = %message.id, error = %err, "could not set the retry delay");
         }
     }
-}
-
-/// The error with its causes, for the dead letter and the logs (operators
-/// read these; clients never do).
-fn describe(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -20,6 +20,10 @@ use crate::model::{
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Put(Map<String, Value>),
+    /// Sets the given top-level fields, keeping the others (a webhook that
+    /// reports a status change). On an absent record, the fields are the
+    /// new record.
+    Merge(Map<String, Value>),
     /// Leaves a tombstone that pulls return until it expires.
     Delete,
 }
@@ -167,6 +171,14 @@ pub(super) fn apply_change(
 ) -> Option<Record> {
     let (data, deleted) = match &write.change {
         Change::Put(data) => (data.clone(), false),
+        Change::Merge(fields) => {
+            let mut data = current
+                .filter(|c| !c.deleted)
+                .map(|c| c.data.clone())
+                .unwrap_or_default();
+            data.extend(fields.clone());
+            (data, false)
+        }
         Change::Delete => (Map::new(), true),
     };
     let hash = ContentHash::of(&data, deleted);

@@ -7,3 +7,4 @@ mod local_runs;
 mod queue_contract;
 mod retry_worker;
 mod store_contract;
+mod webhooks;

@@ -1,0 +1,109 @@
+//! HTTP glue shared by the API Gateway functions: the one place that turns
+//! a domain error into a status code and a JSON error body.
+
+use lambda_http::http::{StatusCode, header};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::Error;
+use crate::webhooks::Headers;
+
+/// Status, machine-readable code and client-safe message of an error.
+/// Internal failures never show their text; they are logged instead.
+pub fn classify(error: &Error) -> (StatusCode, &'static str, String) {
+    let shown = || error.to_string();
+    match error {
+        Error::Validation { .. } => (StatusCode::BAD_REQUEST, "invalid_request", shown()),
+        Error::Unprocessable(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            shown(),
+        ),
+        Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", shown()),
+        Error::Forbidden => (StatusCode::FORBIDDEN, "forbidden", shown()),
+        Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", shown()),
+        Error::Conflict(_) => (StatusCode::CONFLICT, "conflict", shown()),
+        Error::PayloadTooLarge { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", shown())
+        }
+        Error::MethodNotAllowed => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            shown(),
+        ),
+        Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", shown()),
+        Error::Upstream { .. } => (
+            StatusCode::BAD_GATEWAY,
+            "upstream_failed",
+            "an upstream service failed".into(),
+        ),
+        Error::Store { .. } | Error::Queue { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "temporarily unavailable, try again".into(),
+        ),
+        Error::Config(_) | Error::Internal { .. } => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error".into(),
+        ),
+    }
+}
+
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+    let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// `{"error": {"code", "message"}}` with the error's status.
+pub fn error_response(error: &Error) -> Response<Body> {
+    let (status, code, message) = classify(error);
+    if status.is_server_error() {
+        tracing::error!(error = %error.chain(), "request failed");
+    } else {
+        tracing::info!(status = status.as_u16(), %code, %message, "request rejected");
+    }
+    json_response(
+        status,
+        &json!({"error": {"code": code, "message": message}}),
+    )
+}
+
+/// The request's headers by lower-case name (values that are not text are
+/// left out).
+pub fn headers(request: &Request) -> Headers {
+    Headers::new(
+        request
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+    )
+}
+
+/// A path parameter: from API Gateway's route match, or else the path
+/// segment after `prefix` (local routers that do not fill parameters in).
+pub fn path_parameter(request: &Request, name: &str, prefix: &str) -> Option<String> {
+    if let Some(value) = request
+        .path_parameters_ref()
+        .and_then(|params| params.first(name))
+    {
+        return Some(value.to_owned());
+    }
+    let path = request.raw_http_path();
+    let path = if path.is_empty() {
+        request.uri().path()
+    } else {
+        path
+    };
+    path.strip_prefix(prefix)
+        .map(|rest| rest.trim_end_matches('/'))
+        .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+        .map(str::to_owned)
+}
