@@ -138,3 +138,16 @@ fn the_retry_worker_reports_partial_batch_failures_and_outlives_no_visibility_ti
         "visibility {visibility}s < 6 x {timeout}s"
     );
 }
+
+#[test]
+fn the_webhook_function_serves_its_route_and_reads_its_sources() {
+    let template = template();
+    let function = &template["Resources"]["WebhookFunction"];
+    assert_eq!(text(&function["Metadata"]["BuildProperties"]["Binary"]), "webhook");
+    let event = &function["Properties"]["Events"]["Webhook"]["Properties"];
+    assert_eq!(text(&event["Method"]), "POST");
+    assert_eq!(text(&event["Path"]), "/v1/webhooks/{source}");
+    assert!(
+        !function["Properties"]["Environment"]["Variables"]["SYNCLINE_WEBHOOK_SOURCES"].is_null()
+    );
+}
