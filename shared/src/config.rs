@@ -123,16 +123,48 @@ pub fn env_var(name: &str) -> Option<String> {
 /// The webhook sources document: the JSON in `SYNCLINE_WEBHOOK_SOURCES`, or
 /// the file named by `SYNCLINE_WEBHOOK_SOURCES_FILE`.
 pub fn webhook_sources_document() -> Result<String> {
-    if let Some(json) = env_var("SYNCLINE_WEBHOOK_SOURCES") {
+    document("SYNCLINE_WEBHOOK_SOURCES")
+}
+
+/// How API callers are authenticated (sync-api, admin-api).
+pub fn auth_config() -> Result<crate::auth::AuthConfig> {
+    let jwks =
+        match (
+            env_var("SYNCLINE_JWT_JWKS"),
+            env_var("SYNCLINE_JWT_JWKS_FILE"),
+        ) {
+            (Some(json), _) => Some(json),
+            (None, Some(path)) => Some(std::fs::read_to_string(&path).map_err(|e| {
+                Error::Config(format!("reading SYNCLINE_JWT_JWKS_FILE {path}: {e}"))
+            })?),
+            (None, None) => None,
+        };
+    Ok(crate::auth::AuthConfig {
+        hs256_secret: env_var("SYNCLINE_JWT_HS256_SECRET"),
+        public_key: env_var("SYNCLINE_JWT_PUBLIC_KEY").map(|pem| {
+            (
+                env_var("SYNCLINE_JWT_ALGORITHM").unwrap_or_else(|| "RS256".to_owned()),
+                pem,
+            )
+        }),
+        jwks,
+        issuer: env_var("SYNCLINE_JWT_ISSUER"),
+        audience: env_var("SYNCLINE_JWT_AUDIENCE"),
+        tenant_claim: env_var("SYNCLINE_TENANT_CLAIM").unwrap_or_else(|| "tenant".to_owned()),
+        trust_authorizer: env_var("SYNCLINE_TRUST_AUTHORIZER").is_some_and(|v| v == "true"),
+    })
+}
+
+/// A JSON configuration document: the text of `{name}` or the file named by
+/// `{name}_FILE`.
+pub fn document(name: &str) -> Result<String> {
+    if let Some(json) = env_var(name) {
         return Ok(json);
     }
-    let path = env_var("SYNCLINE_WEBHOOK_SOURCES_FILE").ok_or_else(|| {
-        Error::Config(
-            "set SYNCLINE_WEBHOOK_SOURCES (JSON) or SYNCLINE_WEBHOOK_SOURCES_FILE (a path)".into(),
-        )
-    })?;
-    std::fs::read_to_string(&path)
-        .map_err(|e| Error::Config(format!("reading SYNCLINE_WEBHOOK_SOURCES_FILE {path}: {e}")))
+    let file = format!("{name}_FILE");
+    let path = env_var(&file)
+        .ok_or_else(|| Error::Config(format!("set {name} (JSON) or {file} (a path)")))?;
+    std::fs::read_to_string(&path).map_err(|e| Error::Config(format!("reading {file} {path}: {e}")))
 }
 
 /// Settings of the local store server (`syncline-local`), which serves one

@@ -2,6 +2,7 @@
 //! the retry-queue port with its adapters, and the configuration that wires
 //! them. Every Lambda function is a thin `main.rs` over this crate.
 
+pub mod auth;
 pub mod config;
 #[cfg(feature = "embedded")]
 pub mod embedded;
@@ -12,7 +13,9 @@ pub mod queue;
 pub mod retry;
 pub mod runtime;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
+pub mod validation;
 pub mod webhooks;
 
 pub use config::Config;

@@ -72,14 +72,18 @@ async fn main() {
     let t = test_store().await;
     let queue: Arc<dyn RetryQueue> =
         Arc::new(LocalQueue::new(t.store.clone(), "retry", 10).expect("queue"));
-    let sources = WebhookSources::load(&sources(), |_| None, None).await.expect("sources");
+    let sources = WebhookSources::load(&sources(), |_| None, None)
+        .await
+        .expect("sources");
     let service = WebhookService::new(t.store.clone(), queue, sources);
     let tenant = TenantId::parse("bench").expect("tenant");
     let source = SourceId::parse("stripe").expect("source");
 
     // Warm up both paths.
     for i in 0..50 {
-        let response = handle_webhook(&service, signed(event(i, "warm"))).await.expect("response");
+        let response = handle_webhook(&service, signed(event(i, "warm")))
+            .await
+            .expect("response");
         assert_eq!(response.status(), 200);
     }
 

@@ -3,4 +3,5 @@
 
 pub mod http;
 pub mod sqs;
+pub mod sync_api;
 pub mod webhook;

@@ -10,7 +10,7 @@ mod time;
 
 pub use ids::{ClientId, EntityType, RecordId, SourceId, TenantId};
 pub use keys::{DedupeKey, Lease};
-pub use record::{ContentHash, Cursor, Record, Seq, Version};
+pub use record::{ContentHash, Cursor, Origin, Record, Seq, Version};
 pub use run_log::{RunCounts, RunKind, RunLog, RunStatus};
 pub use settings::{Interval, SourceSettings};
 pub use time::Timestamp;

@@ -61,39 +61,81 @@ impl Seq {
     }
 }
 
-/// Where a client's pull stands. Opaque to clients: they hand back what they
-/// were given. It never moves backwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Cursor(u64);
+/// Where a client's pull stands: a change sequence number and when the
+/// client was known to be complete up to it (for the tombstone retention
+/// check). Opaque to clients: they hand back what they were given. Ordered
+/// by the sequence number; it never moves backwards.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cursor {
+    seq: u64,
+    issued_ms: i64,
+}
 
 const CURSOR_PREFIX: &str = "c1";
 
 impl Cursor {
-    pub const START: Cursor = Cursor(0);
+    /// The beginning: a pull from here is a full snapshot.
+    pub const START: Cursor = Cursor {
+        seq: 0,
+        issued_ms: 0,
+    };
 
-    pub const fn at(seq: Seq) -> Self {
-        Self(seq.0)
+    /// Complete up to `seq`, as of now.
+    pub fn at(seq: Seq) -> Self {
+        Self {
+            seq: seq.0,
+            issued_ms: Timestamp::now().as_millis(),
+        }
     }
 
     pub const fn seq(self) -> Seq {
-        Seq(self.0)
+        Seq(self.seq)
+    }
+
+    pub fn issued_at(self) -> Timestamp {
+        Timestamp::from_millis(self.issued_ms)
     }
 
     pub fn parse(raw: &str) -> Result<Self> {
         let invalid = || Error::validation("cursor", "not a cursor this server issued");
         let hex = raw.strip_prefix(CURSOR_PREFIX).ok_or_else(invalid)?;
-        if hex.len() != 16 {
+        if hex.len() != 28 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(invalid());
         }
-        u64::from_str_radix(hex, 16)
-            .map(Self)
-            .map_err(|_| invalid())
+        let seq = u64::from_str_radix(&hex[..16], 16).map_err(|_| invalid())?;
+        let issued_ms = i64::from_str_radix(&hex[16..], 16).map_err(|_| invalid())?;
+        Ok(Self { seq, issued_ms })
+    }
+}
+
+impl PartialEq for Cursor {
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq
+    }
+}
+
+impl Eq for Cursor {}
+
+impl PartialOrd for Cursor {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Cursor {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.seq.cmp(&other.seq)
     }
 }
 
 impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{CURSOR_PREFIX}{:016x}", self.0)
+        write!(
+            f,
+            "{CURSOR_PREFIX}{:016x}{:012x}",
+            self.seq,
+            self.issued_ms.clamp(0, 0xFFFF_FFFF_FFFF)
+        )
     }
 }
 
@@ -159,6 +201,21 @@ fn hash_object(hasher: &mut Sha256, map: &Map<String, Value>) {
     hasher.update(b"}");
 }
 
+/// Who made a record's latest write and when, by their clock: what
+/// last-write-wins compares. Server-side writers (webhooks, pulls) leave it
+/// empty and count as the server at `updated_at`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Origin {
+    /// Milliseconds since the epoch on the writer's clock (or the physical
+    /// part of its hybrid logical clock).
+    pub at: i64,
+    /// Logical counter of a hybrid logical clock; 0 for plain timestamps.
+    #[serde(default)]
+    pub counter: u32,
+    /// Breaks ties deterministically.
+    pub client: String,
+}
+
 /// One business record as the store holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -175,6 +232,8 @@ pub struct Record {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub seq: Seq,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
 }
 
 #[cfg(test)]
@@ -203,7 +262,9 @@ mod tests {
     fn cursor_round_trips_and_rejects_foreign_text() {
         let cursor = Cursor::at(Seq::new(12345));
         let text = cursor.to_string();
-        assert_eq!(Cursor::parse(&text).expect("own cursor"), cursor);
+        let parsed = Cursor::parse(&text).expect("own cursor");
+        assert_eq!(parsed, cursor);
+        assert_eq!(parsed.issued_at(), cursor.issued_at());
         assert!(Cursor::parse("2024-01-01T00:00:00Z").is_err());
         assert!(Cursor::parse("c1zz").is_err());
     }

@@ -66,6 +66,7 @@ impl ChangeSpec {
             change,
             expect: Expect::Any,
             source,
+            origin: None,
         })
     }
 }

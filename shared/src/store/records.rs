@@ -13,7 +13,8 @@ use super::paging::{Page, PageToken};
 use super::{Store, backoff, mapping_error, n, s, store_error};
 use crate::error::{Error, Result};
 use crate::model::{
-    ContentHash, Cursor, EntityType, Record, RecordId, Seq, SourceId, TenantId, Timestamp, Version,
+    ContentHash, Cursor, EntityType, Origin, Record, RecordId, Seq, SourceId, TenantId, Timestamp,
+    Version,
 };
 
 /// What a write does to a record.
@@ -47,6 +48,8 @@ pub struct RecordWrite {
     pub change: Change,
     pub expect: Expect,
     pub source: Option<SourceId>,
+    /// The client write's own clock, kept for last-write-wins.
+    pub origin: Option<Origin>,
 }
 
 /// What `changes_since` returns: changed records in commit order and the
@@ -93,6 +96,8 @@ pub(super) struct RecordItem {
     updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<Origin>,
 }
 
 impl RecordItem {
@@ -114,6 +119,7 @@ impl RecordItem {
             expires_at: record
                 .deleted
                 .then(|| super::kv::ttl_secs(record.updated_at, tombstone_retention)),
+            origin: record.origin.clone(),
         }
     }
 
@@ -130,6 +136,7 @@ impl RecordItem {
             created_at: self.created_at,
             updated_at: self.updated_at,
             seq: Seq::new(self.ord),
+            origin: self.origin,
         }
     }
 
@@ -200,6 +207,7 @@ pub(super) fn apply_change(
         created_at: current.map_or(now, |c| c.created_at),
         updated_at: now,
         seq: Seq::ZERO,
+        origin: write.origin.clone(),
     })
 }
 
@@ -278,7 +286,7 @@ impl Store {
     }
 
     /// Current records by id (absent ones are left out), keyed by id.
-    pub(super) async fn get_records(
+    pub async fn get_records(
         &self,
         tenant: &TenantId,
         entity: &EntityType,
@@ -293,6 +301,29 @@ impl Store {
         for item in self.batch_get(keys).await? {
             if let Some(record) = decode_record(item, now)? {
                 records.insert(record.id.clone(), record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Current records of any entity types by key (absent ones left out).
+    pub async fn get_many(
+        &self,
+        tenant: &TenantId,
+        keys: &[(EntityType, RecordId)],
+    ) -> Result<HashMap<(EntityType, RecordId), Record>> {
+        let items = self
+            .batch_get(
+                keys.iter()
+                    .map(|(entity, id)| record_key(tenant, entity, id))
+                    .collect(),
+            )
+            .await?;
+        let now = Timestamp::now();
+        let mut records = HashMap::new();
+        for item in items {
+            if let Some(record) = decode_record(item, now)? {
+                records.insert((record.entity.clone(), record.id.clone()), record);
             }
         }
         Ok(records)
@@ -340,10 +371,11 @@ impl Store {
         let watermark = counter.watermark(Timestamp::now()).max(cursor.seq().get());
         let from = cursor.seq().get() + 1;
         if from > watermark {
-            // Nothing readable yet (a bulk write may still be landing).
+            // Nothing readable yet (a bulk write may still be landing); the
+            // client is complete up to its cursor as of now.
             return Ok(Changes {
                 records: Vec::new(),
-                cursor,
+                cursor: Cursor::at(cursor.seq()),
                 has_more: false,
             });
         }
@@ -423,6 +455,7 @@ impl Store {
                 change,
                 expect: Expect::Any,
                 source: source.cloned(),
+                origin: None,
             };
             let existing = current.get(&write.id);
             match apply_change(tenant, &write, existing, now) {

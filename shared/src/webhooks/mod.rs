@@ -15,8 +15,9 @@ use std::time::Duration;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+pub use crate::validation::{FieldType, Format, Rules};
 pub use config::{EventIdSpec, SecretRef, WebhookSource, WebhookSources};
-pub use mapping::{Action, EventMapping, FieldType, Format, Rules};
+pub use mapping::{Action, EventMapping};
 pub use verify::{Encoding, Verified, Verifier, VerifierSpec};
 
 use crate::error::{Error, Result};

@@ -34,6 +34,7 @@ async fn sixteen_writers_racing_on_one_version_have_exactly_one_winner_each_roun
                 change: Change::Put(data(json!({"total": 0}))),
                 expect: Expect::Absent,
                 source: None,
+                origin: None,
             },
         )
         .await
@@ -54,6 +55,7 @@ async fn sixteen_writers_racing_on_one_version_have_exactly_one_winner_each_roun
                     change: Change::Put(data(json!({"total": round + 1, "writer": writer}))),
                     expect: Expect::Version(version),
                     source: None,
+                    origin: None,
                 };
                 barrier.wait().await;
                 store.put_record(&acme, write).await
@@ -104,6 +106,7 @@ async fn eight_tasks_bumping_the_tenant_counter_never_get_the_same_value() {
                         change: Change::Put(data(json!({"i": i}))),
                         expect: Expect::Absent,
                         source: None,
+                        origin: None,
                     }],
                     client: None,
                     once: Vec::new(),
@@ -160,6 +163,7 @@ async fn a_pull_running_while_writers_commit_never_skips_a_change() {
                                 change: Change::Put(data(json!({"round": round}))),
                                 expect: Expect::Any,
                                 source: None,
+                                origin: None,
                             })
                             .collect(),
                         client: None,

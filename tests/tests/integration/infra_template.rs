@@ -143,7 +143,10 @@ fn the_retry_worker_reports_partial_batch_failures_and_outlives_no_visibility_ti
 fn the_webhook_function_serves_its_route_and_reads_its_sources() {
     let template = template();
     let function = &template["Resources"]["WebhookFunction"];
-    assert_eq!(text(&function["Metadata"]["BuildProperties"]["Binary"]), "webhook");
+    assert_eq!(
+        text(&function["Metadata"]["BuildProperties"]["Binary"]),
+        "webhook"
+    );
     let event = &function["Properties"]["Events"]["Webhook"]["Properties"];
     assert_eq!(text(&event["Method"]), "POST");
     assert_eq!(text(&event["Path"]), "/v1/webhooks/{source}");

@@ -27,6 +27,7 @@ fn booking(id: &str) -> RecordWrite {
         change: Change::Put(data(json!({"status": "active"}))),
         expect: Expect::Absent,
         source: None,
+        origin: None,
     }
 }
 

@@ -7,4 +7,5 @@ mod local_runs;
 mod queue_contract;
 mod retry_worker;
 mod store_contract;
+mod sync_api;
 mod webhooks;

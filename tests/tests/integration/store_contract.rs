@@ -30,6 +30,7 @@ fn put(entity_name: &str, record: &str, value: serde_json::Value, expect: Expect
         change: Change::Put(data(value)),
         expect,
         source: None,
+        origin: None,
     }
 }
 
@@ -388,6 +389,7 @@ async fn tombstones_are_returned_by_reads_and_the_change_feed() {
                 change: Change::Delete,
                 expect: Expect::Version(created.record.version),
                 source: None,
+                origin: None,
             },
         )
         .await
@@ -482,6 +484,7 @@ async fn changes_since_a_cursor_are_complete_and_in_commit_order() {
                         change: Change::Put(data(json!({"round": round}))),
                         expect: Expect::Any,
                         source: None,
+                        origin: None,
                     },
                 )
                 .await

@@ -1,0 +1,141 @@
+//! The sync API's routes (API Gateway HTTP API): authentication, limits,
+//! JSON in and out, errors through `http::error_response`.
+
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::http::{error_response, json_response};
+use crate::auth::{Authenticator, Principal};
+use crate::error::{Error, Result};
+use crate::store::PageToken;
+use crate::sync::SyncService;
+
+/// The sync function's state, built once per cold start.
+#[derive(Debug)]
+pub struct SyncApi {
+    pub service: SyncService,
+    pub auth: Authenticator,
+}
+
+enum Route {
+    Push,
+    Pull,
+    Conflicts,
+    Resolve(String),
+    LegacyPush,
+    LegacyPull,
+    LegacyPending,
+}
+
+fn route(method: &Method, path: &str) -> Result<Route> {
+    let path = path.trim_end_matches('/');
+    let (expected, route) = match path {
+        "/v1/sync/push" => (Method::POST, Route::Push),
+        "/v1/sync/pull" => (Method::POST, Route::Pull),
+        "/v1/sync/conflicts" => (Method::GET, Route::Conflicts),
+        "/api/client/sync/push" => (Method::POST, Route::LegacyPush),
+        "/api/client/sync/pull" => (Method::POST, Route::LegacyPull),
+        "/api/client/sync/pull-pending" => (Method::POST, Route::LegacyPending),
+        _ => match path
+            .strip_prefix("/v1/sync/conflicts/")
+            .and_then(|rest| rest.strip_suffix("/resolve"))
+            .filter(|id| !id.is_empty() && !id.contains('/'))
+        {
+            Some(id) => (Method::POST, Route::Resolve(id.to_owned())),
+            None => return Err(Error::NotFound("route".into())),
+        },
+    };
+    if *method != expected {
+        return Err(Error::MethodNotAllowed);
+    }
+    Ok(route)
+}
+
+pub async fn handle_sync(
+    api: &SyncApi,
+    request: Request,
+) -> std::result::Result<Response<Body>, lambda_http::Error> {
+    Ok(match dispatch(api, &request).await {
+        Ok((status, body)) => json_response(status, &body),
+        Err(error) => error_response(&error),
+    })
+}
+
+fn authorizer_claims(request: &Request) -> Option<&std::collections::HashMap<String, String>> {
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ApiGatewayV2httpRequestContext {
+            authorizer: Some(authorizer),
+            ..
+        }) => authorizer.jwt.as_ref().map(|jwt| &jwt.claims),
+        _ => None,
+    }
+}
+
+fn principal(api: &SyncApi, request: &Request) -> Result<Principal> {
+    let header = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    api.auth.authenticate(header, authorizer_claims(request))
+}
+
+fn body<T: DeserializeOwned>(api: &SyncApi, request: &Request) -> Result<T> {
+    let bytes = request.body().as_ref();
+    let limit = api.service.registry().max_body_bytes;
+    if bytes.len() > limit {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    serde_json::from_slice(bytes).map_err(|e| Error::validation("body", e.to_string()))
+}
+
+async fn dispatch(api: &SyncApi, request: &Request) -> Result<(StatusCode, serde_json::Value)> {
+    let path = match request.raw_http_path() {
+        "" => request.uri().path().to_owned(),
+        raw => raw.to_owned(),
+    };
+    let route = route(request.method(), &path)?;
+    let caller = principal(api, request)?;
+    let tenant = &caller.tenant;
+    let service = &api.service;
+    let ok = |value| Ok((StatusCode::OK, value));
+    match route {
+        Route::Push => ok(json(&service.push(tenant, &body(api, request)?).await?)?),
+        Route::Pull => ok(json(&service.pull(tenant, &body(api, request)?).await?)?),
+        Route::Conflicts => {
+            let query = request.query_string_parameters();
+            let limit = query
+                .first("limit")
+                .map(|l| {
+                    l.parse::<u32>()
+                        .map_err(|_| Error::validation("limit", "a number"))
+                })
+                .transpose()?
+                .unwrap_or(100);
+            let after = query.first("cursor").map(PageToken::parse).transpose()?;
+            let (conflicts, next) = service.conflicts(tenant, limit, after.as_ref()).await?;
+            ok(json!({"conflicts": conflicts, "next": next.map(|n| n.to_string())}))
+        }
+        Route::Resolve(id) => {
+            let record = service
+                .resolve_conflict(tenant, &id, &body(api, request)?)
+                .await?;
+            ok(json!({"id": id, "status": "resolved", "record": record}))
+        }
+        Route::LegacyPush => ok(service.legacy_push(tenant, &body(api, request)?).await?),
+        Route::LegacyPull => ok(service.legacy_pull(tenant, &body(api, request)?).await?),
+        Route::LegacyPending => ok(service
+            .legacy_pull_pending(tenant, &body(api, request)?)
+            .await?),
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| Error::Internal {
+        context: "serializing a response".into(),
+        source: Some(Box::new(e)),
+    })
+}
