@@ -154,3 +154,41 @@ fn the_webhook_function_serves_its_route_and_reads_its_sources() {
         !function["Properties"]["Environment"]["Variables"]["SYNCLINE_WEBHOOK_SOURCES"].is_null()
     );
 }
+
+#[test]
+fn the_sync_api_serves_every_route_behind_the_jwt_authorizer() {
+    let template = template();
+    let function = &template["Resources"]["SyncApiFunction"];
+    assert_eq!(
+        text(&function["Metadata"]["BuildProperties"]["Binary"]),
+        "sync-api"
+    );
+    let events = function["Properties"]["Events"]
+        .as_mapping()
+        .expect("events");
+    let mut routes: Vec<String> = events
+        .values()
+        .map(|event| {
+            let properties = &event["Properties"];
+            assert_eq!(text(&properties["Auth"]["Authorizer"]), "ClientJwt");
+            format!(
+                "{} {}",
+                text(&properties["Method"]),
+                text(&properties["Path"])
+            )
+        })
+        .collect();
+    routes.sort();
+    assert_eq!(
+        routes,
+        vec![
+            "GET /v1/sync/conflicts",
+            "POST /api/client/sync/pull",
+            "POST /api/client/sync/pull-pending",
+            "POST /api/client/sync/push",
+            "POST /v1/sync/conflicts/{id}/resolve",
+            "POST /v1/sync/pull",
+            "POST /v1/sync/push",
+        ]
+    );
+}
