@@ -106,7 +106,9 @@ async fn main() {
 
     let handler_rate = rate(MUTATIONS, handler);
     let baseline_rate = rate(MUTATIONS, baseline);
-    println!("push benchmark: {MUTATIONS} mutations, {PER_PUSH} per push, embedded store in memory");
+    println!(
+        "push benchmark: {MUTATIONS} mutations, {PER_PUSH} per push, embedded store in memory"
+    );
     println!("  baseline (store.commit, 98 records a transaction): {baseline_rate:8.0} records/s");
     println!("  handler  (auth + parse + resolve + commit):        {handler_rate:8.0} mutations/s");
     println!("  handler / baseline: {:.2}", handler_rate / baseline_rate);

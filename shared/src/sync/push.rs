@@ -102,13 +102,15 @@ impl SyncService {
         let mut results: BTreeMap<u64, MutationResult> = BTreeMap::new();
         let mut own: HashMap<Key, OwnWrite> = HashMap::new();
         let mut attempt = 0;
-        let mut progress;
+        let mut progress = 0;
+        // Read the client's progress at the start and after a lost race;
+        // after a committed chunk it is known.
+        let mut stale = true;
         loop {
-            progress = if exactly_once {
-                self.store.client_progress(tenant, client).await?
-            } else {
-                0
-            };
+            if stale && exactly_once {
+                progress = self.store.client_progress(tenant, client).await?;
+            }
+            stale = false;
             if results.is_empty()
                 && let Some(first) = request.mutations.first()
                 && first.id > progress + 1
@@ -149,11 +151,15 @@ impl SyncService {
                             .and_modify(|w| w.after = write.after)
                             .or_insert(write);
                     }
+                    if exactly_once {
+                        progress = chunk.last().map_or(progress, |m| m.id);
+                    }
                     attempt = 0;
                 }
                 Err(Error::Conflict(why)) if attempt < MAX_ATTEMPTS => {
                     tracing::debug!(%why, attempt, "push lost a race; retrying from a fresh read");
                     attempt += 1;
+                    stale = true;
                     crate::store::backoff(attempt).await;
                 }
                 Err(Error::Conflict(why)) => {
