@@ -124,7 +124,7 @@ mod tests {
         let m = mapping(json!({
             "entity": "booking",
             "id": "/id",
-            "fields": {"email": "/email", "start": "/start", "seats": "/seats"},
+            "fields": {"email": "/email", "name": "/name", "start": "/start", "seats": "/seats"},
             "rules": {
                 "required": ["email", "name"],
                 "types": {"seats": "integer"},
