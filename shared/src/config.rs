@@ -167,6 +167,15 @@ pub fn document(name: &str) -> Result<String> {
     std::fs::read_to_string(&path).map_err(|e| Error::Config(format!("reading {file} {path}: {e}")))
 }
 
+/// A JSON document that may be absent: `None` when neither `{name}` nor
+/// `{name}_FILE` is set.
+pub fn optional_document(name: &str) -> Result<Option<String>> {
+    if env_var(name).is_none() && env_var(&format!("{name}_FILE")).is_none() {
+        return Ok(None);
+    }
+    document(name).map(Some)
+}
+
 /// Settings of the local store server (`syncline-local`), which serves one
 /// embedded store to every local function process.
 #[derive(Debug, Clone, PartialEq, Eq)]

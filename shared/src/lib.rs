@@ -4,9 +4,11 @@
 
 pub mod auth;
 pub mod config;
+pub mod connectors;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
+pub mod ingest;
 pub mod lambda;
 pub mod model;
 pub mod queue;

@@ -1,9 +1,12 @@
 //! retry-worker: SQS -> Lambda. Finishes failed work or dead-letters it.
 
+use std::sync::Arc;
+
 use lambda_runtime::{Error, run, service_fn};
-use syncline::Config;
+use syncline::config::{self, Config};
+use syncline::ingest::{SourceSet, SyncContinuationHandler, SyncEngine, local_secret};
 use syncline::lambda::sqs::handle_retry_batch;
-use syncline::retry::RetryWorker;
+use syncline::retry::{RetryWorker, kinds};
 use syncline::runtime::Adapters;
 
 #[tokio::main]
@@ -11,6 +14,19 @@ async fn main() -> Result<(), Error> {
     syncline::telemetry::init();
     let config = Config::from_env()?;
     let adapters = Adapters::from_config(&config).await?;
-    let worker = RetryWorker::new(adapters.store.clone(), adapters.queue.clone(), config.retry);
+    let mut worker = RetryWorker::new(adapters.store.clone(), adapters.queue.clone(), config.retry);
+    // Sync continuations, when this deployment has REST sources.
+    if let Some(document) = config::optional_document("SYNCLINE_SOURCES")? {
+        let sources = SourceSet::parse(
+            &document,
+            syncline::connectors::http_client()?,
+            local_secret(config::env_var),
+        )?;
+        let engine = SyncEngine::new(adapters.store.clone(), adapters.queue.clone(), sources);
+        worker.register(
+            kinds::SYNC_CONTINUATION,
+            Arc::new(SyncContinuationHandler::new(Arc::new(engine))),
+        );
+    }
     run(service_fn(|event| handle_retry_batch(&worker, event))).await
 }

@@ -2,6 +2,7 @@
 //! appear.
 
 pub mod http;
+pub mod schedule;
 pub mod sqs;
 pub mod sync_api;
 pub mod webhook;

@@ -36,6 +36,9 @@ pub struct RunLog {
     pub id: String,
     pub source: SourceId,
     pub kind: RunKind,
+    /// What started it: `schedule`, `manual`, `continuation`.
+    #[serde(default)]
+    pub trigger: String,
     pub status: RunStatus,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,

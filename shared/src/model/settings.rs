@@ -37,6 +37,11 @@ impl Interval {
         Ok(Self(duration))
     }
 
+    /// `hours` hours; for defaults (no validation needed for sane constants).
+    pub const fn hours(hours: u64) -> Self {
+        Self(Duration::from_secs(hours * 3600))
+    }
+
     pub const fn duration(self) -> Duration {
         self.0
     }

@@ -111,7 +111,11 @@ impl ApplyChangesHandler {
 
 #[async_trait]
 impl WorkHandler for ApplyChangesHandler {
-    async fn handle(&self, envelope: &RetryEnvelope) -> Result<()> {
+    async fn handle(
+        &self,
+        envelope: &RetryEnvelope,
+        _deadline: crate::model::Timestamp,
+    ) -> Result<()> {
         let work: ApplyChanges = serde_json::from_value(envelope.payload.clone())
             .map_err(|e| Error::validation("apply_changes payload", e.to_string()))?;
         let set = work.change_set()?;

@@ -21,7 +21,8 @@ use crate::store::Store;
 /// work that can never succeed.
 #[async_trait]
 pub trait WorkHandler: Send + Sync {
-    async fn handle(&self, envelope: &RetryEnvelope) -> Result<()>;
+    /// Does the work before `deadline` (the invocation's end).
+    async fn handle(&self, envelope: &RetryEnvelope, deadline: Timestamp) -> Result<()>;
 }
 
 /// A message as the queue delivered it.
@@ -150,7 +151,7 @@ impl RetryWorker {
             Claim::Acquired(lease) => lease,
         };
 
-        match handler.handle(&envelope).await {
+        match handler.handle(&envelope, deadline).await {
             Ok(()) => {
                 self.idempotency
                     .complete(&envelope.idempotency_key, &lease)

@@ -28,6 +28,11 @@ impl LogStream {
         Ok(Self(name))
     }
 
+    /// The run logs of every source.
+    pub fn runs() -> Self {
+        Self("runs".to_owned())
+    }
+
     fn pk(&self) -> String {
         format!("L#{}", self.0)
     }

@@ -48,7 +48,11 @@ impl Flaky {
 
 #[async_trait]
 impl WorkHandler for Flaky {
-    async fn handle(&self, _envelope: &RetryEnvelope) -> syncline::Result<()> {
+    async fn handle(
+        &self,
+        _envelope: &RetryEnvelope,
+        _deadline: Timestamp,
+    ) -> syncline::Result<()> {
         self.calls.lock().expect("lock").push(Instant::now());
         let left = self.failures.load(Ordering::SeqCst);
         if left > 0 {
@@ -68,7 +72,11 @@ struct Invalid;
 
 #[async_trait]
 impl WorkHandler for Invalid {
-    async fn handle(&self, _envelope: &RetryEnvelope) -> syncline::Result<()> {
+    async fn handle(
+        &self,
+        _envelope: &RetryEnvelope,
+        _deadline: Timestamp,
+    ) -> syncline::Result<()> {
         Err(Error::validation("payload", "missing record id"))
     }
 }
@@ -81,7 +89,11 @@ struct Counting {
 
 #[async_trait]
 impl WorkHandler for Counting {
-    async fn handle(&self, _envelope: &RetryEnvelope) -> syncline::Result<()> {
+    async fn handle(
+        &self,
+        _envelope: &RetryEnvelope,
+        _deadline: Timestamp,
+    ) -> syncline::Result<()> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.effects.fetch_add(1, Ordering::SeqCst);
         Ok(())

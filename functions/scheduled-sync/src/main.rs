@@ -1,0 +1,33 @@
+//! scheduled-sync: EventBridge schedule -> Lambda. Pulls REST sources.
+
+use std::sync::Arc;
+
+use lambda_runtime::{Error, run, service_fn};
+use syncline::config::{self, Config};
+use syncline::ingest::{SourceSet, SyncContinuationHandler, SyncEngine, local_secret};
+use syncline::lambda::schedule::handle_schedule;
+use syncline::retry::{RetryWorker, kinds};
+use syncline::runtime::Adapters;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    syncline::telemetry::init();
+    let config = Config::from_env()?;
+    let adapters = Adapters::from_config(&config).await?;
+    let sources = SourceSet::parse(
+        &config::document("SYNCLINE_SOURCES")?,
+        syncline::connectors::http_client()?,
+        local_secret(config::env_var),
+    )?;
+    let engine = Arc::new(SyncEngine::new(
+        adapters.store.clone(),
+        adapters.queue.clone(),
+        sources,
+    ));
+    let mut worker = RetryWorker::new(adapters.store.clone(), adapters.queue.clone(), config.retry);
+    worker.register(
+        kinds::SYNC_CONTINUATION,
+        Arc::new(SyncContinuationHandler::new(engine.clone())),
+    );
+    run(service_fn(|event| handle_schedule(&engine, &worker, event))).await
+}
