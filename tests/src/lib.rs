@@ -13,6 +13,8 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use syncline::embedded::{EmbeddedEngine, Storage};
 use syncline::store::Store;
 
+pub mod upstream;
+
 pub const TEST_TABLE: &str = "syncline-test";
 
 /// One DynamoDB request as it went over the wire.

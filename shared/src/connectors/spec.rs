@@ -331,7 +331,7 @@ impl SourceSpec {
         if !spec.records.is_empty() && !spec.records.starts_with('/') {
             return problem("`records` must be a JSON pointer (or empty for a top-level array)");
         }
-        if !(spec.requests_per_second > 0.0) {
+        if spec.requests_per_second.is_nan() || spec.requests_per_second <= 0.0 {
             return problem("`requests_per_second` must be positive");
         }
         if !matches!(spec.method.as_str(), "GET" | "POST") {

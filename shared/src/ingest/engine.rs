@@ -446,12 +446,11 @@ impl SyncEngine {
 
     async fn finish(&self, run: Run) -> Result<RunLog> {
         let mut state = self.state(&run.c.source).await?;
-        if let Some(max) = run.c.max_updated.clone() {
-            if state.since.as_ref().is_none_or(|old| later(&max, old))
-                || run.c.kind == RunKind::Full
-            {
-                state.since = Some(max);
-            }
+        if let Some(max) = run.c.max_updated.clone()
+            && (run.c.kind == RunKind::Full
+                || state.since.as_ref().is_none_or(|old| later(&max, old)))
+        {
+            state.since = Some(max);
         }
         if run.next_sync_token.is_some() || run.c.kind == RunKind::Full {
             state.sync_token = run.next_sync_token.clone();

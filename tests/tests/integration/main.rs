@@ -6,6 +6,7 @@ mod infra_template;
 mod local_runs;
 mod queue_contract;
 mod retry_worker;
+mod scheduled_sync;
 mod store_contract;
 mod sync_api;
 mod webhooks;
