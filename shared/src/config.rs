@@ -176,6 +176,22 @@ pub fn optional_document(name: &str) -> Result<Option<String>> {
     document(name).map(Some)
 }
 
+/// The demo REST source of local runs (`syncline-local demo-source`).
+pub fn demo_source() -> Result<(std::net::SocketAddr, usize)> {
+    let addr = env_var("SYNCLINE_DEMO_SOURCE_ADDR").unwrap_or_else(|| "127.0.0.1:8090".to_owned());
+    let count = env_var("SYNCLINE_DEMO_RECORDS").unwrap_or_else(|| "250".to_owned());
+    Ok((
+        addr.parse().map_err(|_| {
+            Error::Config(format!(
+                "SYNCLINE_DEMO_SOURCE_ADDR {addr:?} is not host:port"
+            ))
+        })?,
+        count
+            .parse()
+            .map_err(|_| Error::Config("SYNCLINE_DEMO_RECORDS must be a number".into()))?,
+    ))
+}
+
 /// Settings of the local store server (`syncline-local`), which serves one
 /// embedded store to every local function process.
 #[derive(Debug, Clone, PartialEq, Eq)]

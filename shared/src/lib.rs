@@ -6,6 +6,8 @@ pub mod auth;
 pub mod config;
 pub mod connectors;
 #[cfg(feature = "embedded")]
+pub mod demo;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
 pub mod ingest;

@@ -19,13 +19,15 @@ use syncline::retry::RetryEnvelope;
 use syncline::runtime::Adapters;
 use syncline::store::Store;
 
-const USAGE: &str = "usage: syncline-local [serve | dead-letters | redrive [MESSAGE_ID...]]";
+const USAGE: &str =
+    "usage: syncline-local [serve | demo-source | dead-letters | redrive [MESSAGE_ID...]]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         None | Some("serve") => serve().await,
+        Some("demo-source") => demo_source().await,
         Some("dead-letters") => dead_letters().await,
         Some("redrive") => redrive(&args[1..]).await,
         Some(_) => {
@@ -65,6 +67,15 @@ async fn serve() -> syncline::Result<()> {
         .map_err(|e| syncline::Error::internal(format!("waiting for Ctrl-C: {e}")))?;
     engine.stop().await;
     Ok(())
+}
+
+async fn demo_source() -> syncline::Result<()> {
+    let (addr, count) = syncline::config::demo_source()?;
+    let bound = syncline::demo::serve(addr, count).await?;
+    println!("demo source: {count} properties at http://{bound}/properties");
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| syncline::Error::internal(format!("waiting for Ctrl-C: {e}")))
 }
 
 async fn adapters() -> syncline::Result<Adapters> {

@@ -419,10 +419,11 @@ impl HttpSource {
                 ));
             }
         };
-        let text = |path: &str| {
-            body.pointer(path)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
+        // Cursors and tokens may come as text or as numbers.
+        let text = |path: &str| match body.pointer(path) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
         };
         let full = spec
             .page_size

@@ -486,7 +486,7 @@ impl SyncEngine {
             error,
         };
         self.store
-            .replace_log(&runs_stream(), &run.c.log_id, &log, RUN_LOG_RETENTION)
+            .put_log(&runs_stream(), &run.c.log_id, &log, RUN_LOG_RETENTION)
             .await?;
         let lease = crate::model::Lease {
             name: lease_name(&run.c.source),
@@ -542,7 +542,7 @@ impl SyncEngine {
             error: None,
         };
         self.store
-            .replace_log(&runs_stream(), &run.c.log_id, &log, RUN_LOG_RETENTION)
+            .put_log(&runs_stream(), &run.c.log_id, &log, RUN_LOG_RETENTION)
             .await?;
         Ok(log)
     }

@@ -114,6 +114,24 @@ impl Store {
             .await
     }
 
+    /// Writes the entry under `id`, whether or not it exists yet (a run
+    /// continued in another invocation keeps its log entry).
+    pub async fn put_log<T: Serialize>(
+        &self,
+        stream: &LogStream,
+        id: &LogId,
+        entry: &T,
+        retention: Duration,
+    ) -> Result<()> {
+        match self.replace_log(stream, id, entry, retention).await {
+            Err(Error::NotFound(_)) => {
+                self.write_log(stream, id, Timestamp::now(), entry, retention, false)
+                    .await
+            }
+            other => other,
+        }
+    }
+
     async fn write_log<T: Serialize>(
         &self,
         stream: &LogStream,

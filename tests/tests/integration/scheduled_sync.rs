@@ -554,3 +554,91 @@ async fn only_due_and_enabled_sources_are_selected() {
     let later = Timestamp::now().plus(Duration::from_secs(13 * 3600));
     assert_eq!(ids(rig.engine.due(later).await.expect("due")), vec!["a"]);
 }
+
+#[tokio::test]
+async fn the_sample_events_run_through_the_function_handler() {
+    let demo = syncline::demo::serve("127.0.0.1:0".parse().expect("addr"), 250)
+        .await
+        .expect("demo source");
+    let t = test_store().await;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../events/scheduled-sync/sources.json"
+    );
+    let mut document: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("sources")).expect("json");
+    document["sources"]["demo-properties"]["base_url"] = json!(format!("http://{demo}"));
+    let sources = SourceSet::parse(
+        &document.to_string(),
+        syncline::connectors::http_client().expect("client"),
+        local_secret(|_| None),
+    )
+    .expect("sources");
+    let queue: Arc<dyn RetryQueue> =
+        Arc::new(LocalQueue::new(t.store.clone(), "retry", 10).expect("queue"));
+    let engine = Arc::new(SyncEngine::new(t.store.clone(), queue.clone(), sources));
+    let mut worker = RetryWorker::new(t.store.clone(), queue, RetryPolicy::default());
+    worker.register(
+        kinds::SYNC_CONTINUATION,
+        Arc::new(SyncContinuationHandler::new(engine.clone())),
+    );
+    let event = |name: &str| {
+        let path = format!(
+            "{}/../events/scheduled-sync/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let payload: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("sample")).expect("json");
+        let mut context = lambda_runtime::Context::default();
+        context.deadline = far().as_millis() as u64;
+        lambda_runtime::LambdaEvent::new(payload, context)
+    };
+    use syncline::lambda::schedule::handle_schedule;
+
+    let scheduled = handle_schedule(&engine, &worker, event("schedule"))
+        .await
+        .expect("schedule");
+    assert_eq!(
+        scheduled["runs"][0]["status"],
+        json!("succeeded"),
+        "{scheduled}"
+    );
+    assert_eq!(
+        scheduled["runs"][0]["counts"]["created"],
+        json!(250),
+        "{scheduled}"
+    );
+    assert_eq!(scheduled["runs"][0]["kind"], json!("full"));
+
+    let continued = handle_schedule(&engine, &worker, event("continuation"))
+        .await
+        .expect("continuation");
+    assert_eq!(continued["batchItemFailures"], json!([]), "{continued}");
+
+    let manual = handle_schedule(&engine, &worker, event("on-demand"))
+        .await
+        .expect("on demand");
+    assert_eq!(manual["runs"][0]["trigger"], json!("manual"));
+    assert_eq!(
+        manual["runs"][0]["counts"]["unchanged"],
+        json!(250),
+        "{manual}"
+    );
+    let stored = t
+        .store
+        .list_records(
+            &TenantId::parse("demo").expect("t"),
+            &EntityType::parse("property").expect("e"),
+            1000,
+            None,
+        )
+        .await
+        .expect("list");
+    assert_eq!(stored.items.len(), 250);
+    assert!(
+        stored
+            .items
+            .iter()
+            .all(|r| r.data["price"].is_number() && r.data.len() == 8)
+    );
+}
