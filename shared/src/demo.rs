@@ -32,7 +32,7 @@ pub fn property(i: usize) -> Value {
         "city": CITIES[i % 4],
         "bedrooms": i % 5 + 1,
         "price": 100_000 + (i % 1000) * 250,
-        "status": if i % 7 == 0 { "sold" } else { "listed" },
+        "status": if i.is_multiple_of(7) { "sold" } else { "listed" },
         "agent": format!("agent-{}", i % 40),
         "listed_at": "2026-11-01T09:00:00Z",
         "updated_at": format!("2026-11-01T{:02}:{:02}:{:02}Z", (i / 3600) % 24, (i / 60) % 60, i % 60),
