@@ -192,3 +192,24 @@ fn the_sync_api_serves_every_route_behind_the_jwt_authorizer() {
         ]
     );
 }
+
+#[test]
+fn scheduled_sync_runs_on_a_schedule_and_continuations_reach_the_retry_worker() {
+    let template = template();
+    let function = &template["Resources"]["ScheduledSyncFunction"];
+    assert_eq!(
+        text(&function["Metadata"]["BuildProperties"]["Binary"]),
+        "scheduled-sync"
+    );
+    let schedule = &function["Properties"]["Events"]["EveryFifteenMinutes"];
+    assert_eq!(text(&schedule["Type"]), "ScheduleV2");
+    assert!(text(&schedule["Properties"]["ScheduleExpression"]).starts_with("rate("));
+    assert_eq!(text(&function["Properties"]["Timeout"]), "900");
+    for name in ["ScheduledSyncFunction", "RetryWorkerFunction"] {
+        let variables = &template["Resources"][name]["Properties"]["Environment"]["Variables"];
+        assert!(
+            !variables["SYNCLINE_SOURCES"].is_null(),
+            "{name} needs the sources"
+        );
+    }
+}
