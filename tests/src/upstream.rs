@@ -31,6 +31,8 @@ pub struct UpstreamState {
     pub faults: Mutex<VecDeque<Fault>>,
     /// Every request's path and query, in order.
     pub requests: Mutex<Vec<String>>,
+    /// Every request's credentials (`authorization` or `x-api-key`).
+    pub credentials: Mutex<Vec<String>>,
     /// Google-style sync tokens answer 410 while set.
     pub tokens_expired: Mutex<bool>,
     /// Modification counter for sync tokens, and each item's revision.
@@ -132,6 +134,28 @@ async fn serve(
         uri.path_and_query()
             .map_or_else(String::new, |p| p.to_string()),
     );
+    for name in ["authorization", "x-api-key"] {
+        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            state
+                .credentials
+                .lock()
+                .expect("lock")
+                .push(format!("{name}: {value}"));
+        }
+    }
+    if method == Method::POST && uri.path() == "/oauth/token" {
+        let form = String::from_utf8_lossy(&body).to_string();
+        let ok =
+            form.contains("grant_type=client_credentials") && form.contains("client_secret=s3cret");
+        return if ok {
+            axum::Json(
+                json!({"access_token": "tok-123", "token_type": "bearer", "expires_in": 3600}),
+            )
+            .into_response()
+        } else {
+            StatusCode::UNAUTHORIZED.into_response()
+        };
+    }
     let fault = state.faults.lock().expect("lock").pop_front();
     match fault {
         Some(Fault::TooManyRequests { retry_after_secs }) => {

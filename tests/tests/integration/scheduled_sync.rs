@@ -642,3 +642,36 @@ async fn the_sample_events_run_through_the_function_handler() {
             .all(|r| r.data["price"].is_number() && r.data.len() == 8)
     );
 }
+
+#[tokio::test]
+async fn every_auth_scheme_sends_its_credentials() {
+    let with_auth = |url: &str, auth: Value| {
+        let mut spec = source("offset", url, json!({"offset": {"param": "offset"}}));
+        spec["auth"] = auth;
+        spec
+    };
+    let rig = rig(|url| json!({
+        "bearer": with_auth(url, json!({"bearer": {"token": {"env": "DEMO_TOKEN"}}})),
+        "key": with_auth(url, json!({"api_key": {"header": "X-Api-Key", "value": {"value": "k-1"}}})),
+        "basic": with_auth(url, json!({"basic": {"username": "u", "password": {"value": "p"}}})),
+        "oauth": with_auth(url, json!({"oauth2": {"token_url": format!("{url}/oauth/token"), "client_id": "c",
+                                                  "client_secret": {"value": "s3cret"}, "scope": "read"}}))
+    })).await;
+    seed(&rig, 3);
+    for source in ["bearer", "key", "basic", "oauth"] {
+        let log = run(&rig, source, None).await;
+        assert_eq!(log.status, RunStatus::Succeeded, "{source}: {log:?}");
+    }
+    let seen = rig.upstream.state.credentials.lock().expect("lock").clone();
+    for expected in [
+        "authorization: Bearer demo-token",
+        "x-api-key: k-1",
+        "authorization: Basic dTpw",
+        "authorization: Bearer tok-123",
+    ] {
+        assert!(
+            seen.iter().any(|c| c == expected),
+            "{expected} not in {seen:?}"
+        );
+    }
+}
