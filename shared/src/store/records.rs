@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -215,6 +216,8 @@ pub(super) fn apply_change(
 const BATCH_GET_MAX: usize = 100;
 /// BatchWriteItem's limit of items per call.
 pub const BATCH_WRITE_MAX: usize = 25;
+/// BatchWriteItem and BatchGetItem calls in flight at once for one batch.
+pub const WRITE_CONCURRENCY: usize = 4;
 /// A bulk write must finish its reserved range well within the reservation's
 /// lifetime, or pulls would move past sequence numbers still being written.
 const RESERVATION_LIFETIME: Duration = Duration::from_secs(300);
@@ -248,38 +251,52 @@ impl Store {
         &self,
         keys: Vec<HashMap<String, AttributeValue>>,
     ) -> Result<Vec<HashMap<String, AttributeValue>>> {
+        let calls: Vec<_> = keys
+            .chunks(BATCH_GET_MAX)
+            .map(|chunk| self.get_chunk(chunk.to_vec()))
+            .collect();
+        let mut calls = futures_util::stream::iter(calls).buffer_unordered(WRITE_CONCURRENCY);
         let mut found = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(BATCH_GET_MAX) {
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(chunk.to_vec()))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| Error::Internal {
-                        context: "building a batch read".into(),
-                        source: Some(Box::new(e)),
-                    })?,
-            );
-            let mut attempt = 0;
-            while let Some(request) = pending.take() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| store_error("BatchGetItem", e))?;
-                if let Some(mut responses) = out.responses {
-                    found.extend(responses.remove(&self.table).unwrap_or_default());
-                }
-                pending = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .filter(|k| !k.keys().is_empty());
-                if pending.is_some() {
-                    backoff(attempt).await;
-                    attempt += 1;
-                }
+        while let Some(items) = calls.next().await {
+            found.extend(items?);
+        }
+        Ok(found)
+    }
+
+    async fn get_chunk(
+        &self,
+        keys: Vec<HashMap<String, AttributeValue>>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>> {
+        let mut found = Vec::with_capacity(keys.len());
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| Error::Internal {
+                    context: "building a batch read".into(),
+                    source: Some(Box::new(e)),
+                })?,
+        );
+        let mut attempt = 0;
+        while let Some(request) = pending.take() {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| store_error("BatchGetItem", e))?;
+            if let Some(mut responses) = out.responses {
+                found.extend(responses.remove(&self.table).unwrap_or_default());
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .filter(|k| !k.keys().is_empty());
+            if pending.is_some() {
+                backoff(attempt).await;
+                attempt += 1;
             }
         }
         Ok(found)
@@ -494,7 +511,11 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Writes `records` with BatchWriteItem, up to [`WRITE_CONCURRENCY`]
+    /// calls at a time (DynamoDB serves them in parallel; so does the
+    /// embedded engine's HTTP layer).
     async fn batch_write(&self, records: &[Record], deadline: Timestamp) -> Result<()> {
+        let mut calls = Vec::new();
         for chunk in records.chunks(BATCH_WRITE_MAX) {
             let mut requests = Vec::with_capacity(chunk.len());
             for record in chunk {
@@ -508,30 +529,43 @@ impl Store {
                     })?;
                 requests.push(WriteRequest::builder().put_request(put).build());
             }
-            let mut attempt = 0;
-            while !requests.is_empty() {
-                if Timestamp::now() >= deadline {
-                    return Err(Error::Store {
-                        operation: "BatchWriteItem",
-                        retryable: true,
-                        source: "bulk write ran past its sequence reservation".into(),
-                    });
-                }
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, std::mem::take(&mut requests))
-                    .send()
-                    .await
-                    .map_err(|e| store_error("BatchWriteItem", e))?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
-                    .unwrap_or_default();
-                if !requests.is_empty() {
-                    backoff(attempt).await;
-                    attempt += 1;
-                }
+            calls.push(self.write_chunk(requests, deadline));
+        }
+        let mut calls = futures_util::stream::iter(calls).buffer_unordered(WRITE_CONCURRENCY);
+        while let Some(done) = calls.next().await {
+            done?;
+        }
+        Ok(())
+    }
+
+    async fn write_chunk(
+        &self,
+        mut requests: Vec<WriteRequest>,
+        deadline: Timestamp,
+    ) -> Result<()> {
+        let mut attempt = 0;
+        while !requests.is_empty() {
+            if Timestamp::now() >= deadline {
+                return Err(Error::Store {
+                    operation: "BatchWriteItem",
+                    retryable: true,
+                    source: "bulk write ran past its sequence reservation".into(),
+                });
+            }
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, std::mem::take(&mut requests))
+                .send()
+                .await
+                .map_err(|e| store_error("BatchWriteItem", e))?;
+            requests = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.table))
+                .unwrap_or_default();
+            if !requests.is_empty() {
+                backoff(attempt).await;
+                attempt += 1;
             }
         }
         Ok(())
