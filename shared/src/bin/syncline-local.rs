@@ -11,16 +11,21 @@
 //! environment, like the functions do.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use syncline::config::{Config, DEFAULT_TABLE, LocalStoreConfig};
 use syncline::embedded::{EmbeddedEngine, Storage};
+use syncline::ingest::{SourceSet, SyncContinuationHandler, SyncEngine, local_secret};
+use syncline::lambda::sqs::poll_once;
 use syncline::queue::MessageId;
 use syncline::retry::RetryEnvelope;
+use syncline::retry::{RetryWorker, kinds};
 use syncline::runtime::Adapters;
 use syncline::store::Store;
 
 const USAGE: &str =
-    "usage: syncline-local [serve | demo-source | dead-letters | redrive [MESSAGE_ID...]]";
+    "usage: syncline-local [serve | demo-source | drain | dead-letters | redrive [MESSAGE_ID...]]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -28,6 +33,7 @@ async fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         None | Some("serve") => serve().await,
         Some("demo-source") => demo_source().await,
+        Some("drain") => drain().await,
         Some("dead-letters") => dead_letters().await,
         Some("redrive") => redrive(&args[1..]).await,
         Some(_) => {
@@ -76,6 +82,43 @@ async fn demo_source() -> syncline::Result<()> {
     tokio::signal::ctrl_c()
         .await
         .map_err(|e| syncline::Error::internal(format!("waiting for Ctrl-C: {e}")))
+}
+
+/// Feeds the retry queue to a retry worker until it is empty, the way
+/// Lambda's SQS event source does in AWS (continuations included).
+async fn drain() -> syncline::Result<()> {
+    let config = Config::from_env()?;
+    let adapters = Adapters::from_config(&config).await?;
+    let mut worker = RetryWorker::new(adapters.store.clone(), adapters.queue.clone(), config.retry);
+    if let Some(document) = syncline::config::optional_document("SYNCLINE_SOURCES")? {
+        let sources = SourceSet::parse(
+            &document,
+            syncline::connectors::http_client()?,
+            local_secret(syncline::config::env_var),
+        )?;
+        let engine = SyncEngine::new(adapters.store.clone(), adapters.queue.clone(), sources);
+        worker.register(
+            kinds::SYNC_CONTINUATION,
+            Arc::new(SyncContinuationHandler::new(Arc::new(engine))),
+        );
+    }
+    let mut handled = 0;
+    loop {
+        let batch = poll_once(
+            &*adapters.queue,
+            &worker,
+            Duration::from_secs(900),
+            Duration::from_secs(900),
+            Duration::from_secs(1),
+        )
+        .await?;
+        if batch == 0 {
+            break;
+        }
+        handled += batch;
+    }
+    println!("handled {handled} message(s); the queue is empty");
+    Ok(())
 }
 
 async fn adapters() -> syncline::Result<Adapters> {
