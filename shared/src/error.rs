@@ -106,20 +106,12 @@ impl Error {
     /// Whether the same request may succeed later without any change.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::RateLimited { .. } => true,
+            Self::RateLimited { .. } | Self::Internal { .. } => true,
             Self::Upstream { retryable, .. }
             | Self::Store { retryable, .. }
             | Self::Queue { retryable, .. } => *retryable,
-            Self::Internal { .. } => true,
-            Self::Validation { .. }
-            | Self::Unprocessable(_)
-            | Self::Unauthorized(_)
-            | Self::PayloadTooLarge { .. }
-            | Self::MethodNotAllowed
-            | Self::Forbidden
-            | Self::NotFound(_)
-            | Self::Conflict(_)
-            | Self::Config(_) => false,
+            // The caller's faults and configuration errors stay as they are.
+            _ => false,
         }
     }
 
