@@ -2,6 +2,7 @@
 //! the retry-queue port with its adapters, and the configuration that wires
 //! them. Every Lambda function is a thin `main.rs` over this crate.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod connectors;

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use lambda_runtime::{Error, run, service_fn};
 use syncline::config::{self, Config};
-use syncline::ingest::{SourceSet, SyncContinuationHandler, SyncEngine, local_secret};
+use syncline::ingest::{SourceSet, SyncEngine, local_secret, register_sync_work};
 use syncline::lambda::sqs::handle_retry_batch;
-use syncline::retry::{RetryWorker, kinds};
+use syncline::retry::RetryWorker;
 use syncline::runtime::Adapters;
 
 #[tokio::main]
@@ -22,11 +22,12 @@ async fn main() -> Result<(), Error> {
             syncline::connectors::http_client()?,
             local_secret(config::env_var),
         )?;
-        let engine = SyncEngine::new(adapters.store.clone(), adapters.queue.clone(), sources);
-        worker.register(
-            kinds::SYNC_CONTINUATION,
-            Arc::new(SyncContinuationHandler::new(Arc::new(engine))),
-        );
+        let engine = Arc::new(SyncEngine::new(
+            adapters.store.clone(),
+            adapters.queue.clone(),
+            sources,
+        ));
+        register_sync_work(&mut worker, engine);
     }
     run(service_fn(|event| handle_retry_batch(&worker, event))).await
 }

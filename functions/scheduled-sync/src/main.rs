@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use lambda_runtime::{Error, run, service_fn};
 use syncline::config::{self, Config};
-use syncline::ingest::{SourceSet, SyncContinuationHandler, SyncEngine, local_secret};
+use syncline::ingest::{SourceSet, SyncEngine, local_secret, register_sync_work};
 use syncline::lambda::schedule::handle_schedule;
-use syncline::retry::{RetryWorker, kinds};
+use syncline::retry::RetryWorker;
 use syncline::runtime::Adapters;
 
 #[tokio::main]
@@ -25,9 +25,6 @@ async fn main() -> Result<(), Error> {
         sources,
     ));
     let mut worker = RetryWorker::new(adapters.store.clone(), adapters.queue.clone(), config.retry);
-    worker.register(
-        kinds::SYNC_CONTINUATION,
-        Arc::new(SyncContinuationHandler::new(engine.clone())),
-    );
+    register_sync_work(&mut worker, engine.clone());
     run(service_fn(|event| handle_schedule(&engine, &worker, event))).await
 }

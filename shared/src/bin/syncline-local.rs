@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use syncline::config::{Config, DEFAULT_TABLE, LocalStoreConfig};
 use syncline::embedded::{EmbeddedEngine, Storage};
-use syncline::ingest::{SourceSet, SyncContinuationHandler, SyncEngine, local_secret};
+use syncline::ingest::{SourceSet, SyncEngine, local_secret, register_sync_work};
 use syncline::lambda::sqs::poll_once;
 use syncline::queue::MessageId;
 use syncline::retry::RetryEnvelope;
-use syncline::retry::{RetryWorker, kinds};
+use syncline::retry::RetryWorker;
 use syncline::runtime::Adapters;
 use syncline::store::Store;
 
@@ -97,10 +97,7 @@ async fn drain() -> syncline::Result<()> {
             local_secret(syncline::config::env_var),
         )?;
         let engine = SyncEngine::new(adapters.store.clone(), adapters.queue.clone(), sources);
-        worker.register(
-            kinds::SYNC_CONTINUATION,
-            Arc::new(SyncContinuationHandler::new(Arc::new(engine))),
-        );
+        register_sync_work(&mut worker, Arc::new(engine));
     }
     let mut handled = 0;
     loop {

@@ -140,6 +140,30 @@ impl HttpSource {
         &self.spec
     }
 
+    /// The same source with an operator's page size and rate limit (zero or
+    /// less keeps the configured value).
+    pub fn tuned(&self, page_size: u32, requests_per_second: f64) -> Self {
+        let mut spec = self.spec.clone();
+        if page_size > 0 {
+            spec.page_size = Some(page_size);
+        }
+        if requests_per_second > 0.0 {
+            spec.requests_per_second = requests_per_second;
+        }
+        let burst = spec.requests_per_second.max(1.0);
+        Self {
+            spec,
+            client: self.client.clone(),
+            auth: self.auth.clone(),
+            oauth_secret: self.oauth_secret.clone(),
+            bucket: Mutex::new(Bucket {
+                tokens: burst,
+                refilled: Instant::now(),
+                paused_until: None,
+            }),
+        }
+    }
+
     /// An OAuth2 client-credentials token, for sources that use one.
     async fn oauth_header(&self) -> Result<Option<(String, String)>> {
         let (

@@ -223,7 +223,11 @@ impl SyncEngine {
     /// Runs one source until it is done or the time is up. Returns the run
     /// log, or `None` when another run of the source holds the lease.
     pub async fn run(&self, request: &RunRequest, deadline: Timestamp) -> Result<Option<RunLog>> {
-        let source = self.sources.get(&request.source)?.clone();
+        let settings = self.settings(&request.source).await?;
+        let source = self
+            .sources
+            .get(&request.source)?
+            .tuned(settings.page_size, settings.requests_per_second);
         let run_id = uuid::Uuid::new_v4().simple().to_string();
         let Some(_) = self.take_lease(&request.source, &run_id, deadline).await? else {
             return Ok(None);
@@ -279,7 +283,11 @@ impl SyncEngine {
 
     /// Continues a run handed on by an earlier invocation.
     pub async fn resume(&self, continuation: Continuation, deadline: Timestamp) -> Result<RunLog> {
-        let source = self.sources.get(&continuation.source)?.clone();
+        let settings = self.settings(&continuation.source).await?;
+        let source = self
+            .sources
+            .get(&continuation.source)?
+            .tuned(settings.page_size, settings.requests_per_second);
         if self
             .take_lease(&continuation.source, &continuation.run_id, deadline)
             .await?
@@ -545,6 +553,56 @@ impl SyncEngine {
             .put_log(&runs_stream(), &run.c.log_id, &log, RUN_LOG_RETENTION)
             .await?;
         Ok(log)
+    }
+}
+
+/// `sync_run` work: a run asked for through the admin API.
+#[derive(Debug, Clone)]
+pub struct SyncRunHandler {
+    engine: Arc<SyncEngine>,
+}
+
+impl SyncRunHandler {
+    pub fn new(engine: Arc<SyncEngine>) -> Self {
+        Self { engine }
+    }
+}
+
+/// The payload of `sync_run` work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncRunWork {
+    /// One source, or every due one when absent.
+    #[serde(default)]
+    pub source: Option<SourceId>,
+    #[serde(default)]
+    pub kind: Option<RunKind>,
+}
+
+#[async_trait]
+impl WorkHandler for SyncRunHandler {
+    async fn handle(&self, envelope: &RetryEnvelope, deadline: Timestamp) -> Result<()> {
+        let work: SyncRunWork = serde_json::from_value(envelope.payload.clone())
+            .map_err(|e| Error::validation("sync run", e.to_string()))?;
+        let sources = match work.source {
+            Some(source) => vec![source],
+            None => self.engine.due(Timestamp::now()).await?,
+        };
+        for source in sources {
+            let request = RunRequest {
+                source: source.clone(),
+                kind: work.kind,
+                trigger: Trigger::Manual,
+            };
+            if self.engine.run(&request, deadline).await?.is_none() {
+                // Busy: another run of this source is under way; try later.
+                return Err(Error::Upstream {
+                    service: "sync".into(),
+                    reason: format!("source {source} is being synced by another run"),
+                    retryable: true,
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -107,3 +107,48 @@ pub fn path_parameter(request: &Request, name: &str, prefix: &str) -> Option<Str
         .filter(|rest| !rest.is_empty() && !rest.contains('/'))
         .map(str::to_owned)
 }
+
+/// A query parameter: from API Gateway's parsed parameters, or else from the
+/// request URI (requests built by local routers and tests).
+pub fn query_parameter(request: &Request, name: &str) -> Option<String> {
+    if let Some(value) = request
+        .query_string_parameters_ref()
+        .and_then(|params| params.first(name))
+    {
+        return Some(value.to_owned());
+    }
+    request.uri().query()?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(key) == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&high), Some(&low)) => {
+                hex(high).zip(hex(low)).map(|(h, l)| (h * 16 + l) as u8)
+            }
+            _ => None,
+        };
+        match (decoded, bytes[i]) {
+            (Some(byte), _) => {
+                out.push(byte);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, byte) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

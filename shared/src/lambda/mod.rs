@@ -1,6 +1,7 @@
 //! Glue between Lambda events and the domain: the only place Lambda types
 //! appear.
 
+pub mod admin_api;
 pub mod http;
 pub mod schedule;
 pub mod sqs;

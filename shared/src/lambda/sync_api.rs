@@ -8,7 +8,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::http::{error_response, json_response};
+use super::http::{error_response, json_response, query_parameter};
 use crate::auth::{Authenticator, Principal};
 use crate::error::{Error, Result};
 use crate::store::PageToken;
@@ -106,16 +106,17 @@ async fn dispatch(api: &SyncApi, request: &Request) -> Result<(StatusCode, serde
         Route::Push => ok(json(&service.push(tenant, &body(api, request)?).await?)?),
         Route::Pull => ok(json(&service.pull(tenant, &body(api, request)?).await?)?),
         Route::Conflicts => {
-            let query = request.query_string_parameters();
-            let limit = query
-                .first("limit")
+            let limit = query_parameter(request, "limit")
                 .map(|l| {
                     l.parse::<u32>()
                         .map_err(|_| Error::validation("limit", "a number"))
                 })
                 .transpose()?
                 .unwrap_or(100);
-            let after = query.first("cursor").map(PageToken::parse).transpose()?;
+            let after = query_parameter(request, "cursor")
+                .as_deref()
+                .map(PageToken::parse)
+                .transpose()?;
             let (conflicts, next) = service.conflicts(tenant, limit, after.as_ref()).await?;
             ok(json!({"conflicts": conflicts, "next": next.map(|n| n.to_string())}))
         }

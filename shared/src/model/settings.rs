@@ -49,10 +49,9 @@ impl Interval {
 
 impl fmt::Display for Interval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Hours read best for sync intervals (6h, 12h, 24h, 48h).
         let secs = self.0.as_secs();
-        if secs.is_multiple_of(86_400) {
-            write!(f, "{}d", secs / 86_400)
-        } else if secs.is_multiple_of(3600) {
+        if secs.is_multiple_of(3600) {
             write!(f, "{}h", secs / 3600)
         } else {
             write!(f, "{}m", secs / 60)
@@ -88,10 +87,11 @@ mod tests {
 
     #[test]
     fn intervals_parse_operator_notation_and_print_it_back() {
-        for text in ["6h", "12h", "1d", "90m"] {
+        for text in ["6h", "12h", "24h", "90m"] {
             let interval = Interval::parse(text).expect("valid interval");
             assert_eq!(interval.to_string(), text);
         }
+        assert_eq!(Interval::parse("1d").expect("valid").to_string(), "24h");
         assert_eq!(
             Interval::parse("24h").expect("valid").duration(),
             Duration::from_secs(86_400)

@@ -27,6 +27,8 @@ pub mod kinds {
     /// Apply record changes (and a webhook's dedupe key) that could not be
     /// stored when they were accepted.
     pub const APPLY_CHANGES: &str = "apply_changes";
+    /// Run a source (or every due one) now, as an operator asked.
+    pub const SYNC_RUN: &str = "sync_run";
     /// Continue a scheduled sync run from its checkpoint.
     pub const SYNC_CONTINUATION: &str = "sync_continuation";
     /// Re-fetch one record from its source and write it.

@@ -28,6 +28,11 @@ impl LogStream {
         Ok(Self(name))
     }
 
+    /// The audit trail of operators' actions.
+    pub fn audit() -> Self {
+        Self("audit".to_owned())
+    }
+
     /// The run logs of every source.
     pub fn runs() -> Self {
         Self("runs".to_owned())

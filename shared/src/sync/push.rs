@@ -253,8 +253,19 @@ impl SyncService {
             outcomes.push((m.id, key, resolved));
         }
 
-        let mut writes: Vec<RecordWrite> = working
-            .iter()
+        // In the order the mutations first touched them, so the change
+        // sequence follows the client's order.
+        let mut order: Vec<&Key> = Vec::new();
+        for m in chunk {
+            if let Some((key, _)) = working.get_key_value(&(m.entity.clone(), m.record_id.clone()))
+                && !order.contains(&key)
+            {
+                order.push(key);
+            }
+        }
+        let mut writes: Vec<RecordWrite> = order
+            .into_iter()
+            .filter_map(|key| working.get(key).map(|w| (key, w)))
             .filter(|(_, w)| w.touched)
             .map(|((entity, id), w)| RecordWrite {
                 entity: entity.clone(),

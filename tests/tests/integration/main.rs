@@ -1,6 +1,7 @@
 //! syncline's integration tests: one binary, driving the public API of the
 //! domain crate against the embedded engine and moto's SQS.
 
+mod admin_api;
 mod concurrency;
 mod infra_template;
 mod local_runs;

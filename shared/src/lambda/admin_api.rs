@@ -1,0 +1,177 @@
+//! The admin API's routes (API Gateway HTTP API), for tokens with the
+//! `admin` scope only.
+
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::http::{error_response, json_response, query_parameter};
+use crate::admin::{AdminService, Health, SettingsChange, SyncTrigger, render_dashboard};
+use crate::auth::Authenticator;
+use crate::error::{Error, Result};
+use crate::model::{RunStatus, SourceId, Timestamp};
+use crate::queue::MessageId;
+use crate::store::PageToken;
+
+/// The scope (or role) an admin token carries.
+pub const ADMIN_SCOPE: &str = "admin";
+const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub struct AdminApi {
+    pub service: AdminService,
+    pub auth: Authenticator,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RedriveRequest {
+    #[serde(default)]
+    ids: Option<Vec<String>>,
+}
+
+pub async fn handle_admin(
+    api: &AdminApi,
+    request: Request,
+) -> std::result::Result<Response<Body>, lambda_http::Error> {
+    Ok(match dispatch(api, &request).await {
+        Ok(response) => response,
+        Err(error) => error_response(&error),
+    })
+}
+
+fn body<T: for<'de> Deserialize<'de> + Default>(request: &Request) -> Result<T> {
+    let bytes = request.body().as_ref();
+    if bytes.len() > MAX_BODY {
+        return Err(Error::PayloadTooLarge { limit: MAX_BODY });
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| Error::validation("body", e.to_string()))
+}
+
+async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
+    let path = match request.raw_http_path() {
+        "" => request.uri().path().to_owned(),
+        raw => raw.to_owned(),
+    };
+    let path = path.trim_end_matches('/');
+    let method = request.method().clone();
+    let known = [
+        "/v1/admin/status",
+        "/v1/admin/health",
+        "/v1/admin/runs",
+        "/v1/admin/settings",
+        "/v1/admin/sync",
+        "/v1/admin/dead-letters",
+        "/v1/admin/dead-letters/redrive",
+        "/v1/admin/dashboard",
+    ];
+    if !known.contains(&path) {
+        return Err(Error::NotFound("route".into()));
+    }
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    let caller = api.auth.authenticate(authorization, None)?;
+    if !caller.has_scope(ADMIN_SCOPE) {
+        return Err(Error::Forbidden);
+    }
+    let who = caller.subject.clone().unwrap_or_else(|| "unknown".into());
+    let service = &api.service;
+    let now = Timestamp::now();
+    let ok = |value: serde_json::Value| Ok(json_response(StatusCode::OK, &value));
+    match (method, path) {
+        (Method::GET, "/v1/admin/status") => ok(json!({"sources": service.status(now).await?})),
+        (Method::GET, "/v1/admin/health") => {
+            let (health, body) = service.health(now).await?;
+            let status = if health == Health::Healthy {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            Ok(json_response(status, &body))
+        }
+        (Method::GET, "/v1/admin/runs") => {
+            let source = query_parameter(request, "source")
+                .as_deref()
+                .map(SourceId::parse)
+                .transpose()?;
+            let status = query_parameter(request, "status")
+                .map(|s| {
+                    serde_json::from_value::<RunStatus>(json!(s)).map_err(|_| {
+                        Error::validation("status", "running, continued, succeeded or failed")
+                    })
+                })
+                .transpose()?;
+            let limit = query_parameter(request, "limit")
+                .map(|l| {
+                    l.parse::<u32>()
+                        .map_err(|_| Error::validation("limit", "a number"))
+                })
+                .transpose()?
+                .unwrap_or(50);
+            let after = query_parameter(request, "cursor")
+                .as_deref()
+                .map(PageToken::parse)
+                .transpose()?;
+            let (runs, next) = service
+                .runs(source.as_ref(), status, limit, after.as_ref())
+                .await?;
+            ok(json!({"runs": runs, "next": next.map(|n| n.to_string())}))
+        }
+        (Method::GET, "/v1/admin/settings") => {
+            let settings: Vec<_> = service
+                .settings()
+                .await?
+                .into_iter()
+                .map(|(source, s)| json!({"source": source, "settings": s}))
+                .collect();
+            ok(json!({"sources": settings}))
+        }
+        (Method::PUT, "/v1/admin/settings") => {
+            let bytes = request.body().as_ref();
+            let change: SettingsChange = serde_json::from_slice(bytes)
+                .map_err(|e| Error::validation("settings", e.to_string()))?;
+            let settings = service.change_settings(&change, &who).await?;
+            ok(json!({"source": change.source, "settings": settings}))
+        }
+        (Method::POST, "/v1/admin/sync") => {
+            let trigger: SyncTrigger = body(request)?;
+            let id = service.trigger(&trigger, &who).await?;
+            Ok(json_response(
+                StatusCode::ACCEPTED,
+                &json!({"status": "queued", "message_id": id.as_str()}),
+            ))
+        }
+        (Method::GET, "/v1/admin/dead-letters") => {
+            ok(json!({"dead_letters": service.dead_letters(100).await?}))
+        }
+        (Method::POST, "/v1/admin/dead-letters/redrive") => {
+            let redrive: RedriveRequest = body(request)?;
+            let ids = redrive
+                .ids
+                .map(|ids| ids.into_iter().map(MessageId::new).collect());
+            ok(json!({"moved": service.redrive(ids, &who).await?}))
+        }
+        (Method::GET, "/v1/admin/dashboard") => {
+            let statuses = service.status(now).await?;
+            let (health, _) = service.health(now).await?;
+            let (failures, _) = service
+                .runs(None, Some(RunStatus::Failed), 10, None)
+                .await?;
+            let dead = service.dead_letters(100).await?.len();
+            let html = render_dashboard(health, &statuses, &failures, dead);
+            let mut response = Response::new(Body::from(html));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            Ok(response)
+        }
+        _ => Err(Error::MethodNotAllowed),
+    }
+}
