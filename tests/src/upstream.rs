@@ -357,6 +357,13 @@ async fn serve(
             }
             axum::Json(body).into_response()
         }
+        (Method::GET, p) if p.starts_with("/items/") => {
+            let id = &p["/items/".len()..];
+            match items.iter().find(|(k, _)| k == id) {
+                Some((_, item)) => axum::Json(item.clone()).into_response(),
+                None => StatusCode::NOT_FOUND.into_response(),
+            }
+        }
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }

@@ -311,6 +311,42 @@ impl AdminService {
         Ok(id)
     }
 
+    /// Queues a force-sync of one record; returns the message id.
+    pub async fn force_sync(&self, source: &SourceId, id: &str, who: &str) -> Result<MessageId> {
+        self.engine.sources().get(source)?;
+        let id = crate::model::RecordId::parse(id)?;
+        let work = crate::ingest::ForceSyncWork {
+            source: source.clone(),
+            id: id.clone(),
+        };
+        let payload = serde_json::to_value(&work).map_err(|e| Error::Internal {
+            context: "serializing a force-sync".into(),
+            source: Some(Box::new(e)),
+        })?;
+        let mut envelope = RetryEnvelope::new(
+            kinds::FORCE_SYNC,
+            payload,
+            format!("force-sync:{}", uuid::Uuid::new_v4().simple()),
+            "",
+        );
+        envelope.attempt = 0;
+        envelope.last_error = None;
+        envelope.source = Some(source.clone());
+        let message = self
+            .queue
+            .send(&envelope.to_body()?, Duration::ZERO)
+            .await?;
+        self.store
+            .append_log(
+                &audit_stream(),
+                &json!({"who": who, "at": Timestamp::now(), "action": "force_sync",
+                        "source": source, "id": id, "message_id": message.as_str()}),
+                AUDIT_RETENTION,
+            )
+            .await?;
+        Ok(message)
+    }
+
     /// Dead letters with their reasons.
     pub async fn dead_letters(&self, max: u32) -> Result<Vec<Value>> {
         Ok(self

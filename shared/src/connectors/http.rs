@@ -416,6 +416,68 @@ impl HttpSource {
         Err(last_error)
     }
 
+    /// One record by id, for force-sync; `None` when the source says it is
+    /// gone (404 or 410).
+    pub async fn fetch_one(&self, id: &str) -> Result<Option<Value>> {
+        let template = self.spec.record_path.as_deref().ok_or_else(|| {
+            Error::validation(
+                "source",
+                "this source has no record_path for single records",
+            )
+        })?;
+        let target = template.replace("{id}", id);
+        let url = if target.starts_with("http://") || target.starts_with("https://") {
+            target
+        } else {
+            format!("{}{target}", self.spec.base_url.trim_end_matches('/'))
+        };
+        let auth = self.oauth_header().await?;
+        let mut last_error = upstream("no attempt made", true);
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
+            }
+            self.wait_for_token().await;
+            let mut request = self
+                .client
+                .get(&url)
+                .timeout(Duration::from_secs(self.spec.timeout_secs));
+            if let Some((name, value)) = &auth {
+                request = request.header(name.as_str(), value.as_str());
+            }
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(e) => {
+                    last_error = upstream(format!("request failed: {e}"), true);
+                    continue;
+                }
+            };
+            let status = response.status();
+            if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+                return Ok(None);
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                last_error = upstream(format!("HTTP {status}"), true);
+                continue;
+            }
+            if !status.is_success() {
+                return Err(upstream(format!("HTTP {status}"), false));
+            }
+            let body: Value = match response.json().await {
+                Ok(body) => body,
+                Err(e) => {
+                    last_error = upstream(format!("malformed record: {e}"), true);
+                    continue;
+                }
+            };
+            return Ok(match &self.spec.record_pointer {
+                Some(pointer) => body.pointer(pointer).cloned(),
+                None => Some(body),
+            });
+        }
+        Err(last_error)
+    }
+
     fn page(
         &self,
         state: &PageState,

@@ -196,6 +196,13 @@ pub struct SourceSpec {
     pub rules: Rules,
     #[serde(default)]
     pub no_overlap: Option<NoOverlap>,
+    /// Where one record lives, for force-sync: a path with `{id}` (or
+    /// `{id}` alone when ids are URLs).
+    #[serde(default)]
+    pub record_path: Option<String>,
+    /// JSON pointer to the record in that response (whole body if absent).
+    #[serde(default)]
+    pub record_pointer: Option<String>,
     /// Per-request timeout.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -242,6 +249,9 @@ fn apply_preset(mut spec: SourceSpec) -> Result<SourceSpec> {
             });
             spec.page_size.get_or_insert(100);
             spec.page_size_param.get_or_insert_with(|| "count".into());
+            spec.record_path.get_or_insert_with(|| "{id}".into());
+            spec.record_pointer
+                .get_or_insert_with(|| "/resource".into());
         }
         "stripe" => {
             set(&mut spec.path, "/v1/payment_intents");
@@ -254,6 +264,8 @@ fn apply_preset(mut spec: SourceSpec) -> Result<SourceSpec> {
             });
             spec.page_size.get_or_insert(100);
             spec.page_size_param.get_or_insert_with(|| "limit".into());
+            spec.record_path
+                .get_or_insert_with(|| "/v1/payment_intents/{id}".into());
             spec.incremental.get_or_insert(Incremental {
                 param: Some("created[gte]".into()),
                 format: TimeFormat::Unix,

@@ -18,7 +18,7 @@ use crate::model::{
 };
 use crate::queue::RetryQueue;
 use crate::retry::{RetryEnvelope, WorkHandler, kinds};
-use crate::store::{Change, KvExpect, KvKey, LogId, LogStream, Store};
+use crate::store::{BatchOutcome, Change, KvExpect, KvKey, LogId, LogStream, Store};
 
 /// Time kept in hand before the invocation's deadline: the rest of the run
 /// is handed on while a page can still be written and the message sent.
@@ -553,6 +553,68 @@ impl SyncEngine {
             .put_log(&runs_stream(), &run.c.log_id, &log, RUN_LOG_RETENTION)
             .await?;
         Ok(log)
+    }
+}
+
+impl SyncEngine {
+    /// Re-fetches one record from its source and writes it (a tombstone when
+    /// the source no longer has it). Returns what was written.
+    pub async fn force_sync(&self, source_id: &SourceId, id: &RecordId) -> Result<BatchOutcome> {
+        let source = self.sources.get(source_id)?;
+        let spec = source.spec();
+        let change = match source.fetch_one(id.as_str()).await? {
+            None => Change::Delete,
+            Some(item) => {
+                let item = transform(spec, &item).map_err(Error::Unprocessable)?;
+                if &item.id != id {
+                    return Err(Error::Upstream {
+                        service: "source".into(),
+                        reason: format!("asked for {id}, got {}", item.id),
+                        retryable: false,
+                    });
+                }
+                item.change
+            }
+        };
+        self.store
+            .upsert_batch(
+                &spec.tenant,
+                &spec.entity,
+                Some(source_id),
+                vec![(id.clone(), change)],
+            )
+            .await
+    }
+}
+
+/// The payload of `force_sync` work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForceSyncWork {
+    pub source: SourceId,
+    pub id: RecordId,
+}
+
+/// `force_sync` work: re-fetch one record and write it.
+#[derive(Debug, Clone)]
+pub struct ForceSyncHandler {
+    engine: Arc<SyncEngine>,
+}
+
+impl ForceSyncHandler {
+    pub fn new(engine: Arc<SyncEngine>) -> Self {
+        Self { engine }
+    }
+}
+
+#[async_trait]
+impl WorkHandler for ForceSyncHandler {
+    async fn handle(&self, envelope: &RetryEnvelope, _deadline: Timestamp) -> Result<()> {
+        let work: ForceSyncWork = serde_json::from_value(envelope.payload.clone())
+            .map_err(|e| Error::validation("force sync", e.to_string()))?;
+        self.engine
+            .force_sync(&work.source, &work.id)
+            .await
+            .map(|_| ())
     }
 }
 

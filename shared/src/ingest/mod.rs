@@ -8,20 +8,25 @@ mod engine;
 mod sources;
 
 pub use engine::{
-    Continuation, RunRequest, SyncContinuationHandler, SyncEngine, SyncRunHandler, SyncRunWork,
-    Trigger, runs_stream,
+    Continuation, ForceSyncHandler, ForceSyncWork, RunRequest, SyncContinuationHandler, SyncEngine,
+    SyncRunHandler, SyncRunWork, Trigger, runs_stream,
 };
 pub use sources::{SourceSet, SourceState, local_secret};
 
 use std::sync::Arc;
 
-/// Registers the sync work kinds (`sync_run`, `sync_continuation`) with a
+/// Registers the sync work kinds (`sync_run`, `force_sync`,
+/// `sync_continuation`) with a
 /// retry worker.
 pub fn register_sync_work(worker: &mut crate::retry::RetryWorker, engine: Arc<SyncEngine>) {
     use crate::retry::kinds;
     worker.register(
         kinds::SYNC_RUN,
         Arc::new(SyncRunHandler::new(engine.clone())),
+    );
+    worker.register(
+        kinds::FORCE_SYNC,
+        Arc::new(ForceSyncHandler::new(engine.clone())),
     );
     worker.register(
         kinds::SYNC_CONTINUATION,

@@ -69,7 +69,12 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
         "/v1/admin/dead-letters/redrive",
         "/v1/admin/dashboard",
     ];
-    if !known.contains(&path) {
+    // POST /v1/admin/sync/{source}/records/{id}
+    let force = path
+        .strip_prefix("/v1/admin/sync/")
+        .and_then(|rest| rest.split_once("/records/"))
+        .filter(|(source, id)| !source.is_empty() && !id.is_empty() && !source.contains('/'));
+    if !known.contains(&path) && force.is_none() {
         return Err(Error::NotFound("route".into()));
     }
     let authorization = request
@@ -84,6 +89,18 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
     let service = &api.service;
     let now = Timestamp::now();
     let ok = |value: serde_json::Value| Ok(json_response(StatusCode::OK, &value));
+    if let Some((source, id)) = force {
+        if method != Method::POST {
+            return Err(Error::MethodNotAllowed);
+        }
+        let source = SourceId::parse(source).map_err(|_| Error::NotFound("source".into()))?;
+        let id = super::http::percent_decode(id);
+        let message = service.force_sync(&source, &id, &who).await?;
+        return Ok(json_response(
+            StatusCode::ACCEPTED,
+            &json!({"status": "queued", "message_id": message.as_str()}),
+        ));
+    }
     match (method, path) {
         (Method::GET, "/v1/admin/status") => ok(json!({"sources": service.status(now).await?})),
         (Method::GET, "/v1/admin/health") => {

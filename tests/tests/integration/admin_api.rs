@@ -44,6 +44,7 @@ async fn rig() -> Rig {
         "props": {"tenant": "demo", "entity": "property", "base_url": upstream.url, "path": "/cursor",
                   "records": "/data", "id": "/id", "updated_at": "/updated_at", "page_size": 10,
                   "page_size_param": "limit", "requests_per_second": 200, "interval": "12h",
+                  "record_path": "/items/{id}",
                   "pagination": {"cursor_body": {"cursor_path": "/next_cursor", "param": "cursor"}}},
         "broken": {"tenant": "demo", "entity": "thing", "base_url": upstream.url, "path": "/nowhere",
                    "records": "/data", "id": "/id", "requests_per_second": 200}
@@ -422,4 +423,45 @@ async fn the_dashboard_is_one_self_contained_html_page() {
     if let Ok(path) = std::env::var("SYNCLINE_DASHBOARD_OUT") {
         std::fs::write(path, html).expect("write the page");
     }
+}
+
+#[tokio::test]
+async fn force_sync_refetches_one_record_and_tombstones_it_when_gone() {
+    let rig = rig().await;
+    sync(&rig, "props").await;
+    // Changed upstream without a newer updated_at: only a force-sync sees it.
+    rig._upstream.state.put(
+        "p07",
+        json!({"id": "p07", "name": "P7 renamed", "updated_at": "2026-11-01T00:00:00Z"}),
+    );
+    let (status, body) = call(&rig, "POST", "/v1/admin/sync/props/records/p07", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    drain(&rig).await;
+    let p07 = syncline_tests::stored(&rig.t.store, "demo", "property", "p07")
+        .await
+        .expect("p07");
+    assert_eq!(p07.data["name"], json!("P7 renamed"));
+    assert_eq!(p07.version.get(), 2);
+
+    rig._upstream.state.remove("p08");
+    call(&rig, "POST", "/v1/admin/sync/props/records/p08", None).await;
+    drain(&rig).await;
+    assert!(
+        syncline_tests::stored(&rig.t.store, "demo", "property", "p08")
+            .await
+            .expect("p08")
+            .deleted
+    );
+
+    let (status, _) = call(&rig, "POST", "/v1/admin/sync/nope/records/x", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(&rig, "GET", "/v1/admin/sync/props/records/p07", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        rig.queue
+            .dead_letters(10)
+            .await
+            .expect("dead letters")
+            .is_empty()
+    );
 }
