@@ -13,6 +13,7 @@ pub mod embedded;
 pub mod error;
 pub mod ingest;
 pub mod lambda;
+pub mod metrics;
 pub mod model;
 pub mod queue;
 pub mod retry;

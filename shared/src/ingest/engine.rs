@@ -496,6 +496,35 @@ impl SyncEngine {
         self.store
             .put_log(&runs_stream(), &run.c.log_id, &log, RUN_LOG_RETENTION)
             .await?;
+        let counts = &log.counts;
+        crate::metrics::emit(
+            &[
+                ("function", "scheduled-sync"),
+                ("source", log.source.as_str()),
+            ],
+            &[
+                (
+                    "RecordsSynced",
+                    (counts.created + counts.updated + counts.deleted) as f64,
+                    crate::metrics::Unit::Count,
+                ),
+                (
+                    "RecordsFailed",
+                    counts.failed as f64,
+                    crate::metrics::Unit::Count,
+                ),
+                (
+                    "RunFailed",
+                    f64::from(u8::from(status == RunStatus::Failed)),
+                    crate::metrics::Unit::Count,
+                ),
+                (
+                    "RunDuration",
+                    (Timestamp::now().as_millis() - log.started_at.as_millis()) as f64,
+                    crate::metrics::Unit::Milliseconds,
+                ),
+            ],
+        );
         let lease = crate::model::Lease {
             name: lease_name(&run.c.source),
             owner: run.c.run_id.clone(),

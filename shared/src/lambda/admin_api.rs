@@ -81,7 +81,9 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok());
-    let caller = api.auth.authenticate(authorization, None)?;
+    let caller = api
+        .auth
+        .authenticate(authorization, super::http::authorizer_claims(request))?;
     if !caller.has_scope(ADMIN_SCOPE) {
         return Err(Error::Forbidden);
     }

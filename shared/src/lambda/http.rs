@@ -152,3 +152,16 @@ pub(crate) fn percent_decode(text: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// The claims an API Gateway JWT authorizer verified, if any.
+pub fn authorizer_claims(request: &Request) -> Option<&std::collections::HashMap<String, String>> {
+    match request.request_context_ref()? {
+        lambda_http::request::RequestContext::ApiGatewayV2(
+            lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext {
+                authorizer: Some(authorizer),
+                ..
+            },
+        ) => authorizer.jwt.as_ref().map(|jwt| &jwt.claims),
+        _ => None,
+    }
+}

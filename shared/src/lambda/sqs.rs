@@ -27,7 +27,20 @@ pub async fn handle_retry_batch(
             continue;
         };
         let keep = match worker.process(&message, deadline).await {
-            Ok(outcome) => outcome.keeps_message(),
+            Ok(outcome) => {
+                let metric = match outcome {
+                    crate::retry::Outcome::RetryLater { .. } => Some("Retries"),
+                    crate::retry::Outcome::DeadLettered { .. } => Some("DeadLetters"),
+                    _ => None,
+                };
+                if let Some(name) = metric {
+                    crate::metrics::emit(
+                        &[("function", "retry-worker")],
+                        &[(name, 1.0, crate::metrics::Unit::Count)],
+                    );
+                }
+                outcome.keeps_message()
+            }
             Err(err) => {
                 tracing::error!(message_id = %message.id, error = %err, "could not record the outcome");
                 true

@@ -1,9 +1,7 @@
 //! The sync API's routes (API Gateway HTTP API): authentication, limits,
 //! JSON in and out, errors through `http::error_response`.
 
-use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
 use lambda_http::http::{Method, StatusCode};
-use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -65,22 +63,13 @@ pub async fn handle_sync(
     })
 }
 
-fn authorizer_claims(request: &Request) -> Option<&std::collections::HashMap<String, String>> {
-    match request.request_context_ref()? {
-        RequestContext::ApiGatewayV2(ApiGatewayV2httpRequestContext {
-            authorizer: Some(authorizer),
-            ..
-        }) => authorizer.jwt.as_ref().map(|jwt| &jwt.claims),
-        _ => None,
-    }
-}
-
 fn principal(api: &SyncApi, request: &Request) -> Result<Principal> {
     let header = request
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok());
-    api.auth.authenticate(header, authorizer_claims(request))
+    api.auth
+        .authenticate(header, super::http::authorizer_claims(request))
 }
 
 fn body<T: DeserializeOwned>(api: &SyncApi, request: &Request) -> Result<T> {
@@ -103,7 +92,37 @@ async fn dispatch(api: &SyncApi, request: &Request) -> Result<(StatusCode, serde
     let service = &api.service;
     let ok = |value| Ok((StatusCode::OK, value));
     match route {
-        Route::Push => ok(json(&service.push(tenant, &body(api, request)?).await?)?),
+        Route::Push => {
+            let response = service.push(tenant, &body(api, request)?).await?;
+            let count = |status| {
+                response
+                    .results
+                    .iter()
+                    .filter(|r| r.status == status)
+                    .count() as f64
+            };
+            crate::metrics::emit(
+                &[("function", "sync-api")],
+                &[
+                    (
+                        "MutationsApplied",
+                        count(crate::sync::Status::Applied),
+                        crate::metrics::Unit::Count,
+                    ),
+                    (
+                        "Conflicts",
+                        count(crate::sync::Status::Conflict),
+                        crate::metrics::Unit::Count,
+                    ),
+                    (
+                        "MutationsRejected",
+                        count(crate::sync::Status::Rejected),
+                        crate::metrics::Unit::Count,
+                    ),
+                ],
+            );
+            ok(json(&response)?)
+        }
         Route::Pull => ok(json(&service.pull(tenant, &body(api, request)?).await?)?),
         Route::Conflicts => {
             let limit = query_parameter(request, "limit")

@@ -13,7 +13,21 @@ pub async fn handle_webhook(
     service: &WebhookService,
     request: Request,
 ) -> std::result::Result<Response<Body>, lambda_http::Error> {
-    Ok(match receive(service, &request).await {
+    let source = path_parameter(&request, "source", "/v1/webhooks/").unwrap_or_default();
+    let result = receive(service, &request).await;
+    let metric = match &result {
+        Ok(Receipt::Applied { .. }) => "WebhookApplied",
+        Ok(Receipt::Duplicate { .. }) => "WebhookDuplicate",
+        Ok(Receipt::Ignored { .. }) => "WebhookIgnored",
+        Ok(Receipt::Queued { .. }) => "WebhookQueued",
+        Err(error) if error.is_caller_fault() => "WebhookRejected",
+        Err(_) => "WebhookFailed",
+    };
+    crate::metrics::emit(
+        &[("function", "webhook"), ("source", source.as_str())],
+        &[(metric, 1.0, crate::metrics::Unit::Count)],
+    );
+    Ok(match result {
         Ok(receipt) => receipt_response(&receipt),
         Err(error) => error_response(&error),
     })

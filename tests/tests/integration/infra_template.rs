@@ -213,3 +213,41 @@ fn scheduled_sync_runs_on_a_schedule_and_continuations_reach_the_retry_worker() 
         );
     }
 }
+
+#[test]
+fn the_admin_api_serves_its_routes_behind_the_authorizer() {
+    let template = template();
+    let function = &template["Resources"]["AdminApiFunction"];
+    assert_eq!(
+        text(&function["Metadata"]["BuildProperties"]["Binary"]),
+        "admin-api"
+    );
+    let events = function["Properties"]["Events"]
+        .as_mapping()
+        .expect("events");
+    let routes: Vec<String> = events
+        .values()
+        .map(|e| {
+            format!(
+                "{} {}",
+                text(&e["Properties"]["Method"]),
+                text(&e["Properties"]["Path"])
+            )
+        })
+        .collect();
+    for route in [
+        "GET /v1/admin/status",
+        "GET /v1/admin/health",
+        "PUT /v1/admin/settings",
+        "POST /v1/admin/sync/{source}/records/{id}",
+        "POST /v1/admin/dead-letters/redrive",
+        "GET /v1/admin/dashboard",
+    ] {
+        assert!(routes.iter().any(|r| r == route), "{route} missing");
+    }
+    assert!(
+        events
+            .values()
+            .all(|e| text(&e["Properties"]["Auth"]["Authorizer"]) == "ClientJwt")
+    );
+}
