@@ -36,13 +36,12 @@ pub fn render_dashboard(
             || "none".to_owned(),
             |r| {
                 format!(
-                    "{:?} {} ({} seen, {} written)",
-                    r.status,
+                    "{} {} ({} seen, {} written)",
+                    format!("{:?}", r.status).to_lowercase(),
                     rfc3339(r.started_at),
                     r.counts.seen,
                     r.counts.created + r.counts.updated + r.counts.deleted
                 )
-                .to_lowercase()
             },
         );
         rows.push_str(&format!(
