@@ -465,3 +465,49 @@ async fn force_sync_refetches_one_record_and_tombstones_it_when_gone() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn every_sample_event_gets_the_answer_its_case_expects() {
+    let upstream = Upstream::start().await;
+    let t = test_store().await;
+    let document = json!({"sources": {"demo-properties": {"tenant": "demo", "entity": "property",
+        "base_url": upstream.url, "path": "/offset", "records": "/data", "id": "/id",
+        "pagination": {"offset": {"param": "offset"}}, "requests_per_second": 200}}})
+    .to_string();
+    let sources = SourceSet::parse(
+        &document,
+        syncline::connectors::http_client().expect("client"),
+        local_secret(|_| None),
+    )
+    .expect("sources");
+    let queue: Arc<dyn RetryQueue> =
+        Arc::new(LocalQueue::new(t.store.clone(), "retry", 10).expect("queue"));
+    let engine = Arc::new(SyncEngine::new(t.store.clone(), queue.clone(), sources));
+    let api = AdminApi {
+        service: AdminService::new(t.store.clone(), queue, engine),
+        auth: Authenticator::new(&AuthConfig {
+            hs256_secret: Some("syncline-local-jwt-secret".into()),
+            tenant_claim: "tenant".into(),
+            ..AuthConfig::default()
+        })
+        .expect("auth"),
+    };
+    for (name, expected) in [
+        ("status", 200),
+        ("health", 503),
+        ("runs", 200),
+        ("settings-change", 200),
+        ("sync-now", 202),
+        ("dead-letters", 200),
+        ("forbidden", 403),
+    ] {
+        let path = format!(
+            "{}/../events/admin-api/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let event = lambda_http::request::from_str(&std::fs::read_to_string(path).expect("sample"))
+            .expect("event");
+        let response = handle_admin(&api, event).await.expect("response");
+        assert_eq!(response.status().as_u16(), expected, "{name}");
+    }
+}
