@@ -7,7 +7,7 @@ use lambda_http::{Error, run, service_fn};
 use syncline::admin::AdminService;
 use syncline::auth::Authenticator;
 use syncline::config::{self, Config};
-use syncline::ingest::{SourceSet, SyncEngine, local_secret};
+use syncline::ingest::{SourceSet, SyncEngine};
 use syncline::lambda::admin_api::{AdminApi, handle_admin};
 use syncline::runtime::Adapters;
 
@@ -17,11 +17,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let adapters = Adapters::from_config(&config).await?;
     let sources = match config::optional_document("SYNCLINE_SOURCES")? {
-        Some(document) => SourceSet::parse(
-            &document,
-            syncline::connectors::http_client()?,
-            local_secret(config::env_var),
-        )?,
+        Some(document) => SourceSet::load(&document)?,
         None => SourceSet::default(),
     };
     let engine = Arc::new(SyncEngine::new(

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use lambda_runtime::{Error, run, service_fn};
 use syncline::config::{self, Config};
-use syncline::ingest::{SourceSet, SyncEngine, local_secret, register_sync_work};
+use syncline::ingest::{SourceSet, SyncEngine, register_sync_work};
 use syncline::lambda::sqs::handle_retry_batch;
 use syncline::retry::RetryWorker;
 use syncline::runtime::Adapters;
@@ -17,11 +17,7 @@ async fn main() -> Result<(), Error> {
     let mut worker = RetryWorker::new(adapters.store.clone(), adapters.queue.clone(), config.retry);
     // Sync continuations, when this deployment has REST sources.
     if let Some(document) = config::optional_document("SYNCLINE_SOURCES")? {
-        let sources = SourceSet::parse(
-            &document,
-            syncline::connectors::http_client()?,
-            local_secret(config::env_var),
-        )?;
+        let sources = SourceSet::load(&document)?;
         let engine = Arc::new(SyncEngine::new(
             adapters.store.clone(),
             adapters.queue.clone(),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use lambda_runtime::{Error, run, service_fn};
 use syncline::config::{self, Config};
-use syncline::ingest::{SourceSet, SyncEngine, local_secret, register_sync_work};
+use syncline::ingest::{SourceSet, SyncEngine, register_sync_work};
 use syncline::lambda::schedule::handle_schedule;
 use syncline::retry::RetryWorker;
 use syncline::runtime::Adapters;
@@ -14,11 +14,7 @@ async fn main() -> Result<(), Error> {
     syncline::telemetry::init();
     let config = Config::from_env()?;
     let adapters = Adapters::from_config(&config).await?;
-    let sources = SourceSet::parse(
-        &config::document("SYNCLINE_SOURCES")?,
-        syncline::connectors::http_client()?,
-        local_secret(config::env_var),
-    )?;
+    let sources = SourceSet::load(&config::document("SYNCLINE_SOURCES")?)?;
     let engine = Arc::new(SyncEngine::new(
         adapters.store.clone(),
         adapters.queue.clone(),

@@ -283,66 +283,54 @@ impl AdminService {
             source: trigger.source.clone(),
             kind: trigger.kind,
         };
-        let payload = serde_json::to_value(&work).map_err(|e| Error::Internal {
-            context: "serializing a sync trigger".into(),
-            source: Some(Box::new(e)),
-        })?;
-        let mut envelope = RetryEnvelope::new(
-            kinds::SYNC_RUN,
-            payload,
-            format!("sync-run:{}", uuid::Uuid::new_v4().simple()),
-            "",
-        );
-        envelope.attempt = 0;
-        envelope.last_error = None;
-        envelope.source = trigger.source.clone();
-        let id = self
-            .queue
-            .send(&envelope.to_body()?, Duration::ZERO)
-            .await?;
-        self.store
-            .append_log(
-                &audit_stream(),
-                &json!({"who": who, "at": Timestamp::now(), "action": "sync",
-                        "source": trigger.source, "kind": trigger.kind, "message_id": id.as_str()}),
-                AUDIT_RETENTION,
-            )
-            .await?;
-        Ok(id)
+        let audit = json!({"action": "sync", "source": trigger.source, "kind": trigger.kind});
+        self.enqueue(kinds::SYNC_RUN, &work, trigger.source.clone(), who, audit)
+            .await
     }
 
     /// Queues a force-sync of one record; returns the message id.
     pub async fn force_sync(&self, source: &SourceId, id: &str, who: &str) -> Result<MessageId> {
         self.engine.sources().get(source)?;
-        let id = crate::model::RecordId::parse(id)?;
         let work = crate::ingest::ForceSyncWork {
             source: source.clone(),
-            id: id.clone(),
+            id: crate::model::RecordId::parse(id)?,
         };
-        let payload = serde_json::to_value(&work).map_err(|e| Error::Internal {
-            context: "serializing a force-sync".into(),
+        let audit = json!({"action": "force_sync", "source": source, "id": id});
+        self.enqueue(kinds::FORCE_SYNC, &work, Some(source.clone()), who, audit)
+            .await
+    }
+
+    /// Puts operator-requested work on the queue and audits it.
+    async fn enqueue(
+        &self,
+        kind: &str,
+        work: &impl Serialize,
+        source: Option<SourceId>,
+        who: &str,
+        mut audit: Value,
+    ) -> Result<MessageId> {
+        let payload = serde_json::to_value(work).map_err(|e| Error::Internal {
+            context: format!("serializing {kind} work"),
             source: Some(Box::new(e)),
         })?;
         let mut envelope = RetryEnvelope::new(
-            kinds::FORCE_SYNC,
+            kind,
             payload,
-            format!("force-sync:{}", uuid::Uuid::new_v4().simple()),
+            format!("{kind}:{}", uuid::Uuid::new_v4().simple()),
             "",
         );
         envelope.attempt = 0;
         envelope.last_error = None;
-        envelope.source = Some(source.clone());
+        envelope.source = source;
         let message = self
             .queue
             .send(&envelope.to_body()?, Duration::ZERO)
             .await?;
+        audit["who"] = json!(who);
+        audit["at"] = json!(Timestamp::now());
+        audit["message_id"] = json!(message.as_str());
         self.store
-            .append_log(
-                &audit_stream(),
-                &json!({"who": who, "at": Timestamp::now(), "action": "force_sync",
-                        "source": source, "id": id, "message_id": message.as_str()}),
-                AUDIT_RETENTION,
-            )
+            .append_log(&audit_stream(), &audit, AUDIT_RETENTION)
             .await?;
         Ok(message)
     }

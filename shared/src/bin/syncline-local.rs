@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use syncline::config::{Config, DEFAULT_TABLE, LocalStoreConfig};
 use syncline::embedded::{EmbeddedEngine, Storage};
-use syncline::ingest::{SourceSet, SyncEngine, local_secret, register_sync_work};
+use syncline::ingest::{SourceSet, SyncEngine, register_sync_work};
 use syncline::lambda::sqs::poll_once;
 use syncline::queue::MessageId;
 use syncline::retry::RetryEnvelope;
@@ -91,11 +91,7 @@ async fn drain() -> syncline::Result<()> {
     let adapters = Adapters::from_config(&config).await?;
     let mut worker = RetryWorker::new(adapters.store.clone(), adapters.queue.clone(), config.retry);
     if let Some(document) = syncline::config::optional_document("SYNCLINE_SOURCES")? {
-        let sources = SourceSet::parse(
-            &document,
-            syncline::connectors::http_client()?,
-            local_secret(syncline::config::env_var),
-        )?;
+        let sources = SourceSet::load(&document)?;
         let engine = SyncEngine::new(adapters.store.clone(), adapters.queue.clone(), sources);
         register_sync_work(&mut worker, Arc::new(engine));
     }

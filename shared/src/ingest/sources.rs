@@ -59,6 +59,16 @@ impl SourceSet {
         Ok(Self { sources })
     }
 
+    /// Reads the sources document as the functions do: the shared HTTP
+    /// client, secrets from the environment (or inline).
+    pub fn load(document: &str) -> Result<Self> {
+        Self::parse(
+            document,
+            crate::connectors::http_client()?,
+            local_secret(crate::config::env_var),
+        )
+    }
+
     pub fn get(&self, id: &SourceId) -> Result<&Arc<HttpSource>> {
         self.sources
             .get(id)
