@@ -112,7 +112,22 @@ impl Store {
             .send()
             .await
             .map_err(|e| store_error("Query", e))?;
-        decode_all(out.items.unwrap_or_default())
+        // The index holds keys only; read the messages themselves.
+        let keys = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| {
+                Some(HashMap::from([
+                    (PK.to_owned(), e.get(PK)?.clone()),
+                    (SK.to_owned(), e.get(SK)?.clone()),
+                ]))
+            })
+            .collect();
+        let mut messages = decode_all(self.batch_get(keys).await?)?;
+        messages.retain(|m| m.ord <= now.as_millis());
+        messages.sort_by_key(|m| m.ord);
+        Ok(messages)
     }
 
     pub(crate) async fn message_exists(&self, queue: &str, id: &str) -> Result<bool> {

@@ -418,18 +418,32 @@ impl Store {
                 .send()
                 .await
                 .map_err(|e| store_error("Query", e))?;
-            let mut last = None;
-            for item in out.items.unwrap_or_default() {
-                if let Some(record) = decode_record(item, now)? {
-                    last = Some(record.seq.get());
-                    records.push(record);
-                }
+            // The index holds keys only (cheap to write); the records come
+            // with one consistent batch read.
+            let entries = out.items.unwrap_or_default();
+            let last = entries.last().and_then(|e| match e.get(ORD) {
+                Some(AttributeValue::N(n)) => n.parse::<u64>().ok(),
+                _ => None,
+            });
+            let keys = entries
+                .iter()
+                .filter_map(|e| {
+                    Some(HashMap::from([
+                        (PK.to_owned(), e.get(PK)?.clone()),
+                        (SK.to_owned(), e.get(SK)?.clone()),
+                    ]))
+                })
+                .collect();
+            for item in self.batch_get(keys).await? {
+                records.extend(decode_record(item, now)?);
             }
             if out.last_evaluated_key.is_some() {
                 page_end = page_end.min(last.unwrap_or(from - 1));
             }
         }
-        records.retain(|r| r.seq.get() <= page_end);
+        // A record rewritten since the index was read carries a newer
+        // sequence number; it comes with a later pull.
+        records.retain(|r| (from..=page_end).contains(&r.seq.get()));
         records.sort_by_key(|r| r.seq);
         if records.len() > limit {
             records.truncate(limit);

@@ -34,7 +34,7 @@ pub fn shape() -> TableShape {
         attributes: vec![(PK, "S"), (SK, "S"), (ORD, "N")],
         hash_key: PK,
         range_key: SK,
-        local_indexes: vec![(BY_ORD, PK, ORD, "ALL")],
+        local_indexes: vec![(BY_ORD, PK, ORD, "KEYS_ONLY")],
         ttl_attribute: EXPIRES_AT,
         billing_mode: "PAY_PER_REQUEST",
     }
