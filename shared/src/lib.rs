@@ -8,6 +8,7 @@ pub mod config;
 pub mod connectors;
 #[cfg(feature = "embedded")]
 pub mod demo;
+pub mod discrepancy;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;

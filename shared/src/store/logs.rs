@@ -33,6 +33,11 @@ impl LogStream {
         Self("audit".to_owned())
     }
 
+    /// Discrepancy reports of every source.
+    pub fn discrepancies() -> Self {
+        Self("discrepancies".to_owned())
+    }
+
     /// The run logs of every source.
     pub fn runs() -> Self {
         Self("runs".to_owned())

@@ -3,6 +3,7 @@
 
 mod admin_api;
 mod concurrency;
+mod discrepancy;
 mod infra_template;
 mod local_runs;
 mod queue_contract;

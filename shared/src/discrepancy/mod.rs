@@ -1,0 +1,315 @@
+//! Finding what differs between a source and the store: both sides are
+//! listed in one streaming pass into hash buckets over the record-id space;
+//! only buckets whose digests differ are compared record by record. The
+//! report names the missing, extra and stale ids; repair queues force-syncs
+//! for them (docs/DISCREPANCIES.md).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::connectors::{Bounds, Fetched, PageState, transform};
+use crate::error::{Error, Result};
+use crate::ingest::{ForceSyncWork, SyncEngine};
+use crate::model::{ContentHash, RecordId, SourceId, Timestamp};
+use crate::queue::RetryQueue;
+use crate::retry::{RetryEnvelope, kinds};
+use crate::store::{Change, LogStream, Store};
+
+/// Buckets over the id space (the first 12 bits of SHA-256 of the id).
+const BUCKETS: usize = 4096;
+/// Ids listed per kind in a report; the totals count them all.
+const REPORT_CAP: usize = 1000;
+pub const REPORT_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
+
+pub fn reports_stream() -> LogStream {
+    LogStream::discrepancies()
+}
+
+/// One check's findings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub id: String,
+    pub source: SourceId,
+    pub at: Timestamp,
+    pub duration_ms: u64,
+    pub source_count: u64,
+    pub store_count: u64,
+    pub missing: Vec<String>,
+    pub extra: Vec<String>,
+    pub stale: Vec<String>,
+    pub missing_total: u64,
+    pub extra_total: u64,
+    pub stale_total: u64,
+    /// Buckets whose digests differed.
+    pub buckets_differing: u64,
+    /// Records compared one by one (those in differing buckets).
+    pub compared: u64,
+    /// Force-syncs queued for repair.
+    pub repairs_queued: u64,
+}
+
+impl Report {
+    pub fn differences(&self) -> u64 {
+        self.missing_total + self.extra_total + self.stale_total
+    }
+}
+
+/// (id, content hash) per bucket, and each bucket's digest.
+#[derive(Default)]
+struct Side {
+    entries: HashMap<usize, Vec<(String, String)>>,
+    digests: HashMap<usize, [u8; 32]>,
+    count: u64,
+}
+
+fn bucket_of(id: &str) -> usize {
+    let digest = Sha256::digest(id.as_bytes());
+    (usize::from(digest[0]) << 4 | usize::from(digest[1] >> 4)) % BUCKETS
+}
+
+impl Side {
+    fn add(&mut self, id: String, hash: String) {
+        let bucket = bucket_of(&id);
+        let mut h = Sha256::new();
+        h.update(id.as_bytes());
+        h.update([0]);
+        h.update(hash.as_bytes());
+        let entry: [u8; 32] = h.finalize().into();
+        let digest = self.digests.entry(bucket).or_insert([0; 32]);
+        for (d, e) in digest.iter_mut().zip(entry) {
+            *d ^= e;
+        }
+        self.entries.entry(bucket).or_default().push((id, hash));
+        self.count += 1;
+    }
+}
+
+pub struct DiscrepancyChecker {
+    store: Store,
+    queue: Arc<dyn RetryQueue>,
+    engine: Arc<SyncEngine>,
+}
+
+impl std::fmt::Debug for DiscrepancyChecker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscrepancyChecker").finish_non_exhaustive()
+    }
+}
+
+impl DiscrepancyChecker {
+    pub fn new(store: Store, queue: Arc<dyn RetryQueue>, engine: Arc<SyncEngine>) -> Self {
+        Self {
+            store,
+            queue,
+            engine,
+        }
+    }
+
+    /// Compares `source` with the store, stores the report, and with
+    /// `repair` queues a force-sync for every differing id.
+    pub async fn check(&self, source_id: &SourceId, repair: bool) -> Result<Report> {
+        let started = Instant::now();
+        let source = self.engine.sources().get(source_id)?;
+        let spec = source.spec();
+
+        // The source, page by page: ids and content hashes only are kept.
+        let mut upstream = Side::default();
+        let mut page = PageState::First;
+        loop {
+            let fetched = match source.fetch(&page, &Bounds::default()).await? {
+                Fetched::Page(fetched) => fetched,
+                Fetched::Gone => {
+                    return Err(Error::Upstream {
+                        service: "source".into(),
+                        reason: "the source refused a full listing (HTTP 410)".into(),
+                        retryable: true,
+                    });
+                }
+            };
+            for item in &fetched.items {
+                // Items that cannot become records are not compared.
+                if let Ok(item) = transform(spec, item) {
+                    let hash = match &item.change {
+                        Change::Put(data) => ContentHash::of(data, false),
+                        _ => continue,
+                    };
+                    upstream.add(item.id.to_string(), hash.as_str().to_owned());
+                }
+            }
+            match fetched.next {
+                Some(next) => page = next,
+                None => break,
+            }
+        }
+
+        // The store: the source's live records.
+        let mut stored = Side::default();
+        let mut after = None;
+        loop {
+            let listed = self
+                .store
+                .list_records(&spec.tenant, &spec.entity, 1000, after.as_ref())
+                .await?;
+            for record in listed
+                .items
+                .iter()
+                .filter(|r| !r.deleted && r.source.as_ref() == Some(source_id))
+            {
+                stored.add(record.id.to_string(), record.hash.as_str().to_owned());
+            }
+            match listed.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+
+        let mut report = Report {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            source: source_id.clone(),
+            at: Timestamp::now(),
+            duration_ms: 0,
+            source_count: upstream.count,
+            store_count: stored.count,
+            missing: Vec::new(),
+            extra: Vec::new(),
+            stale: Vec::new(),
+            missing_total: 0,
+            extra_total: 0,
+            stale_total: 0,
+            buckets_differing: 0,
+            compared: 0,
+            repairs_queued: 0,
+        };
+        let zero = [0u8; 32];
+        for bucket in 0..BUCKETS {
+            let a = upstream.digests.get(&bucket).unwrap_or(&zero);
+            let b = stored.digests.get(&bucket).unwrap_or(&zero);
+            if a == b {
+                continue;
+            }
+            report.buckets_differing += 1;
+            let ours: HashMap<&str, &str> = stored
+                .entries
+                .get(&bucket)
+                .map(|e| e.iter().map(|(i, h)| (i.as_str(), h.as_str())).collect())
+                .unwrap_or_default();
+            let theirs: HashMap<&str, &str> = upstream
+                .entries
+                .get(&bucket)
+                .map(|e| e.iter().map(|(i, h)| (i.as_str(), h.as_str())).collect())
+                .unwrap_or_default();
+            report.compared += (ours.len() + theirs.len()) as u64;
+            for (id, hash) in &theirs {
+                match ours.get(id) {
+                    None => push(&mut report.missing, &mut report.missing_total, id),
+                    Some(h) if h != hash => push(&mut report.stale, &mut report.stale_total, id),
+                    Some(_) => {}
+                }
+            }
+            for id in ours.keys().filter(|id| !theirs.contains_key(*id)) {
+                push(&mut report.extra, &mut report.extra_total, id);
+            }
+        }
+        for list in [&mut report.missing, &mut report.extra, &mut report.stale] {
+            list.sort();
+        }
+        if repair {
+            report.repairs_queued = self.repair(source_id, &report).await?;
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        self.store
+            .append_log(&reports_stream(), &report, REPORT_RETENTION)
+            .await?;
+        Ok(report)
+    }
+
+    /// Queues a force-sync per differing id (capped ids; beyond the cap a
+    /// full resync is queued instead).
+    async fn repair(&self, source: &SourceId, report: &Report) -> Result<u64> {
+        let listed = report.missing.len() + report.extra.len() + report.stale.len();
+        let all_listed = listed as u64 == report.differences();
+        let has_record_path = self
+            .engine
+            .sources()
+            .get(source)?
+            .spec()
+            .record_path
+            .is_some();
+        let mut queued = 0;
+        if !all_listed || !has_record_path {
+            let work = crate::ingest::SyncRunWork {
+                source: Some(source.clone()),
+                kind: Some(crate::model::RunKind::Full),
+            };
+            self.send(
+                kinds::SYNC_RUN,
+                &work,
+                source,
+                &format!("repair:{}", report.id),
+            )
+            .await?;
+            return Ok(1);
+        }
+        for id in report
+            .missing
+            .iter()
+            .chain(&report.extra)
+            .chain(&report.stale)
+        {
+            let work = ForceSyncWork {
+                source: source.clone(),
+                id: RecordId::parse(id)?,
+            };
+            self.send(
+                kinds::FORCE_SYNC,
+                &work,
+                source,
+                &format!("repair:{}:{id}", report.id),
+            )
+            .await?;
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
+    async fn send(
+        &self,
+        kind: &str,
+        work: &impl Serialize,
+        source: &SourceId,
+        key: &str,
+    ) -> Result<()> {
+        let payload = serde_json::to_value(work).map_err(|e| Error::Internal {
+            context: "serializing repair work".into(),
+            source: Some(Box::new(e)),
+        })?;
+        let mut envelope = RetryEnvelope::new(kind, payload, key, "");
+        envelope.attempt = 0;
+        envelope.last_error = None;
+        envelope.source = Some(source.clone());
+        self.queue
+            .send(&envelope.to_body()?, Duration::ZERO)
+            .await?;
+        Ok(())
+    }
+
+    /// Stored reports, newest first.
+    pub async fn reports(&self, limit: u32) -> Result<Vec<Report>> {
+        let page = self
+            .store
+            .read_log::<Report>(&reports_stream(), limit, None)
+            .await?;
+        Ok(page.items.into_iter().map(|e| e.entry).collect())
+    }
+}
+
+fn push(list: &mut Vec<String>, total: &mut u64, id: &str) {
+    *total += 1;
+    if list.len() < REPORT_CAP {
+        list.push(id.to_owned());
+    }
+}
