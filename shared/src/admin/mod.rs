@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 pub use dashboard::render_dashboard;
 
+use crate::discrepancy::{DiscrepancyChecker, Report};
 use crate::error::{Error, Result};
 use crate::ingest::{SourceState, SyncEngine, SyncRunWork, runs_stream};
 use crate::model::{Interval, RunKind, RunLog, RunStatus, SourceId, SourceSettings, Timestamp};
@@ -75,6 +76,7 @@ pub struct AdminService {
     store: Store,
     queue: Arc<dyn RetryQueue>,
     engine: Arc<SyncEngine>,
+    checker: DiscrepancyChecker,
 }
 
 impl std::fmt::Debug for AdminService {
@@ -90,10 +92,30 @@ fn audit_stream() -> LogStream {
 impl AdminService {
     pub fn new(store: Store, queue: Arc<dyn RetryQueue>, engine: Arc<SyncEngine>) -> Self {
         Self {
+            checker: DiscrepancyChecker::new(store.clone(), queue.clone(), engine.clone()),
             store,
             queue,
             engine,
         }
+    }
+
+    /// Stored discrepancy reports, newest first.
+    pub async fn discrepancies(&self, limit: u32) -> Result<Vec<Report>> {
+        self.checker.reports(limit.clamp(1, 200)).await
+    }
+
+    /// Runs a check now (and queues repairs when asked).
+    pub async fn check(&self, source: &SourceId, repair: bool, who: &str) -> Result<Report> {
+        let report = self.checker.check(source, repair).await?;
+        self.store
+            .append_log(
+                &audit_stream(),
+                &json!({"who": who, "at": Timestamp::now(), "action": "discrepancy_check",
+                        "source": source, "repair": repair, "report": report.id}),
+                AUDIT_RETENTION,
+            )
+            .await?;
+        Ok(report)
     }
 
     async fn recent_runs(&self) -> Result<Vec<RunLog>> {
@@ -107,6 +129,7 @@ impl AdminService {
     /// Every source's state, judged at `now`.
     pub async fn status(&self, now: Timestamp) -> Result<Vec<SourceStatus>> {
         let runs = self.recent_runs().await?;
+        let reports = self.checker.reports(200).await?;
         let mut statuses = Vec::new();
         for source in self.engine.sources().ids() {
             let settings = self.engine.settings(source).await?;
@@ -147,6 +170,17 @@ impl AdminService {
                     }
                     reasons.push("failing: the last run failed".to_owned());
                 }
+            }
+            if let Some(report) = reports.iter().find(|r| &r.source == source)
+                && report.differences() > 0
+            {
+                if health == Health::Healthy {
+                    health = Health::Degraded;
+                }
+                reasons.push(format!(
+                    "discrepancies open: {} missing, {} extra, {} stale",
+                    report.missing_total, report.extra_total, report.stale_total
+                ));
             }
             statuses.push(SourceStatus {
                 source: source.clone(),

@@ -26,6 +26,13 @@ pub struct AdminApi {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct CheckRequest {
+    #[serde(default)]
+    repair: bool,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RedriveRequest {
     #[serde(default)]
     ids: Option<Vec<String>>,
@@ -68,13 +75,18 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
         "/v1/admin/dead-letters",
         "/v1/admin/dead-letters/redrive",
         "/v1/admin/dashboard",
+        "/v1/admin/discrepancies",
     ];
     // POST /v1/admin/sync/{source}/records/{id}
     let force = path
         .strip_prefix("/v1/admin/sync/")
         .and_then(|rest| rest.split_once("/records/"))
         .filter(|(source, id)| !source.is_empty() && !id.is_empty() && !source.contains('/'));
-    if !known.contains(&path) && force.is_none() {
+    // POST /v1/admin/discrepancies/{source}
+    let check = path
+        .strip_prefix("/v1/admin/discrepancies/")
+        .filter(|s| !s.is_empty() && !s.contains('/'));
+    if !known.contains(&path) && force.is_none() && check.is_none() {
         return Err(Error::NotFound("route".into()));
     }
     let authorization = request
@@ -91,6 +103,15 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
     let service = &api.service;
     let now = Timestamp::now();
     let ok = |value: serde_json::Value| Ok(json_response(StatusCode::OK, &value));
+    if let Some(source) = check {
+        if method != Method::POST {
+            return Err(Error::MethodNotAllowed);
+        }
+        let source = SourceId::parse(source).map_err(|_| Error::NotFound("source".into()))?;
+        let request: CheckRequest = body(request)?;
+        let report = service.check(&source, request.repair, &who).await?;
+        return Ok(json_response(StatusCode::OK, &report));
+    }
     if let Some((source, id)) = force {
         if method != Method::POST {
             return Err(Error::MethodNotAllowed);
@@ -165,6 +186,9 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
                 StatusCode::ACCEPTED,
                 &json!({"status": "queued", "message_id": id.as_str()}),
             ))
+        }
+        (Method::GET, "/v1/admin/discrepancies") => {
+            ok(json!({"reports": service.discrepancies(50).await?}))
         }
         (Method::GET, "/v1/admin/dead-letters") => {
             ok(json!({"dead_letters": service.dead_letters(100).await?}))

@@ -511,3 +511,42 @@ async fn every_sample_event_gets_the_answer_its_case_expects() {
         assert_eq!(response.status().as_u16(), expected, "{name}");
     }
 }
+
+#[tokio::test]
+async fn discrepancies_are_checked_on_demand_listed_and_repaired() {
+    let rig = rig().await;
+    sync(&rig, "props").await;
+    rig._upstream.state.remove("p03");
+    let (status, report) = call(&rig, "POST", "/v1/admin/discrepancies/props", None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["extra"], json!(["p03"]));
+    assert_eq!(
+        (
+            report["missing_total"].clone(),
+            report["stale_total"].clone()
+        ),
+        (json!(0), json!(0))
+    );
+    let (_, listed) = call(&rig, "GET", "/v1/admin/discrepancies", None).await;
+    assert_eq!(listed["reports"].as_array().expect("reports").len(), 1);
+    let (_, status_body) = call(&rig, "GET", "/v1/admin/status", None).await;
+    assert!(
+        status_body
+            .to_string()
+            .contains("discrepancies open: 0 missing, 1 extra, 0 stale")
+    );
+
+    let (_, repaired) = call(
+        &rig,
+        "POST",
+        "/v1/admin/discrepancies/props",
+        Some(json!({"repair": true})),
+    )
+    .await;
+    assert_eq!(repaired["repairs_queued"], json!(1));
+    drain(&rig).await;
+    let (_, after) = call(&rig, "POST", "/v1/admin/discrepancies/props", None).await;
+    assert_eq!(after["extra_total"], json!(0), "{after}");
+    let (status, _) = call(&rig, "POST", "/v1/admin/discrepancies/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
