@@ -124,3 +124,70 @@ async fn the_2419_vs_2355_case_is_found_exactly_and_repaired() {
     assert_eq!(reports.len(), 3);
     assert_eq!(reports[0].id, after.id, "newest first");
 }
+
+#[tokio::test]
+async fn the_sample_events_run_through_the_function_handler() {
+    let demo = syncline::demo::serve("127.0.0.1:0".parse().expect("addr"), 120)
+        .await
+        .expect("demo");
+    let t = test_store().await;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../events/scheduled-sync/sources.json"
+    );
+    let mut document: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("sources")).expect("json");
+    document["sources"]["demo-properties"]["base_url"] = json!(format!("http://{demo}"));
+    let sources = SourceSet::parse(
+        &document.to_string(),
+        syncline::connectors::http_client().expect("client"),
+        local_secret(|_| None),
+    )
+    .expect("sources");
+    let queue: Arc<dyn RetryQueue> =
+        Arc::new(LocalQueue::new(t.store.clone(), "retry", 10).expect("queue"));
+    let engine = Arc::new(SyncEngine::new(t.store.clone(), queue.clone(), sources));
+    let checker = DiscrepancyChecker::new(t.store.clone(), queue.clone(), engine.clone());
+    let event = |name: &str| {
+        let path = format!(
+            "{}/../events/discrepancy-check/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let payload: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("sample")).expect("json");
+        lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default())
+    };
+    use syncline::lambda::discrepancy::handle_check;
+    // Nothing synced yet: everything is missing.
+    let scheduled = handle_check(&engine, &checker, event("schedule"))
+        .await
+        .expect("schedule");
+    assert_eq!(
+        scheduled["reports"][0]["missing_total"],
+        json!(120),
+        "{scheduled}"
+    );
+    // On demand with repair: a full resync is queued (the demo source has no record_path).
+    let on_demand = handle_check(&engine, &checker, event("on-demand"))
+        .await
+        .expect("on demand");
+    assert_eq!(on_demand["reports"][0]["repairs_queued"], json!(1));
+    let mut worker = RetryWorker::new(t.store.clone(), queue.clone(), RetryPolicy::default());
+    register_sync_work(&mut worker, engine.clone());
+    while poll_once(
+        &*queue,
+        &worker,
+        Duration::from_secs(60),
+        Duration::from_secs(600),
+        Duration::ZERO,
+    )
+    .await
+    .expect("poll")
+        > 0
+    {}
+    let after = handle_check(&engine, &checker, event("schedule"))
+        .await
+        .expect("schedule");
+    assert_eq!(after["reports"][0]["missing_total"], json!(0), "{after}");
+    assert_eq!(after["reports"][0]["store_count"], json!(120));
+}

@@ -251,3 +251,16 @@ fn the_admin_api_serves_its_routes_behind_the_authorizer() {
             .all(|e| text(&e["Properties"]["Auth"]["Authorizer"]) == "ClientJwt")
     );
 }
+
+#[test]
+fn the_discrepancy_check_runs_daily_with_repair() {
+    let template = template();
+    let function = &template["Resources"]["DiscrepancyCheckFunction"];
+    assert_eq!(
+        text(&function["Metadata"]["BuildProperties"]["Binary"]),
+        "discrepancy-check"
+    );
+    let daily = &function["Properties"]["Events"]["Daily"]["Properties"];
+    assert_eq!(text(&daily["ScheduleExpression"]), "rate(1 day)");
+    assert!(text(&daily["Input"]).contains("\"repair\": true"));
+}
