@@ -215,6 +215,74 @@ pub fn moto() -> &'static Moto {
     MOTO.get_or_init(Moto::start)
 }
 
+/// A sync engine over a sources document, with the local queue and a retry
+/// worker that handles sync work, on a fresh embedded store.
+pub struct SyncRig {
+    pub t: TestStore,
+    pub queue: Arc<dyn syncline::queue::RetryQueue>,
+    pub engine: Arc<syncline::ingest::SyncEngine>,
+    pub worker: syncline::retry::RetryWorker,
+}
+
+pub async fn sync_rig(document: &serde_json::Value) -> SyncRig {
+    let t = test_store().await;
+    let sources = syncline::ingest::SourceSet::parse(
+        &document.to_string(),
+        syncline::connectors::http_client().expect("client"),
+        syncline::ingest::local_secret(|_| None),
+    )
+    .expect("sources");
+    let queue: Arc<dyn syncline::queue::RetryQueue> =
+        Arc::new(syncline::queue::LocalQueue::new(t.store.clone(), "retry", 10).expect("queue"));
+    let engine = Arc::new(syncline::ingest::SyncEngine::new(
+        t.store.clone(),
+        queue.clone(),
+        sources,
+    ));
+    let mut worker = syncline::retry::RetryWorker::new(
+        t.store.clone(),
+        queue.clone(),
+        syncline::retry::RetryPolicy::default(),
+    );
+    syncline::ingest::register_sync_work(&mut worker, engine.clone());
+    SyncRig {
+        t,
+        queue,
+        engine,
+        worker,
+    }
+}
+
+impl SyncRig {
+    /// Feeds the queue to the worker until it is empty, as Lambda would.
+    pub async fn drain(&self) {
+        while syncline::lambda::sqs::poll_once(
+            &*self.queue,
+            &self.worker,
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+            Duration::ZERO,
+        )
+        .await
+        .expect("poll")
+            > 0
+        {}
+    }
+}
+
+/// The sample sources document with the demo source at `addr`.
+pub fn demo_sources(addr: SocketAddr) -> serde_json::Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../events/scheduled-sync/sources.json"
+    );
+    let mut document: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("sources")).expect("json");
+    document["sources"]["demo-properties"]["base_url"] =
+        serde_json::json!(format!("http://{addr}"));
+    document
+}
+
 /// The stored record `tenant/entity/id`, read through the public API.
 pub async fn stored(
     store: &Store,

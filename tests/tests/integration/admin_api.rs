@@ -11,17 +11,15 @@ use lambda_http::{Body, Request};
 use serde_json::{Value, json};
 use syncline::admin::AdminService;
 use syncline::auth::{AuthConfig, Authenticator};
-use syncline::ingest::{
-    RunRequest, SourceSet, SyncEngine, Trigger, local_secret, register_sync_work,
-};
+use syncline::ingest::{RunRequest, SourceSet, SyncEngine, Trigger, local_secret};
 use syncline::lambda::admin_api::{AdminApi, handle_admin};
 use syncline::lambda::sqs::poll_once;
 use syncline::model::{RunLog, SourceId, Timestamp};
 use syncline::queue::{LocalQueue, RetryQueue};
-use syncline::retry::{RetryPolicy, RetryWorker};
+use syncline::retry::RetryWorker;
 use syncline::store::LogStream;
 use syncline_tests::upstream::Upstream;
-use syncline_tests::{TestStore, test_store};
+use syncline_tests::{TestStore, sync_rig, test_store};
 
 const SECRET: &str = "admin-test-secret";
 
@@ -39,7 +37,6 @@ async fn rig() -> Rig {
     for i in 0..25 {
         upstream.state.put(&format!("p{i:02}"), json!({"id": format!("p{i:02}"), "name": format!("P{i}"), "updated_at": "2026-11-01T00:00:00Z"}));
     }
-    let t = test_store().await;
     let document = json!({"sources": {
         "props": {"tenant": "demo", "entity": "property", "base_url": upstream.url, "path": "/cursor",
                   "records": "/data", "id": "/id", "updated_at": "/updated_at", "page_size": 10,
@@ -48,19 +45,8 @@ async fn rig() -> Rig {
                   "pagination": {"cursor_body": {"cursor_path": "/next_cursor", "param": "cursor"}}},
         "broken": {"tenant": "demo", "entity": "thing", "base_url": upstream.url, "path": "/nowhere",
                    "records": "/data", "id": "/id", "requests_per_second": 200}
-    }})
-    .to_string();
-    let sources = SourceSet::parse(
-        &document,
-        syncline::connectors::http_client().expect("client"),
-        local_secret(|_| None),
-    )
-    .expect("sources");
-    let queue: Arc<dyn RetryQueue> =
-        Arc::new(LocalQueue::new(t.store.clone(), "retry", 10).expect("queue"));
-    let engine = Arc::new(SyncEngine::new(t.store.clone(), queue.clone(), sources));
-    let mut worker = RetryWorker::new(t.store.clone(), queue.clone(), RetryPolicy::default());
-    register_sync_work(&mut worker, engine.clone());
+    }});
+    let rig = sync_rig(&document).await;
     let auth = Authenticator::new(&AuthConfig {
         hs256_secret: Some(SECRET.into()),
         tenant_claim: "tenant".into(),
@@ -69,13 +55,13 @@ async fn rig() -> Rig {
     .expect("auth");
     Rig {
         api: AdminApi {
-            service: AdminService::new(t.store.clone(), queue.clone(), engine.clone()),
+            service: AdminService::new(rig.t.store.clone(), rig.queue.clone(), rig.engine.clone()),
             auth,
         },
-        engine,
-        worker,
-        queue,
-        t,
+        engine: rig.engine,
+        worker: rig.worker,
+        queue: rig.queue,
+        t: rig.t,
         _upstream: upstream,
     }
 }

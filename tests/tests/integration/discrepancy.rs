@@ -1,18 +1,11 @@
 //! Discrepancy checks against a fake upstream, on the embedded store.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use syncline::discrepancy::DiscrepancyChecker;
-use syncline::ingest::{SourceSet, SyncEngine, local_secret, register_sync_work};
-use syncline::lambda::sqs::poll_once;
 use syncline::model::{EntityType, RecordId, SourceId, TenantId};
-use syncline::queue::{LocalQueue, RetryQueue};
-use syncline::retry::{RetryPolicy, RetryWorker};
 use syncline::store::Change;
-use syncline_tests::test_store;
 use syncline_tests::upstream::Upstream;
+use syncline_tests::{demo_sources, sync_rig};
 
 fn item(i: usize) -> Value {
     json!({"id": format!("ev-{i:05}"), "title": format!("Event {i}"), "seats": i % 40})
@@ -24,23 +17,14 @@ async fn the_2419_vs_2355_case_is_found_exactly_and_repaired() {
     for i in 0..2419 {
         upstream.state.put(&format!("ev-{i:05}"), item(i));
     }
-    let t = test_store().await;
     let document = json!({"sources": {"zoho": {
         "tenant": "demo", "entity": "event", "base_url": upstream.url, "path": "/cursor",
         "records": "/data", "id": "/id", "record_path": "/items/{id}",
         "pagination": {"cursor_body": {"cursor_path": "/next_cursor", "param": "cursor"}},
         "page_size": 200, "page_size_param": "limit", "requests_per_second": 1000
-    }}})
-    .to_string();
-    let sources = SourceSet::parse(
-        &document,
-        syncline::connectors::http_client().expect("client"),
-        local_secret(|_| None),
-    )
-    .expect("sources");
-    let queue: Arc<dyn RetryQueue> =
-        Arc::new(LocalQueue::new(t.store.clone(), "retry", 10).expect("queue"));
-    let engine = Arc::new(SyncEngine::new(t.store.clone(), queue.clone(), sources));
+    }}});
+    let rig = sync_rig(&document).await;
+    let (t, queue, engine) = (&rig.t, &rig.queue, &rig.engine);
     let checker = DiscrepancyChecker::new(t.store.clone(), queue.clone(), engine.clone());
     let zoho = SourceId::parse("zoho").expect("id");
 
@@ -97,19 +81,7 @@ async fn the_2419_vs_2355_case_is_found_exactly_and_repaired() {
     // Repair through the retry worker, then check again.
     let repaired = checker.check(&zoho, true).await.expect("check and repair");
     assert_eq!(repaired.repairs_queued, 69);
-    let mut worker = RetryWorker::new(t.store.clone(), queue.clone(), RetryPolicy::default());
-    register_sync_work(&mut worker, engine.clone());
-    while poll_once(
-        &*queue,
-        &worker,
-        Duration::from_secs(60),
-        Duration::from_secs(600),
-        Duration::ZERO,
-    )
-    .await
-    .expect("poll")
-        > 0
-    {}
+    rig.drain().await;
     assert!(
         queue
             .dead_letters(10)
@@ -130,24 +102,9 @@ async fn the_sample_events_run_through_the_function_handler() {
     let demo = syncline::demo::serve("127.0.0.1:0".parse().expect("addr"), 120)
         .await
         .expect("demo");
-    let t = test_store().await;
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../events/scheduled-sync/sources.json"
-    );
-    let mut document: Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("sources")).expect("json");
-    document["sources"]["demo-properties"]["base_url"] = json!(format!("http://{demo}"));
-    let sources = SourceSet::parse(
-        &document.to_string(),
-        syncline::connectors::http_client().expect("client"),
-        local_secret(|_| None),
-    )
-    .expect("sources");
-    let queue: Arc<dyn RetryQueue> =
-        Arc::new(LocalQueue::new(t.store.clone(), "retry", 10).expect("queue"));
-    let engine = Arc::new(SyncEngine::new(t.store.clone(), queue.clone(), sources));
-    let checker = DiscrepancyChecker::new(t.store.clone(), queue.clone(), engine.clone());
+    let rig = sync_rig(&demo_sources(demo)).await;
+    let engine = &rig.engine;
+    let checker = DiscrepancyChecker::new(rig.t.store.clone(), rig.queue.clone(), engine.clone());
     let event = |name: &str| {
         let path = format!(
             "{}/../events/discrepancy-check/{name}.json",
@@ -159,7 +116,7 @@ async fn the_sample_events_run_through_the_function_handler() {
     };
     use syncline::lambda::discrepancy::handle_check;
     // Nothing synced yet: everything is missing.
-    let scheduled = handle_check(&engine, &checker, event("schedule"))
+    let scheduled = handle_check(engine, &checker, event("schedule"))
         .await
         .expect("schedule");
     assert_eq!(
@@ -168,24 +125,12 @@ async fn the_sample_events_run_through_the_function_handler() {
         "{scheduled}"
     );
     // On demand with repair: a full resync is queued (the demo source has no record_path).
-    let on_demand = handle_check(&engine, &checker, event("on-demand"))
+    let on_demand = handle_check(engine, &checker, event("on-demand"))
         .await
         .expect("on demand");
     assert_eq!(on_demand["reports"][0]["repairs_queued"], json!(1));
-    let mut worker = RetryWorker::new(t.store.clone(), queue.clone(), RetryPolicy::default());
-    register_sync_work(&mut worker, engine.clone());
-    while poll_once(
-        &*queue,
-        &worker,
-        Duration::from_secs(60),
-        Duration::from_secs(600),
-        Duration::ZERO,
-    )
-    .await
-    .expect("poll")
-        > 0
-    {}
-    let after = handle_check(&engine, &checker, event("schedule"))
+    rig.drain().await;
+    let after = handle_check(engine, &checker, event("schedule"))
         .await
         .expect("schedule");
     assert_eq!(after["reports"][0]["missing_total"], json!(0), "{after}");
