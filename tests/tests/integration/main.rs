@@ -4,6 +4,7 @@
 mod admin_api;
 mod concurrency;
 mod discrepancy;
+mod events_catalog;
 mod infra_template;
 mod local_runs;
 mod queue_contract;
