@@ -13,23 +13,26 @@ use syncline::admin::AdminService;
 use syncline::auth::{AuthConfig, Authenticator};
 use syncline::ingest::{RunRequest, SourceSet, SyncEngine, Trigger, local_secret};
 use syncline::lambda::admin_api::{AdminApi, handle_admin};
-use syncline::lambda::sqs::poll_once;
 use syncline::model::{RunLog, SourceId, Timestamp};
 use syncline::queue::{LocalQueue, RetryQueue};
-use syncline::retry::RetryWorker;
 use syncline::store::LogStream;
 use syncline_tests::upstream::Upstream;
-use syncline_tests::{TestStore, sync_rig, test_store};
+use syncline_tests::{SyncRig, sync_rig, test_store};
 
 const SECRET: &str = "admin-test-secret";
 
 struct Rig {
     api: AdminApi,
-    engine: Arc<SyncEngine>,
-    worker: RetryWorker,
-    queue: Arc<dyn RetryQueue>,
-    t: TestStore,
+    sync: SyncRig,
     _upstream: Upstream,
+}
+
+/// The engine, queue, worker and store of the sync rig, by their names.
+impl std::ops::Deref for Rig {
+    type Target = SyncRig;
+    fn deref(&self) -> &SyncRig {
+        &self.sync
+    }
 }
 
 async fn rig() -> Rig {
@@ -58,10 +61,7 @@ async fn rig() -> Rig {
             service: AdminService::new(rig.t.store.clone(), rig.queue.clone(), rig.engine.clone()),
             auth,
         },
-        engine: rig.engine,
-        worker: rig.worker,
-        queue: rig.queue,
-        t: rig.t,
+        sync: rig,
         _upstream: upstream,
     }
 }
@@ -116,20 +116,6 @@ async fn sync(rig: &Rig, source: &str) -> RunLog {
         .await
         .expect("run")
         .expect("lease")
-}
-
-async fn drain(rig: &Rig) {
-    while poll_once(
-        &*rig.queue,
-        &rig.worker,
-        Duration::from_secs(60),
-        Duration::from_secs(600),
-        Duration::ZERO,
-    )
-    .await
-    .expect("poll")
-        > 0
-    {}
 }
 
 #[tokio::test]
@@ -294,7 +280,7 @@ async fn a_triggered_sync_is_queued_and_run_by_the_worker() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert!(body["message_id"].is_string());
-    drain(&rig).await;
+    rig.drain().await;
     let (_, runs) = call(&rig, "GET", "/v1/admin/runs?source=props", None).await;
     let run = &runs["runs"][0];
     assert_eq!(
@@ -322,7 +308,7 @@ async fn dead_letters_are_listed_with_their_reason_and_redriven() {
         .send("{not an envelope", Duration::ZERO)
         .await
         .expect("send");
-    drain(&rig).await;
+    rig.drain().await;
     let (_, listed) = call(&rig, "GET", "/v1/admin/dead-letters", None).await;
     let letters = listed["dead_letters"].as_array().expect("list");
     assert_eq!(letters.len(), 1);
@@ -422,7 +408,7 @@ async fn force_sync_refetches_one_record_and_tombstones_it_when_gone() {
     );
     let (status, body) = call(&rig, "POST", "/v1/admin/sync/props/records/p07", None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    drain(&rig).await;
+    rig.drain().await;
     let p07 = syncline_tests::stored(&rig.t.store, "demo", "property", "p07")
         .await
         .expect("p07");
@@ -431,7 +417,7 @@ async fn force_sync_refetches_one_record_and_tombstones_it_when_gone() {
 
     rig._upstream.state.remove("p08");
     call(&rig, "POST", "/v1/admin/sync/props/records/p08", None).await;
-    drain(&rig).await;
+    rig.drain().await;
     assert!(
         syncline_tests::stored(&rig.t.store, "demo", "property", "p08")
             .await
@@ -530,7 +516,7 @@ async fn discrepancies_are_checked_on_demand_listed_and_repaired() {
     )
     .await;
     assert_eq!(repaired["repairs_queued"], json!(1));
-    drain(&rig).await;
+    rig.drain().await;
     let (_, after) = call(&rig, "POST", "/v1/admin/discrepancies/props", None).await;
     assert_eq!(after["extra_total"], json!(0), "{after}");
     let (status, _) = call(&rig, "POST", "/v1/admin/discrepancies/nope", None).await;
