@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use syncline::ingest::{
-    RunRequest, SourceSet, SyncContinuationHandler, SyncEngine, Trigger, local_secret,
+    RunRequest, SourceSet, SyncEngine, Trigger, local_secret, register_sync_work,
 };
 use syncline::lambda::sqs::poll_once;
 use syncline::model::{EntityType, RunKind, RunLog, RunStatus, SourceId, TenantId, Timestamp};
 use syncline::queue::{LocalQueue, RetryQueue};
-use syncline::retry::{RetryPolicy, RetryWorker, kinds};
+use syncline::retry::{RetryPolicy, RetryWorker};
 use syncline::store::Store;
 use syncline_tests::upstream::{Fault, Upstream};
 use syncline_tests::{RequestLog, TestStore, test_store};
@@ -445,10 +445,7 @@ async fn a_run_cut_off_midway_continues_through_the_queue_without_duplicates() {
     );
 
     let mut worker = RetryWorker::new(rig.store.clone(), rig.queue.clone(), RetryPolicy::default());
-    worker.register(
-        kinds::SYNC_CONTINUATION,
-        Arc::new(SyncContinuationHandler::new(rig.engine.clone())),
-    );
+    register_sync_work(&mut worker, rig.engine.clone());
     let handled = poll_once(
         &*rig.queue,
         &worker,
@@ -560,28 +557,8 @@ async fn the_sample_events_run_through_the_function_handler() {
     let demo = syncline::demo::serve("127.0.0.1:0".parse().expect("addr"), 250)
         .await
         .expect("demo source");
-    let t = test_store().await;
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../events/scheduled-sync/sources.json"
-    );
-    let mut document: Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("sources")).expect("json");
-    document["sources"]["demo-properties"]["base_url"] = json!(format!("http://{demo}"));
-    let sources = SourceSet::parse(
-        &document.to_string(),
-        syncline::connectors::http_client().expect("client"),
-        local_secret(|_| None),
-    )
-    .expect("sources");
-    let queue: Arc<dyn RetryQueue> =
-        Arc::new(LocalQueue::new(t.store.clone(), "retry", 10).expect("queue"));
-    let engine = Arc::new(SyncEngine::new(t.store.clone(), queue.clone(), sources));
-    let mut worker = RetryWorker::new(t.store.clone(), queue, RetryPolicy::default());
-    worker.register(
-        kinds::SYNC_CONTINUATION,
-        Arc::new(SyncContinuationHandler::new(engine.clone())),
-    );
+    let rig = syncline_tests::sync_rig(&syncline_tests::demo_sources(demo)).await;
+    let (t, engine, worker) = (&rig.t, &*rig.engine, &rig.worker);
     let event = |name: &str| {
         let path = format!(
             "{}/../events/scheduled-sync/{name}.json",
@@ -595,7 +572,7 @@ async fn the_sample_events_run_through_the_function_handler() {
     };
     use syncline::lambda::schedule::handle_schedule;
 
-    let scheduled = handle_schedule(&engine, &worker, event("schedule"))
+    let scheduled = handle_schedule(engine, worker, event("schedule"))
         .await
         .expect("schedule");
     assert_eq!(
@@ -610,12 +587,12 @@ async fn the_sample_events_run_through_the_function_handler() {
     );
     assert_eq!(scheduled["runs"][0]["kind"], json!("full"));
 
-    let continued = handle_schedule(&engine, &worker, event("continuation"))
+    let continued = handle_schedule(engine, worker, event("continuation"))
         .await
         .expect("continuation");
     assert_eq!(continued["batchItemFailures"], json!([]), "{continued}");
 
-    let manual = handle_schedule(&engine, &worker, event("on-demand"))
+    let manual = handle_schedule(engine, worker, event("on-demand"))
         .await
         .expect("on demand");
     assert_eq!(manual["runs"][0]["trigger"], json!("manual"));
