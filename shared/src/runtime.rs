@@ -24,6 +24,15 @@ pub struct Adapters {
 }
 
 impl Adapters {
+    /// A sync engine over `sources`, on these adapters' store and queue.
+    pub fn sync_engine(&self, sources: crate::ingest::SourceSet) -> Arc<crate::ingest::SyncEngine> {
+        Arc::new(crate::ingest::SyncEngine::new(
+            self.store.clone(),
+            self.queue.clone(),
+            sources,
+        ))
+    }
+
     pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
         aws_sdk_secretsmanager::Client::new(&self.sdk)
     }

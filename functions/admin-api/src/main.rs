@@ -1,13 +1,11 @@
 //! admin-api: API Gateway HTTP -> Lambda. Status, health, runs, settings,
 //! triggers and dead letters for operators.
 
-use std::sync::Arc;
-
 use lambda_http::{Error, run, service_fn};
 use syncline::admin::AdminService;
 use syncline::auth::Authenticator;
 use syncline::config::{self, Config};
-use syncline::ingest::{SourceSet, SyncEngine};
+use syncline::ingest::SourceSet;
 use syncline::lambda::admin_api::{AdminApi, handle_admin};
 use syncline::runtime::Adapters;
 
@@ -20,11 +18,7 @@ async fn main() -> Result<(), Error> {
         Some(document) => SourceSet::load(&document)?,
         None => SourceSet::default(),
     };
-    let engine = Arc::new(SyncEngine::new(
-        adapters.store.clone(),
-        adapters.queue.clone(),
-        sources,
-    ));
+    let engine = adapters.sync_engine(sources);
     let api = AdminApi {
         service: AdminService::new(adapters.store.clone(), adapters.queue.clone(), engine),
         auth: Authenticator::new(&config::auth_config()?)?,

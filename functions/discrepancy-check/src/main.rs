@@ -1,12 +1,10 @@
 //! discrepancy-check: EventBridge schedule or on demand -> Lambda. Finds
 //! what differs between each source and the store.
 
-use std::sync::Arc;
-
 use lambda_runtime::{Error, run, service_fn};
 use syncline::config::{self, Config};
 use syncline::discrepancy::DiscrepancyChecker;
-use syncline::ingest::{SourceSet, SyncEngine};
+use syncline::ingest::SourceSet;
 use syncline::lambda::discrepancy::handle_check;
 use syncline::runtime::Adapters;
 
@@ -16,11 +14,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let adapters = Adapters::from_config(&config).await?;
     let sources = SourceSet::load(&config::document("SYNCLINE_SOURCES")?)?;
-    let engine = Arc::new(SyncEngine::new(
-        adapters.store.clone(),
-        adapters.queue.clone(),
-        sources,
-    ));
+    let engine = adapters.sync_engine(sources);
     let checker = DiscrepancyChecker::new(
         adapters.store.clone(),
         adapters.queue.clone(),

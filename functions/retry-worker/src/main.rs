@@ -1,10 +1,8 @@
 //! retry-worker: SQS -> Lambda. Finishes failed work or dead-letters it.
 
-use std::sync::Arc;
-
 use lambda_runtime::{Error, run, service_fn};
 use syncline::config::{self, Config};
-use syncline::ingest::{SourceSet, SyncEngine, register_sync_work};
+use syncline::ingest::{SourceSet, register_sync_work};
 use syncline::lambda::sqs::handle_retry_batch;
 use syncline::retry::RetryWorker;
 use syncline::runtime::Adapters;
@@ -18,11 +16,7 @@ async fn main() -> Result<(), Error> {
     // Sync continuations, when this deployment has REST sources.
     if let Some(document) = config::optional_document("SYNCLINE_SOURCES")? {
         let sources = SourceSet::load(&document)?;
-        let engine = Arc::new(SyncEngine::new(
-            adapters.store.clone(),
-            adapters.queue.clone(),
-            sources,
-        ));
+        let engine = adapters.sync_engine(sources);
         register_sync_work(&mut worker, engine);
     }
     run(service_fn(|event| handle_retry_batch(&worker, event))).await

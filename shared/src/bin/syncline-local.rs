@@ -11,12 +11,11 @@
 //! environment, like the functions do.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use syncline::config::{Config, DEFAULT_TABLE, LocalStoreConfig};
 use syncline::embedded::{EmbeddedEngine, Storage};
-use syncline::ingest::{SourceSet, SyncEngine, register_sync_work};
+use syncline::ingest::{SourceSet, register_sync_work};
 use syncline::lambda::sqs::poll_once;
 use syncline::queue::MessageId;
 use syncline::retry::RetryEnvelope;
@@ -92,8 +91,7 @@ async fn drain() -> syncline::Result<()> {
     let mut worker = RetryWorker::new(adapters.store.clone(), adapters.queue.clone(), config.retry);
     if let Some(document) = syncline::config::optional_document("SYNCLINE_SOURCES")? {
         let sources = SourceSet::load(&document)?;
-        let engine = SyncEngine::new(adapters.store.clone(), adapters.queue.clone(), sources);
-        register_sync_work(&mut worker, Arc::new(engine));
+        register_sync_work(&mut worker, adapters.sync_engine(sources));
     }
     let mut handled = 0;
     loop {
