@@ -128,6 +128,12 @@ pub fn webhook_sources_document() -> Result<String> {
 
 /// How API callers are authenticated (sync-api, admin-api).
 pub fn auth_config() -> Result<crate::auth::AuthConfig> {
+    auth_config_from(&env_var)
+}
+
+/// [`auth_config`] with the variables read through `var`.
+pub fn auth_config_from(var: &dyn Fn(&str) -> Option<String>) -> Result<crate::auth::AuthConfig> {
+    let env_var = var;
     let jwks =
         match (
             env_var("SYNCLINE_JWT_JWKS"),
@@ -158,6 +164,12 @@ pub fn auth_config() -> Result<crate::auth::AuthConfig> {
 /// A JSON configuration document: the text of `{name}` or the file named by
 /// `{name}_FILE`.
 pub fn document(name: &str) -> Result<String> {
+    document_from(&env_var, name)
+}
+
+/// [`document`] with the variables read through `var`.
+pub fn document_from(var: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<String> {
+    let env_var = var;
     if let Some(json) = env_var(name) {
         return Ok(json);
     }
@@ -170,10 +182,18 @@ pub fn document(name: &str) -> Result<String> {
 /// A JSON document that may be absent: `None` when neither `{name}` nor
 /// `{name}_FILE` is set.
 pub fn optional_document(name: &str) -> Result<Option<String>> {
-    if env_var(name).is_none() && env_var(&format!("{name}_FILE")).is_none() {
+    optional_document_from(&env_var, name)
+}
+
+/// [`optional_document`] with the variables read through `var`.
+pub fn optional_document_from(
+    var: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<String>> {
+    if var(name).is_none() && var(&format!("{name}_FILE")).is_none() {
         return Ok(None);
     }
-    document(name).map(Some)
+    document_from(var, name).map(Some)
 }
 
 /// The demo REST source of local runs (`syncline-local demo-source`).

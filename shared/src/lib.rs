@@ -14,6 +14,8 @@ pub mod embedded;
 pub mod error;
 pub mod ingest;
 pub mod lambda;
+#[cfg(feature = "embedded")]
+pub mod local;
 pub mod metrics;
 pub mod model;
 pub mod queue;

@@ -46,9 +46,17 @@ pub fn document(dimensions: &[(&str, &str)], metrics: &[(&str, f64, Unit)]) -> V
     Value::Object(root)
 }
 
+static SILENCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Stops printing metrics in this process (the local all-in-one run, whose
+/// stdout is for people).
+pub fn silence() {
+    SILENCED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Prints the EMF line. Lambda ships stdout to CloudWatch Logs.
 pub fn emit(dimensions: &[(&str, &str)], metrics: &[(&str, f64, Unit)]) {
-    if metrics.is_empty() {
+    if metrics.is_empty() || SILENCED.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
     println!("{}", document(dimensions, metrics));

@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use syncline::embedded::{EmbeddedEngine, Storage};
 use syncline::store::Store;
 
+pub mod service;
 pub mod upstream;
 
 pub const TEST_TABLE: &str = "syncline-test";

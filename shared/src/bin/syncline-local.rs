@@ -1,5 +1,10 @@
 //! Local operations for syncline.
 //!
+//! `syncline-local up` runs the whole service in one process: the embedded
+//! store, every function behind one HTTP port, the schedules emulated, the
+//! retry queue drained, and a demo REST source. `syncline-local token`
+//! prints a token for the local JWT secret.
+//!
 //! `syncline-local [serve]` serves one embedded store for every local
 //! function process: processes must not each open the database file (each
 //! would cache its own table definitions), so they all point
@@ -17,19 +22,24 @@ use syncline::config::{Config, DEFAULT_TABLE, LocalStoreConfig};
 use syncline::embedded::{EmbeddedEngine, Storage};
 use syncline::ingest::{SourceSet, register_sync_work};
 use syncline::lambda::sqs::poll_once;
+use syncline::local::{Documents, Schedules, UpSettings, local_token, local_var, up as up_service};
 use syncline::queue::MessageId;
 use syncline::retry::RetryEnvelope;
 use syncline::retry::RetryWorker;
 use syncline::runtime::Adapters;
 use syncline::store::Store;
 
-const USAGE: &str =
-    "usage: syncline-local [serve | demo-source | drain | dead-letters | redrive [MESSAGE_ID...]]";
+const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+
+const USAGE: &str = "usage: syncline-local [up | token [TENANT] [SCOPE] | serve | demo-source | drain | \
+     dead-letters | redrive [MESSAGE_ID...]]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("up") => up().await,
+        Some("token") => token(&args[1..]),
         None | Some("serve") => serve().await,
         Some("demo-source") => demo_source().await,
         Some("drain") => drain().await,
@@ -71,6 +81,78 @@ async fn serve() -> syncline::Result<()> {
         .await
         .map_err(|e| syncline::Error::internal(format!("waiting for Ctrl-C: {e}")))?;
     engine.stop().await;
+    Ok(())
+}
+
+fn print_line(line: &str) {
+    println!("{line}");
+}
+
+async fn up() -> syncline::Result<()> {
+    syncline::telemetry::init();
+    syncline::metrics::silence();
+    let var = local_var;
+    let store = LocalStoreConfig::from_vars(var)?;
+    let http_addr = var("SYNCLINE_LOCAL_HTTP_ADDR")
+        .unwrap_or_else(|| DEFAULT_HTTP_ADDR.to_owned())
+        .parse()
+        .map_err(|_| syncline::Error::Config("SYNCLINE_LOCAL_HTTP_ADDR is not host:port".into()))?;
+    let (demo_addr, demo_records) = syncline::config::demo_source()?;
+    if demo_records > 0 {
+        let bound = syncline::demo::serve(demo_addr, demo_records).await?;
+        println!("demo source: {demo_records} properties at http://{bound}/properties");
+    }
+    std::fs::create_dir_all(&store.data_dir).map_err(|e| {
+        syncline::Error::Config(format!("creating {}: {e}", store.data_dir.display()))
+    })?;
+    let auth = syncline::config::auth_config_from(&var)?;
+    let settings = UpSettings {
+        storage: Storage::File(store.data_dir.join("store.db")),
+        store_addr: store.addr,
+        http_addr,
+        documents: Documents::from_vars(&var)?,
+        auth: auth.clone(),
+        retry: Config::from_vars(var)?.retry,
+        schedules: Some(Schedules::from_vars(&var)?),
+        queue: None,
+    };
+    let running = up_service(settings, &var, print_line).await?;
+    println!(
+        "store: {} (data in {})",
+        running.store_endpoint,
+        store.data_dir.display()
+    );
+    println!("syncline: http://{}", running.http);
+    if let Some(secret) = &auth.hs256_secret {
+        let ttl = Duration::from_secs(24 * 3600);
+        let client = local_token(secret, "demo", None, ttl)?;
+        let admin = local_token(secret, "demo", Some("admin"), ttl)?;
+        println!("client token (tenant demo): {client}");
+        println!("admin token (tenant demo):  {admin}");
+    }
+    println!(
+        "try: curl -s -X POST http://{}/v1/sync/pull -H \"authorization: Bearer $TOKEN\" \
+              -d '{{\"entities\": [\"property\"], \"limit\": 2}}'",
+        running.http
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| syncline::Error::internal(format!("waiting for Ctrl-C: {e}")))?;
+    running.stop().await;
+    Ok(())
+}
+
+/// `token [TENANT] [SCOPE]`: a token signed with the local JWT secret, valid
+/// for a day.
+fn token(args: &[String]) -> syncline::Result<()> {
+    let secret = local_var("SYNCLINE_JWT_HS256_SECRET")
+        .ok_or_else(|| syncline::Error::Config("SYNCLINE_JWT_HS256_SECRET is not set".into()))?;
+    let tenant = args.first().map_or("demo", String::as_str);
+    let scope = args.get(1).map(String::as_str);
+    println!(
+        "{}",
+        local_token(&secret, tenant, scope, Duration::from_secs(24 * 3600))?
+    );
     Ok(())
 }
 

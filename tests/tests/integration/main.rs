@@ -7,6 +7,7 @@ mod discrepancy;
 mod events_catalog;
 mod infra_template;
 mod local_runs;
+mod local_service;
 mod queue_contract;
 mod retry_worker;
 mod scheduled_sync;

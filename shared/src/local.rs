@@ -1,0 +1,572 @@
+//! The whole of syncline in one local process (feature `embedded`): every
+//! function's handler behind one HTTP port, the schedules emulated, the
+//! retry queue drained into the retry worker.
+//!
+//! The handlers are the ones the Lambda binaries run; only the event
+//! sources are emulated:
+//! - API Gateway: requests to `/v1/webhooks/*`, `/v1/sync/*`,
+//!   `/api/client/sync/*` and `/v1/admin/*` go to webhook, sync-api and
+//!   admin-api;
+//! - the Lambda Invoke API (`POST /2015-03-31/functions/{name}/invocations`,
+//!   what `cargo lambda invoke` calls) reaches scheduled-sync,
+//!   discrepancy-check and retry-worker with an event document;
+//! - EventBridge: scheduled-sync and discrepancy-check invoked on intervals;
+//! - SQS's event source: the retry queue polled into retry-worker.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use axum::Router;
+use axum::extract::State;
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+
+use crate::admin::AdminService;
+use crate::auth::{AuthConfig, Authenticator};
+use crate::config;
+use crate::discrepancy::DiscrepancyChecker;
+use crate::error::{Error, Result};
+use crate::ingest::{SourceSet, SyncEngine, register_sync_work};
+use crate::lambda::admin_api::{AdminApi, handle_admin};
+use crate::lambda::http::{error_response, json_response};
+use crate::lambda::sync_api::{SyncApi, handle_sync};
+use crate::lambda::webhook::handle_webhook;
+use crate::model::Timestamp;
+use crate::queue::RetryQueue;
+use crate::retry::{RetryPolicy, RetryWorker};
+use crate::runtime::Adapters;
+use crate::store::Store;
+use crate::sync::{EntityRegistry, SyncService};
+use crate::webhooks::{WebhookService, WebhookSources};
+
+/// The local defaults: the sample configuration in `events/` and the
+/// documented local secrets. The same values `[workspace.metadata.lambda]`
+/// gives `cargo lambda watch`. A variable set in the environment wins.
+pub const LOCAL_DEFAULTS: &[(&str, &str)] = &[
+    (
+        "SYNCLINE_WEBHOOK_SOURCES_FILE",
+        "events/webhook/sources.json",
+    ),
+    ("CALENDLY_WEBHOOK_SECRET", "calendly-local-test-secret"),
+    ("SYNCLINE_ENTITIES_FILE", "events/sync-api/entities.json"),
+    ("SYNCLINE_JWT_HS256_SECRET", "syncline-local-jwt-secret"),
+    (
+        "SYNCLINE_SOURCES_FILE",
+        "events/scheduled-sync/sources.json",
+    ),
+];
+
+/// An environment variable, else its local default.
+pub fn local_var(name: &str) -> Option<String> {
+    config::env_var(name).or_else(|| {
+        LOCAL_DEFAULTS
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| (*value).to_owned())
+    })
+}
+
+/// The largest request body the local router accepts (API Gateway's
+/// limit for HTTP APIs is 10 MB).
+const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+
+/// The configuration documents the functions read.
+#[derive(Debug, Clone, Default)]
+pub struct Documents {
+    /// REST sources (scheduled-sync, discrepancy-check, admin-api).
+    pub sources: Option<String>,
+    /// Webhook sources.
+    pub webhook_sources: Option<String>,
+    /// The sync-api entity registry.
+    pub entities: String,
+}
+
+impl Documents {
+    /// The documents named by the environment (`SYNCLINE_SOURCES[_FILE]`,
+    /// `SYNCLINE_WEBHOOK_SOURCES[_FILE]`, `SYNCLINE_ENTITIES[_FILE]`) read
+    /// through `var`.
+    pub fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        Ok(Self {
+            sources: config::optional_document_from(var, "SYNCLINE_SOURCES")?,
+            webhook_sources: config::optional_document_from(var, "SYNCLINE_WEBHOOK_SOURCES")?,
+            entities: config::document_from(var, "SYNCLINE_ENTITIES")?,
+        })
+    }
+}
+
+/// Every function's handler over one store and one retry queue.
+pub struct Functions {
+    pub store: Store,
+    pub queue: Arc<dyn RetryQueue>,
+    pub engine: Arc<SyncEngine>,
+    webhook: WebhookService,
+    sync: SyncApi,
+    admin: AdminApi,
+    worker: RetryWorker,
+    checker: DiscrepancyChecker,
+}
+
+impl std::fmt::Debug for Functions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Functions").finish_non_exhaustive()
+    }
+}
+
+impl Functions {
+    /// Builds the handlers the way each function's `main` does, with secrets
+    /// named in the documents read through `var`.
+    pub async fn build(
+        adapters: &Adapters,
+        documents: &Documents,
+        var: &(dyn Fn(&str) -> Option<String> + Sync),
+        auth: &AuthConfig,
+        retry: RetryPolicy,
+    ) -> Result<Self> {
+        let sources = match &documents.sources {
+            Some(document) => SourceSet::parse(
+                document,
+                crate::connectors::http_client()?,
+                crate::ingest::local_secret(var),
+            )?,
+            None => SourceSet::default(),
+        };
+        let engine = adapters.sync_engine(sources);
+        let webhook_document = documents
+            .webhook_sources
+            .clone()
+            .unwrap_or_else(|| r#"{"sources": {}}"#.to_owned());
+        let secrets = adapters.secrets_manager();
+        let webhook_sources = WebhookSources::load(&webhook_document, var, Some(&secrets)).await?;
+        let store = adapters.store.clone();
+        let queue = adapters.queue.clone();
+        let mut worker = RetryWorker::new(store.clone(), queue.clone(), retry);
+        register_sync_work(&mut worker, engine.clone());
+        Ok(Self {
+            webhook: WebhookService::new(store.clone(), queue.clone(), webhook_sources),
+            sync: SyncApi {
+                service: SyncService::new(
+                    store.clone(),
+                    EntityRegistry::parse(&documents.entities)?,
+                ),
+                auth: Authenticator::new(auth)?,
+            },
+            admin: AdminApi {
+                service: AdminService::new(store.clone(), queue.clone(), engine.clone()),
+                auth: Authenticator::new(auth)?,
+            },
+            checker: DiscrepancyChecker::new(store.clone(), queue.clone(), engine.clone()),
+            worker,
+            store,
+            queue,
+            engine,
+        })
+    }
+
+    /// One API Gateway request, routed by path to webhook, sync-api or
+    /// admin-api.
+    pub async fn http(&self, request: Request) -> Response<Body> {
+        let path = request.uri().path();
+        let response = if path.starts_with("/v1/webhooks/") {
+            handle_webhook(&self.webhook, request).await
+        } else if path == "/v1/admin" || path.starts_with("/v1/admin/") {
+            handle_admin(&self.admin, request).await
+        } else if path.starts_with("/v1/sync/") || path.starts_with("/api/client/sync/") {
+            handle_sync(&self.sync, request).await
+        } else {
+            return error_response(&Error::NotFound("route".into()));
+        };
+        response.unwrap_or_else(|e| error_response(&Error::internal(e.to_string())))
+    }
+
+    /// One invocation of an event-driven function with `payload`, as the
+    /// Lambda Invoke API would deliver it; `timeout` is the function's.
+    pub async fn invoke(&self, function: &str, payload: Value, timeout: Duration) -> Result<Value> {
+        let mut context = Context::default();
+        context.request_id = uuid::Uuid::new_v4().to_string();
+        context.deadline = Timestamp::now().plus(timeout).as_millis().max(0) as u64;
+        let event = LambdaEvent::new(payload, context);
+        let failed = |e: lambda_runtime::Error| Error::internal(format!("{function}: {e}"));
+        match function {
+            "scheduled-sync" => {
+                crate::lambda::schedule::handle_schedule(&self.engine, &self.worker, event)
+                    .await
+                    .map_err(failed)
+            }
+            "discrepancy-check" => {
+                crate::lambda::discrepancy::handle_check(&self.engine, &self.checker, event)
+                    .await
+                    .map_err(failed)
+            }
+            "retry-worker" => {
+                let (payload, context) = event.into_parts();
+                let sqs: SqsEvent = serde_json::from_value(payload)
+                    .map_err(|e| Error::validation("event", format!("not an SQS event: {e}")))?;
+                let response = crate::lambda::sqs::handle_retry_batch(
+                    &self.worker,
+                    LambdaEvent::new(sqs, context),
+                )
+                .await
+                .map_err(failed)?;
+                serde_json::to_value(response).map_err(|e| Error::internal(e.to_string()))
+            }
+            other => Err(Error::NotFound(format!("function {other}"))),
+        }
+    }
+
+    /// Feeds the retry queue to the retry worker until it is empty, the way
+    /// Lambda's SQS event source does. Returns how many messages it handled.
+    pub async fn drain(&self) -> Result<usize> {
+        let mut handled = 0;
+        loop {
+            let batch = crate::lambda::sqs::poll_once(
+                &*self.queue,
+                &self.worker,
+                Duration::from_secs(900),
+                Duration::from_secs(900),
+                Duration::ZERO,
+            )
+            .await?;
+            if batch == 0 {
+                return Ok(handled);
+            }
+            handled += batch;
+        }
+    }
+}
+
+/// The function timeouts of `infra/template.yaml`, for invocation deadlines.
+fn timeout_of(function: &str) -> Duration {
+    match function {
+        "scheduled-sync" | "discrepancy-check" => Duration::from_secs(900),
+        _ => Duration::from_secs(60),
+    }
+}
+
+async fn route(
+    State(functions): State<Arc<Functions>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let response = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+        Err(_) => error_response(&Error::PayloadTooLarge {
+            limit: MAX_REQUEST_BYTES,
+        }),
+        Ok(bytes) => {
+            let invoked = parts
+                .uri
+                .path()
+                .strip_prefix("/2015-03-31/functions/")
+                .and_then(|rest| rest.strip_suffix("/invocations"))
+                .map(str::to_owned);
+            match invoked {
+                Some(function) => invoke_route(&functions, &function, &bytes).await,
+                None => {
+                    let request = Request::from_parts(parts, Body::from(bytes.to_vec()));
+                    functions.http(request).await
+                }
+            }
+        }
+    };
+    let (parts, body) = response.into_parts();
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body.as_ref().to_vec()))
+}
+
+async fn invoke_route(functions: &Functions, function: &str, payload: &[u8]) -> Response<Body> {
+    let payload: Value = if payload.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        match serde_json::from_slice(payload) {
+            Ok(payload) => payload,
+            Err(e) => return error_response(&Error::validation("event", e.to_string())),
+        }
+    };
+    match functions
+        .invoke(function, payload, timeout_of(function))
+        .await
+    {
+        Ok(output) => json_response(StatusCode::OK, &output),
+        Err(error) => error_response(&error),
+    }
+}
+
+/// Serves every function on `listener` until the returned task is aborted.
+pub fn serve(
+    functions: Arc<Functions>,
+    listener: tokio::net::TcpListener,
+) -> tokio::task::JoinHandle<()> {
+    let app = Router::new().fallback(route).with_state(functions);
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!(error = %err, "local router stopped");
+        }
+    })
+}
+
+/// How often the emulated event sources fire.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedules {
+    /// scheduled-sync with the "all due" schedule event.
+    pub sync_every: Duration,
+    /// discrepancy-check of every source (without repair).
+    pub check_every: Duration,
+    /// The retry queue polled into retry-worker.
+    pub drain_every: Duration,
+}
+
+impl Schedules {
+    /// From `SYNCLINE_LOCAL_SYNC_SECS` (default 60), `SYNCLINE_LOCAL_CHECK_SECS`
+    /// (default 3600) and `SYNCLINE_LOCAL_DRAIN_SECS` (default 1).
+    pub fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let secs = |name: &str, default: u64| -> Result<Duration> {
+            match var(name) {
+                None => Ok(Duration::from_secs(default)),
+                Some(raw) => raw
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .map(Duration::from_secs)
+                    .ok_or_else(|| Error::Config(format!("{name} must be a positive integer"))),
+            }
+        };
+        Ok(Self {
+            sync_every: secs("SYNCLINE_LOCAL_SYNC_SECS", 60)?,
+            check_every: secs("SYNCLINE_LOCAL_CHECK_SECS", 3600)?,
+            drain_every: secs("SYNCLINE_LOCAL_DRAIN_SECS", 1)?,
+        })
+    }
+}
+
+/// The "all due" schedule event EventBridge sends.
+pub fn schedule_event() -> Value {
+    json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}})
+}
+
+/// One line per run of a scheduled-sync response.
+pub fn describe_runs(output: &Value) -> Vec<String> {
+    let mut lines: Vec<String> = output["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|run| {
+            let counts = &run["counts"];
+            format!(
+                "scheduled-sync: {} {} {}: seen {}, created {}, updated {}, unchanged {}, deleted {}, failed {}{}",
+                run["source"].as_str().unwrap_or("?"),
+                run["kind"].as_str().unwrap_or("?"),
+                run["status"].as_str().unwrap_or("?"),
+                counts["seen"],
+                counts["created"],
+                counts["updated"],
+                counts["unchanged"],
+                counts["deleted"],
+                counts["failed"],
+                run["error"]
+                    .as_str()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    for busy in output["busy"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "scheduled-sync: {} is already running",
+            busy.as_str().unwrap_or("?")
+        ));
+    }
+    lines
+}
+
+/// Runs the emulated schedules and the queue poller until aborted.
+/// Each line of output goes to `report`.
+pub fn spawn_schedules(
+    functions: Arc<Functions>,
+    schedules: Schedules,
+    report: fn(&str),
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let sync = {
+        let functions = functions.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(schedules.sync_every);
+            loop {
+                ticks.tick().await;
+                match functions
+                    .invoke(
+                        "scheduled-sync",
+                        schedule_event(),
+                        timeout_of("scheduled-sync"),
+                    )
+                    .await
+                {
+                    Ok(output) => describe_runs(&output).iter().for_each(|l| report(l)),
+                    Err(e) => report(&format!("scheduled-sync failed: {e}")),
+                }
+            }
+        })
+    };
+    let check = {
+        let functions = functions.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(schedules.check_every);
+            ticks.tick().await; // the first check waits one interval
+            loop {
+                ticks.tick().await;
+                match functions
+                    .invoke(
+                        "discrepancy-check",
+                        schedule_event(),
+                        timeout_of("discrepancy-check"),
+                    )
+                    .await
+                {
+                    Ok(output) => {
+                        for report_json in output["reports"].as_array().into_iter().flatten() {
+                            report(&format!(
+                                "discrepancy-check: {} missing {}, extra {}, stale {}",
+                                report_json["source"].as_str().unwrap_or("?"),
+                                report_json["missing_total"],
+                                report_json["extra_total"],
+                                report_json["stale_total"],
+                            ));
+                        }
+                    }
+                    Err(e) => report(&format!("discrepancy-check failed: {e}")),
+                }
+            }
+        })
+    };
+    let drain = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(schedules.drain_every);
+        loop {
+            ticks.tick().await;
+            match functions.drain().await {
+                Ok(0) => {}
+                Ok(handled) => report(&format!("retry-worker: handled {handled} message(s)")),
+                Err(e) => report(&format!("retry-worker failed: {e}")),
+            }
+        }
+    });
+    vec![sync, check, drain]
+}
+
+/// A signed token for the local JWT secret: `tenant`, optional `scope`,
+/// valid for `ttl`.
+pub fn local_token(
+    secret: &str,
+    tenant: &str,
+    scope: Option<&str>,
+    ttl: Duration,
+) -> Result<String> {
+    let mut claims = json!({
+        "sub": "local-user",
+        "tenant": tenant,
+        "exp": Timestamp::now().plus(ttl).as_secs(),
+    });
+    if let Some(scope) = scope {
+        claims["scope"] = json!(scope);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| Error::internal(format!("signing a local token: {e}")))
+}
+
+/// Binds `addr` on the loopback interface (or wherever it names).
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Config(format!("binding {addr}: {e}")))
+}
+
+/// What `syncline-local up` starts.
+#[derive(Debug)]
+pub struct UpSettings {
+    /// Where the embedded store keeps its data.
+    pub storage: crate::embedded::Storage,
+    /// Where the store is served for other local processes (`cargo lambda
+    /// watch`, `syncline-local drain`).
+    pub store_addr: SocketAddr,
+    /// The one HTTP port for every route and the Invoke API.
+    pub http_addr: SocketAddr,
+    pub documents: Documents,
+    pub auth: AuthConfig,
+    pub retry: RetryPolicy,
+    /// Emulated schedules and queue polling; `None` leaves every invocation
+    /// to the caller.
+    pub schedules: Option<Schedules>,
+    /// A retry queue other than the local one kept in the store (SQS).
+    pub queue: Option<Arc<dyn RetryQueue>>,
+}
+
+/// A running local syncline.
+#[derive(Debug)]
+pub struct Running {
+    /// The address of the HTTP routes.
+    pub http: SocketAddr,
+    /// The store endpoint other local processes point
+    /// `AWS_ENDPOINT_URL_DYNAMODB` at.
+    pub store_endpoint: String,
+    pub functions: Arc<Functions>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    engine: crate::embedded::EmbeddedEngine,
+}
+
+impl Running {
+    /// Stops the router, the schedules and the store.
+    pub async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.engine.stop().await;
+    }
+}
+
+/// Starts the store, every function behind one HTTP port, and (when asked)
+/// the emulated schedules; secrets named in the documents are read through
+/// `var`. Lines of activity go to `report`.
+pub async fn up(
+    settings: UpSettings,
+    var: &(dyn Fn(&str) -> Option<String> + Sync),
+    report: fn(&str),
+) -> Result<Running> {
+    let engine =
+        crate::embedded::EmbeddedEngine::start(settings.storage, settings.store_addr).await?;
+    let config = crate::Config::from_vars(|name| {
+        (name == "SYNCLINE_TABLE").then(|| config::DEFAULT_TABLE.to_owned())
+    })?;
+    let mut adapters = Adapters::with_sdk_config(&config, &engine.sdk_config().await).await?;
+    if let Some(queue) = settings.queue {
+        adapters.queue = queue;
+    }
+    adapters.store.ensure_table().await?;
+    let functions = Arc::new(
+        Functions::build(
+            &adapters,
+            &settings.documents,
+            var,
+            &settings.auth,
+            settings.retry,
+        )
+        .await?,
+    );
+    let listener = bind(settings.http_addr).await?;
+    let http = listener
+        .local_addr()
+        .map_err(|e| Error::Config(format!("local router: {e}")))?;
+    let mut tasks = vec![serve(functions.clone(), listener)];
+    if let Some(schedules) = settings.schedules {
+        tasks.extend(spawn_schedules(functions.clone(), schedules, report));
+    }
+    Ok(Running {
+        http,
+        store_endpoint: engine.endpoint().to_owned(),
+        functions,
+        tasks,
+        engine,
+    })
+}

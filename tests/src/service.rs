@@ -1,0 +1,230 @@
+//! The whole of syncline as `syncline-local up` runs it (every function
+//! behind one HTTP port on 127.0.0.1, one embedded store, the retry queue),
+//! driven over HTTP the way a user's curl would.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use syncline::auth::AuthConfig;
+use syncline::embedded::Storage;
+use syncline::local::{Documents, Running, Schedules, UpSettings, local_token, local_var};
+use syncline::queue::RetryQueue;
+use syncline::retry::RetryPolicy;
+
+/// The repository root, where the sample configuration lives.
+pub fn repo_root() -> String {
+    format!("{}/..", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What a test service is started with; unset documents fall back to the
+/// samples in `events/` (the local defaults).
+#[derive(Default)]
+pub struct ServiceConfig {
+    pub sources: Option<Value>,
+    pub webhook_sources: Option<Value>,
+    pub entities: Option<Value>,
+    /// Variables seen by the configuration (secrets named by the documents).
+    pub vars: Vec<(&'static str, String)>,
+    pub schedules: Option<Schedules>,
+    /// A retry queue other than the local one (SQS on moto).
+    pub queue: Option<Arc<dyn RetryQueue>>,
+    /// A retry policy other than the default (short delays for tests).
+    pub retry: Option<RetryPolicy>,
+}
+
+pub const JWT_SECRET: &str = "syncline-local-jwt-secret";
+
+/// A running service and an HTTP client for it.
+pub struct Service {
+    pub running: Running,
+    pub url: String,
+    client: reqwest::Client,
+}
+
+impl std::ops::Deref for Service {
+    type Target = syncline::local::Functions;
+    fn deref(&self) -> &Self::Target {
+        &self.running.functions
+    }
+}
+
+/// A response: status and JSON body (null when the body is not JSON).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Service {
+    pub async fn start(config: ServiceConfig) -> Self {
+        let root = repo_root();
+        let mut vars: HashMap<String, String> = HashMap::new();
+        for (name, value) in [
+            ("SYNCLINE_SOURCES", config.sources.as_ref()),
+            ("SYNCLINE_WEBHOOK_SOURCES", config.webhook_sources.as_ref()),
+            ("SYNCLINE_ENTITIES", config.entities.as_ref()),
+        ] {
+            if let Some(value) = value {
+                vars.insert(name.to_owned(), value.to_string());
+            }
+        }
+        for (name, value) in &config.vars {
+            vars.insert((*name).to_owned(), value.clone());
+        }
+        // The local defaults name files relative to the repository root.
+        let var = move |name: &str| -> Option<String> {
+            if let Some(value) = vars.get(name) {
+                return Some(value.clone());
+            }
+            let base = name.strip_suffix("_FILE").unwrap_or(name);
+            if vars.contains_key(base) {
+                return None;
+            }
+            local_var(name).map(|value| {
+                if name.ends_with("_FILE") {
+                    format!("{root}/{value}")
+                } else {
+                    value
+                }
+            })
+        };
+        let settings = UpSettings {
+            storage: Storage::Memory,
+            store_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            documents: Documents::from_vars(&var).expect("documents"),
+            auth: AuthConfig {
+                hs256_secret: Some(JWT_SECRET.into()),
+                tenant_claim: "tenant".into(),
+                ..AuthConfig::default()
+            },
+            retry: config.retry.unwrap_or_default(),
+            schedules: config.schedules,
+            queue: config.queue,
+        };
+        let running = syncline::local::up(settings, &var, |_| {})
+            .await
+            .expect("the local service starts");
+        Self {
+            url: format!("http://{}", running.http),
+            running,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// A client token for `tenant`.
+    pub fn token(tenant: &str) -> String {
+        local_token(JWT_SECRET, tenant, None, Duration::from_secs(3600)).expect("token")
+    }
+
+    /// An admin token for `tenant`.
+    pub fn admin_token(tenant: &str) -> String {
+        local_token(JWT_SECRET, tenant, Some("admin"), Duration::from_secs(3600)).expect("token")
+    }
+
+    /// One HTTP request with optional bearer token, extra headers and body.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.expect("the local service answers");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("body");
+        Reply {
+            status,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    /// A JSON request as `tenant`'s client.
+    pub async fn client(&self, tenant: &str, method: &str, path: &str, body: Value) -> Reply {
+        let body = (!body.is_null()).then(|| body.to_string());
+        self.send(method, path, Some(&Self::token(tenant)), &[], body)
+            .await
+    }
+
+    /// A JSON request as `tenant`'s operator.
+    pub async fn admin(&self, method: &str, path: &str, body: Value) -> Reply {
+        let body = (!body.is_null()).then(|| body.to_string());
+        self.send(method, path, Some(&Self::admin_token("demo")), &[], body)
+            .await
+    }
+
+    /// An invocation through the Lambda Invoke API, as `cargo lambda invoke`
+    /// sends it.
+    pub async fn invoke(&self, function: &str, event: Value) -> Reply {
+        self.send(
+            "POST",
+            &format!("/2015-03-31/functions/{function}/invocations"),
+            None,
+            &[],
+            Some(event.to_string()),
+        )
+        .await
+    }
+
+    /// An API Gateway sample event from `events/` replayed as HTTP: same
+    /// method, path, query, headers and body.
+    pub async fn replay(&self, event: &Value) -> Reply {
+        let method = event["requestContext"]["http"]["method"]
+            .as_str()
+            .expect("method");
+        let mut path = event["rawPath"].as_str().expect("rawPath").to_owned();
+        if let Some(query) = event["rawQueryString"].as_str().filter(|q| !q.is_empty()) {
+            path = format!("{path}?{query}");
+        }
+        let headers: Vec<(String, String)> = event["headers"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .collect();
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let body = event["body"].as_str().map(|body| {
+            if event["isBase64Encoded"] == json!(true) {
+                use base64::Engine as _;
+                String::from_utf8(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(body)
+                        .expect("base64 body"),
+                )
+                .expect("utf-8 body")
+            } else {
+                body.to_owned()
+            }
+        });
+        self.send(method, &path, None, &headers, body).await
+    }
+
+    /// Feeds the retry queue to the retry worker until it is empty.
+    pub async fn drain_queue(&self) -> usize {
+        self.running.functions.drain().await.expect("drain")
+    }
+}
+
+/// A sample event file from `events/`.
+pub fn sample(path: &str) -> Value {
+    let full = format!("{}/events/{path}", repo_root());
+    serde_json::from_str(&std::fs::read_to_string(&full).expect("sample")).expect("sample json")
+}
