@@ -217,7 +217,7 @@ impl DiscrepancyChecker {
         for list in [&mut report.missing, &mut report.extra, &mut report.stale] {
             list.sort();
         }
-        if repair {
+        if repair && report.differences() > 0 {
             report.repairs_queued = self.repair(source_id, &report).await?;
         }
         report.duration_ms = started.elapsed().as_millis() as u64;

@@ -105,6 +105,20 @@ async fn every_function_answers_on_the_one_port() {
     assert_eq!(check.status, 200, "{}", check.body);
     assert_eq!(check.body["reports"][0]["source_count"], json!(30));
     assert_eq!(check.body["reports"][0]["missing_total"], json!(0));
+    // Asked to repair, a clean check queues nothing.
+    let repair = service
+        .invoke(
+            "discrepancy-check",
+            sample("discrepancy-check/on-demand.json"),
+        )
+        .await;
+    assert_eq!(
+        repair.body["reports"][0]["repairs_queued"],
+        json!(0),
+        "{}",
+        repair.body
+    );
+    assert_eq!(service.drain_queue().await, 0);
 
     // webhook: a signed sample is applied, then recognised as a duplicate.
     let created = sample("webhook/calendly-invitee-created.json");
