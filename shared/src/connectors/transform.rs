@@ -193,6 +193,13 @@ impl OverlapIndex {
         spans.push((start, end, id.clone()));
         Ok(())
     }
+
+    /// Forgets `id`'s span (the record was deleted or moved elsewhere).
+    pub fn release(&mut self, id: &RecordId) {
+        for spans in self.spans.values_mut() {
+            spans.retain(|(_, _, other)| other != id);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value, json};
 
 use super::SyncService;
-use super::registry::{CONFLICT_ENTITY, EntitySpec, Strategy};
+use super::registry::{CONFLICT_ENTITY, EntitySpec, GUARD_ENTITY, Strategy};
 use super::wire::{Mutation, MutationResult, Op, PushRequest, PushResponse, RecordView, Status};
+use crate::connectors::OverlapIndex;
 use crate::error::{Error, Result};
 use crate::model::{ClientId, EntityType, Origin, Record, RecordId, TenantId, Timestamp};
 use crate::store::{Change, ChangeSet, ClientProgress, Expect, RecordWrite};
@@ -231,6 +232,34 @@ impl SyncService {
             .collect();
         keys.sort();
         keys.dedup();
+        // Entities with a no-overlap rule: their guard is read before their
+        // bookings, and written with the chunk, so two pushes booking the
+        // same entity at once cannot both commit (the loser retries from a
+        // fresh read and sees the winner's booking).
+        let guarded: Vec<EntityType> = {
+            let mut guarded: Vec<EntityType> = chunk
+                .iter()
+                .filter(|m| {
+                    self.registry
+                        .get(&m.entity)
+                        .is_ok_and(|spec| spec.no_overlap.is_some())
+                })
+                .map(|m| m.entity.clone())
+                .collect();
+            guarded.sort();
+            guarded.dedup();
+            guarded
+        };
+        let guard_entity = EntityType::parse(GUARD_ENTITY)?;
+        let mut guard_keys: Vec<Key> = Vec::new();
+        for entity in &guarded {
+            guard_keys.push((guard_entity.clone(), RecordId::parse(entity.as_str())?));
+        }
+        let mut guards = self.store.get_many(tenant, &guard_keys).await?;
+        let mut bookings: HashMap<EntityType, OverlapIndex> = HashMap::new();
+        for entity in &guarded {
+            bookings.insert(entity.clone(), self.bookings(tenant, entity).await?);
+        }
         let mut stored = self.store.get_many(tenant, &keys).await?;
         let mut working: HashMap<Key, Working> = keys
             .iter()
@@ -246,7 +275,26 @@ impl SyncService {
             let Some(w) = working.get_mut(&key) else {
                 return Err(Error::internal("a mutation's record was not read"));
             };
-            let resolved = resolve(m, spec, max_bytes, w, own.get(&key), client);
+            let before = spec.no_overlap.is_some().then(|| w.clone());
+            let mut resolved = resolve(m, spec, max_bytes, w, own.get(&key), client);
+            if let (Some(rule), Some(before), Some(index)) =
+                (&spec.no_overlap, before, bookings.get_mut(&m.entity))
+                && !matches!(resolved, Resolved::Rejected(_) | Resolved::Manual { .. })
+            {
+                let admitted = match (&w.data, w.deleted) {
+                    (Some(data), false) => {
+                        index.admit(rule, &m.record_id, &Change::Put(data.clone()))
+                    }
+                    _ => {
+                        index.release(&m.record_id);
+                        Ok(())
+                    }
+                };
+                if let Err(reason) = admitted {
+                    *w = before;
+                    resolved = Resolved::Rejected(reason);
+                }
+            }
             if let Resolved::Manual { conflict_id } = &resolved {
                 conflict_writes.push(conflict_write(conflict_id, m, w, client)?);
             }
@@ -283,6 +331,28 @@ impl SyncService {
             })
             .collect();
         writes.extend(conflict_writes);
+        for (key @ (entity, id), guard) in guard_keys.iter().map(|k| (k, guards.remove(k))) {
+            let count = guard
+                .as_ref()
+                .and_then(|g| g.data.get("commits").and_then(Value::as_u64))
+                .unwrap_or(0);
+            writes.push(RecordWrite {
+                entity: entity.clone(),
+                id: id.clone(),
+                change: Change::Put(
+                    json!({"entity": key.1.as_str(), "commits": count + 1})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
+                expect: match &guard {
+                    Some(record) => Expect::Version(record.version),
+                    None => Expect::Absent,
+                },
+                source: None,
+                origin: None,
+            });
+        }
         let committed = self
             .store
             .commit(&ChangeSet {
@@ -324,6 +394,33 @@ impl SyncService {
             })
             .collect();
         Ok((results, written))
+    }
+}
+
+impl SyncService {
+    /// The live bookings of a no-overlap entity.
+    async fn bookings(&self, tenant: &TenantId, entity: &EntityType) -> Result<OverlapIndex> {
+        let spec = self.registry.get(entity)?;
+        let mut index = OverlapIndex::default();
+        let Some(rule) = &spec.no_overlap else {
+            return Ok(index);
+        };
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .list_records(tenant, entity, 1000, after.as_ref())
+                .await?;
+            for record in page.items.iter().filter(|r| !r.deleted) {
+                // Stored records were admitted when written; one that no
+                // longer fits (an earlier rule) still holds its slot.
+                let _ = index.admit(rule, &record.id, &Change::Put(record.data.clone()));
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(index),
+            }
+        }
     }
 }
 
@@ -370,14 +467,21 @@ fn result(id: u64, resolved: Resolved, record: Option<RecordView>) -> MutationRe
 fn take_chunk<'a>(pending: &[&'a Mutation], registry: &super::EntityRegistry) -> Vec<&'a Mutation> {
     let mut keys: Vec<Key> = Vec::new();
     let mut manual = 0;
+    let mut guarded: Vec<&EntityType> = Vec::new();
     let mut chunk = Vec::new();
     for m in pending {
         let key = (m.entity.clone(), m.record_id.clone());
         let new_key = !keys.contains(&key);
-        let is_manual = registry
-            .get(&m.entity)
-            .is_ok_and(|spec| spec.conflict == Strategy::Manual);
-        let needed = keys.len() + usize::from(new_key) + manual + usize::from(is_manual);
+        let spec = registry.get(&m.entity).ok();
+        let is_manual = spec.is_some_and(|spec| spec.conflict == Strategy::Manual);
+        let new_guard =
+            spec.is_some_and(|spec| spec.no_overlap.is_some()) && !guarded.contains(&&m.entity);
+        let needed = keys.len()
+            + usize::from(new_key)
+            + manual
+            + usize::from(is_manual)
+            + guarded.len()
+            + usize::from(new_guard);
         if needed > MAX_WRITES_PER_COMMIT && !chunk.is_empty() {
             break;
         }
@@ -385,6 +489,9 @@ fn take_chunk<'a>(pending: &[&'a Mutation], registry: &super::EntityRegistry) ->
             keys.push(key);
         }
         manual += usize::from(is_manual);
+        if new_guard {
+            guarded.push(&m.entity);
+        }
         chunk.push(*m);
     }
     chunk

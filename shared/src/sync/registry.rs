@@ -39,6 +39,10 @@ pub struct EntitySpec {
     /// Largest record content (JSON bytes); the document's default if absent.
     #[serde(default)]
     pub max_record_bytes: Option<usize>,
+    /// No two live records with the same resource (a crew) may overlap in
+    /// time; a mutation that would double-book is rejected.
+    #[serde(default)]
+    pub no_overlap: Option<crate::connectors::NoOverlap>,
 }
 
 fn default_max_record_bytes() -> usize {
@@ -82,6 +86,10 @@ pub struct EntityRegistry {
 
 /// Entity types starting with `_` are syncline's own (stored conflicts).
 pub const CONFLICT_ENTITY: &str = "_conflict";
+
+/// One record per no-overlap entity, written with every push that books
+/// it, so concurrent bookings of one entity serialize.
+pub const GUARD_ENTITY: &str = "_guard";
 
 impl EntityRegistry {
     pub fn parse(json: &str) -> Result<Self> {

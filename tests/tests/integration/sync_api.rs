@@ -1075,3 +1075,185 @@ async fn eight_clients_converge_and_every_mutation_applies_exactly_once() {
         assert_eq!(progress, 200);
     }
 }
+
+fn job(id: u64, record: &str, crew: &str, start: &str, end: &str) -> Value {
+    upsert(
+        id,
+        "job_schedule",
+        record,
+        None,
+        json!({"crew": crew, "start": start, "end": end}),
+        1_795_300_000_000 + id as i64,
+    )
+}
+
+#[tokio::test]
+async fn a_double_booked_crew_is_rejected_with_the_booking_it_clashes_with() {
+    let rig = rig().await;
+    let (status, body) = push(
+        &rig,
+        "acme",
+        "dispatch",
+        json!([
+            job(
+                1,
+                "job-1",
+                "crew-a",
+                "2026-11-23T09:00:00Z",
+                "2026-11-23T12:00:00Z"
+            ),
+            job(
+                2,
+                "job-2",
+                "crew-a",
+                "2026-11-23T11:00:00Z",
+                "2026-11-23T13:00:00Z"
+            ),
+            job(
+                3,
+                "job-3",
+                "crew-b",
+                "2026-11-23T11:00:00Z",
+                "2026-11-23T13:00:00Z"
+            ),
+            job(
+                4,
+                "job-4",
+                "crew-a",
+                "2026-11-23T12:00:00Z",
+                "2026-11-23T14:00:00Z"
+            ),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        statuses(&body),
+        ["applied", "rejected", "applied", "applied"]
+    );
+    let reason = body["results"][1]["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("crew") && reason.contains("job-1"),
+        "a clear reason: {reason}"
+    );
+    assert!(
+        stored(&rig.store, "acme", "job_schedule", "job-2")
+            .await
+            .is_none()
+    );
+
+    // Against stored bookings, in a later push: moving job-3 onto crew-a's
+    // morning is refused; once job-1 is deleted the slot is free.
+    let (_, body) = push(
+        &rig,
+        "acme",
+        "dispatch",
+        json!([job(
+            5,
+            "job-3",
+            "crew-a",
+            "2026-11-23T08:00:00Z",
+            "2026-11-23T10:00:00Z"
+        )]),
+    )
+    .await;
+    assert_eq!(statuses(&body), ["rejected"], "{body}");
+    let kept = stored(&rig.store, "acme", "job_schedule", "job-3")
+        .await
+        .expect("job-3");
+    assert_eq!(
+        kept.data["crew"],
+        json!("crew-b"),
+        "a rejected move changes nothing"
+    );
+    let (_, body) = push(
+        &rig,
+        "acme",
+        "dispatch",
+        json!([
+            {"id": 6, "op": "delete", "entity": "job_schedule", "record_id": "job-1", "timestamp": 1_795_300_000_100_i64},
+            job(7, "job-3", "crew-a", "2026-11-23T08:00:00Z", "2026-11-23T10:00:00Z"),
+        ]),
+    )
+    .await;
+    // (No base version given: last-write-wins resolves both onto the stored
+    // records, so they report "conflict" with the resolution.)
+    assert!(!statuses(&body).contains(&"rejected"), "{body}");
+    let moved = stored(&rig.store, "acme", "job_schedule", "job-3")
+        .await
+        .expect("job-3");
+    assert_eq!(moved.data["crew"], json!("crew-a"), "the freed slot is taken");
+
+    // Another tenant's crew-a is another crew.
+    let (_, body) = push(
+        &rig,
+        "globex",
+        "dispatch",
+        json!([job(
+            1,
+            "job-9",
+            "crew-a",
+            "2026-11-23T08:00:00Z",
+            "2026-11-23T10:00:00Z"
+        )]),
+    )
+    .await;
+    assert_eq!(statuses(&body), ["applied"], "{body}");
+
+    // Bookings are not visible as a pullable type.
+    let (_, pulled) = pull(&rig, "acme", json!({})).await;
+    assert!(
+        pulled["changes"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .all(|c| c["entity"] != json!("_guard")),
+        "{pulled}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_pushes_booking_one_crew_in_one_slot_admit_exactly_one() {
+    let rig = Arc::new(rig().await);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let rig = rig.clone();
+        tasks.push(tokio::spawn(async move {
+            let (status, body) = push(
+                &rig,
+                "acme",
+                &format!("dispatcher-{i}"),
+                json!([job(
+                    1,
+                    &format!("job-{i}"),
+                    "crew-a",
+                    "2026-11-24T09:00:00Z",
+                    "2026-11-24T12:00:00Z"
+                )]),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["results"][0]["status"]
+                .as_str()
+                .expect("status")
+                .to_owned()
+        }));
+    }
+    let mut applied = 0;
+    for task in tasks {
+        if task.await.expect("task") == "applied" {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 1, "exactly one of eight overlapping bookings wins");
+    let mut booked = 0;
+    for i in 0..8 {
+        if stored(&rig.store, "acme", "job_schedule", &format!("job-{i}"))
+            .await
+            .is_some()
+        {
+            booked += 1;
+        }
+    }
+    assert_eq!(booked, 1);
+}
