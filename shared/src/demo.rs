@@ -1,25 +1,64 @@
-//! A demo REST source for local runs (feature `embedded`): paginated JSON
-//! properties with a cursor and an `updated_since` filter, generated from
-//! their index so any number can be served without holding them.
+//! The demo REST source of local runs (feature `embedded`): the page shapes
+//! of the APIs syncline's presets speak, with data that can be changed
+//! through control routes, so that local walkthroughs show real changes
+//! flowing.
+//!
+//! | route | shape | collection |
+//! |---|---|---|
+//! | `GET /properties` | cursor in body, `updated_since` filter | generated properties |
+//! | `GET /scheduled_events[/{id}]` | Calendly | events |
+//! | `GET /v1/payment_intents[/{id}]` | Stripe (`starting_after`, `created[gte]`) | payments |
+//! | `GET /api/v2.1/{owner}/{app}/report/{report}[/{ID}]` | Zoho Creator (`record_cursor` header, `modified_since`) | jobs |
+//!
+//! Control (not part of any real API): `POST /_demo/{collection}/change`,
+//! `POST /_demo/{collection}/add` (body `{"count": n, "backdate": bool}`),
+//! `POST /_demo/outage` (`{"on": bool}`: every API route answers 503).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::Query;
-use axum::response::{IntoResponse, Json};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
+use crate::model::Timestamp;
 
-#[derive(Debug, Deserialize)]
-struct Params {
-    #[serde(default)]
-    cursor: Option<usize>,
-    #[serde(default)]
-    limit: Option<usize>,
-    #[serde(default)]
-    updated_since: Option<String>,
+/// How many items each collection starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoCounts {
+    pub properties: usize,
+    pub events: usize,
+    pub payments: usize,
+    pub jobs: usize,
+}
+
+impl DemoCounts {
+    /// Properties only (benchmarks and the property walkthroughs).
+    pub const fn properties(count: usize) -> Self {
+        Self {
+            properties: count,
+            events: 0,
+            payments: 0,
+            jobs: 0,
+        }
+    }
+}
+
+impl Default for DemoCounts {
+    fn default() -> Self {
+        Self {
+            properties: 250,
+            events: 12,
+            payments: 20,
+            jobs: 2355,
+        }
+    }
 }
 
 /// Property `i`, ten fields.
@@ -39,37 +78,458 @@ pub fn property(i: usize) -> Value {
     })
 }
 
-/// Serves `count` properties on `addr` at `/properties` until the task is
-/// dropped.
+/// Calendly scheduled event `i` served from `base`.
+fn event(base: &str, i: usize) -> Value {
+    let day = 23 + i / 8;
+    let hour = 8 + i % 8;
+    json!({
+        "uri": format!("{base}/scheduled_events/EV{i:04}"),
+        "name": format!("Site visit {i}"),
+        "status": "active",
+        "start_time": format!("2026-11-{day:02}T{hour:02}:00:00.000000Z"),
+        "end_time": format!("2026-11-{day:02}T{hour:02}:45:00.000000Z"),
+        "event_type": format!("{base}/event_types/site-visit"),
+        "location": {"type": "physical", "location": format!("{} Market Street", i + 1)},
+        "created_at": "2026-11-01T08:00:00.000000Z",
+        "updated_at": "2026-11-01T08:00:00.000000Z",
+    })
+}
+
+/// Stripe payment intent `i`.
+fn payment(i: usize) -> Value {
+    json!({
+        "id": format!("pi_demo{i:04}"),
+        "object": "payment_intent",
+        "amount": 5_000 + i * 125,
+        "currency": "usd",
+        "status": "succeeded",
+        "customer": format!("cus_demo{:03}", i % 7),
+        "description": format!("Deposit for job {i}"),
+        "created": 1_793_500_000 + i as i64 * 60,
+    })
+}
+
+/// Zoho Creator job record `i`.
+fn job(i: usize) -> Value {
+    const CREWS: [&str; 6] = ["crew-a", "crew-b", "crew-c", "crew-d", "crew-e", "crew-f"];
+    json!({
+        "ID": format!("{}", 4_000_000 + i),
+        "Job_Name": format!("Job {i}"),
+        "Crew": CREWS[i % CREWS.len()],
+        "Status": if i.is_multiple_of(5) { "Completed" } else { "Scheduled" },
+        "Hours": (i % 8 + 1) as f64 * 0.5,
+        "Modified_Time": format!("2026-11-01T{:02}:{:02}:00Z", (i / 60) % 24, i % 60),
+    })
+}
+
+/// Each collection's id field and how its "modified" stamp is written.
+fn id_field(collection: &str) -> Option<&'static str> {
+    match collection {
+        "properties" => Some("id"),
+        "events" => Some("uri"),
+        "payments" => Some("id"),
+        "jobs" => Some("ID"),
+        _ => None,
+    }
+}
+
+struct Demo {
+    base: String,
+    counts: DemoCounts,
+    /// Properties changed or added (index -> item); the rest are generated.
+    properties: Mutex<BTreeMap<usize, Value>>,
+    added_properties: Mutex<usize>,
+    /// events, payments, jobs: held in full (small).
+    collections: Mutex<BTreeMap<&'static str, Vec<Value>>>,
+    outage: AtomicBool,
+    /// Changes made through the control routes, for unique new values.
+    revision: Mutex<u64>,
+}
+
+type Shared = Arc<Demo>;
+
+impl Demo {
+    fn property_count(&self) -> usize {
+        self.counts.properties + *self.added_properties.lock().expect("demo lock")
+    }
+
+    fn property_at(&self, i: usize) -> Value {
+        self.properties
+            .lock()
+            .expect("demo lock")
+            .get(&i)
+            .cloned()
+            .unwrap_or_else(|| property(i))
+    }
+
+    fn list(&self, collection: &'static str) -> Vec<Value> {
+        self.collections
+            .lock()
+            .expect("demo lock")
+            .get(collection)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PropertyParams {
+    #[serde(default)]
+    cursor: Option<usize>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    updated_since: Option<String>,
+}
+
+async fn properties(State(demo): State<Shared>, Query(params): Query<PropertyParams>) -> Response {
+    if demo.outage.load(Ordering::Relaxed) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let count = demo.property_count();
+    let from = params.cursor.unwrap_or(0).min(count);
+    let limit = params.limit.unwrap_or(100).clamp(1, 1000);
+    let mut data = Vec::with_capacity(limit);
+    let mut next = from;
+    while next < count && data.len() < limit {
+        let item = demo.property_at(next);
+        next += 1;
+        let fresh = params
+            .updated_since
+            .as_deref()
+            .is_none_or(|since| item["updated_at"].as_str().is_some_and(|u| u >= since));
+        if fresh {
+            data.push(item);
+        }
+    }
+    let cursor = (next < count).then_some(next);
+    Json(json!({"data": data, "next_cursor": cursor})).into_response()
+}
+
+fn param(query: &BTreeMap<String, String>, name: &str) -> Option<usize> {
+    query.get(name).and_then(|v| v.parse().ok())
+}
+
+async fn events(
+    State(demo): State<Shared>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    if demo.outage.load(Ordering::Relaxed) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let list = demo.list("events");
+    let size = param(&query, "count").unwrap_or(20).clamp(1, 100);
+    let from = param(&query, "page_token").unwrap_or(0).min(list.len());
+    let end = (from + size).min(list.len());
+    let next = (end < list.len()).then(|| {
+        format!(
+            "{}/scheduled_events?count={size}&page_token={end}",
+            demo.base
+        )
+    });
+    Json(json!({"collection": list[from..end], "pagination": {"count": end - from, "next_page": next}}))
+        .into_response()
+}
+
+async fn one_event(State(demo): State<Shared>, Path(id): Path<String>) -> Response {
+    let uri = format!("{}/scheduled_events/{id}", demo.base);
+    one(
+        &demo,
+        "events",
+        "uri",
+        &uri,
+        |item| json!({"resource": item}),
+    )
+}
+
+async fn payments(
+    State(demo): State<Shared>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    if demo.outage.load(Ordering::Relaxed) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let since: Option<i64> = query.get("created[gte]").and_then(|v| v.parse().ok());
+    let list: Vec<Value> = demo
+        .list("payments")
+        .into_iter()
+        .filter(|p| since.is_none_or(|s| p["created"].as_i64().unwrap_or(0) >= s))
+        .collect();
+    let size = param(&query, "limit").unwrap_or(10).clamp(1, 100);
+    let from = query.get("starting_after").map_or(0, |after| {
+        list.iter()
+            .position(|p| p["id"].as_str() == Some(after.as_str()))
+            .map_or(list.len(), |p| p + 1)
+    });
+    let end = (from + size).min(list.len());
+    Json(
+        json!({"object": "list", "data": list[from..end], "has_more": end < list.len(),
+                "url": "/v1/payment_intents"}),
+    )
+    .into_response()
+}
+
+async fn one_payment(State(demo): State<Shared>, Path(id): Path<String>) -> Response {
+    one(&demo, "payments", "id", &id, |item| item)
+}
+
+async fn jobs(
+    State(demo): State<Shared>,
+    Path((_owner, _app, _report)): Path<(String, String, String)>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if demo.outage.load(Ordering::Relaxed) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let since = query.get("modified_since");
+    let list: Vec<Value> = demo
+        .list("jobs")
+        .into_iter()
+        .filter(|j| {
+            since.is_none_or(|s| j["Modified_Time"].as_str().is_some_and(|m| m >= s.as_str()))
+        })
+        .collect();
+    let size = param(&query, "max_records").unwrap_or(200).clamp(1, 1000);
+    let from = headers
+        .get("record_cursor")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(list.len());
+    let end = (from + size).min(list.len());
+    let mut response = Json(json!({"code": 3000, "data": list[from..end]})).into_response();
+    if end < list.len() {
+        response
+            .headers_mut()
+            .insert("record_cursor", HeaderValue::from(end));
+    }
+    response
+}
+
+async fn one_job(
+    State(demo): State<Shared>,
+    Path((_owner, _app, _report, id)): Path<(String, String, String, String)>,
+) -> Response {
+    one(
+        &demo,
+        "jobs",
+        "ID",
+        &id,
+        |item| json!({"code": 3000, "data": item}),
+    )
+}
+
+fn one(
+    demo: &Demo,
+    collection: &'static str,
+    field: &str,
+    id: &str,
+    wrap: fn(Value) -> Value,
+) -> Response {
+    if demo.outage.load(Ordering::Relaxed) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    match demo
+        .list(collection)
+        .into_iter()
+        .find(|item| item[field].as_str() == Some(id))
+    {
+        Some(item) => Json(wrap(item)).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({"message": "not found"}))).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ControlBody {
+    #[serde(default = "one_item")]
+    count: usize,
+    /// Stamp the items as modified long ago (before any sync cursor), the
+    /// way an import that keeps original times does.
+    #[serde(default)]
+    backdate: bool,
+}
+
+fn one_item() -> usize {
+    1
+}
+
+/// The stamp a changed item gets.
+fn stamp(collection: &str, item: &mut Value, backdate: bool) {
+    let now = Timestamp::now();
+    let (rfc3339, unix) = if backdate {
+        ("2026-10-01T00:00:00Z".to_owned(), 1_790_000_000)
+    } else {
+        (now.to_rfc3339(), now.as_secs())
+    };
+    match collection {
+        "properties" => item["updated_at"] = json!(rfc3339),
+        "events" => item["updated_at"] = json!(rfc3339),
+        "payments" => item["created"] = json!(unix),
+        "jobs" => item["Modified_Time"] = json!(rfc3339),
+        _ => {}
+    }
+}
+
+/// Changes the first `count` items of a collection (a new price, name,
+/// amount or status) and returns their ids.
+async fn change(
+    State(demo): State<Shared>,
+    Path(collection): Path<String>,
+    body: Option<Json<ControlBody>>,
+) -> Response {
+    let Some(field) = id_field(&collection) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such collection"})),
+        )
+            .into_response();
+    };
+    let Json(body) = body.unwrap_or(Json(ControlBody {
+        count: 1,
+        backdate: false,
+    }));
+    let revision = {
+        let mut revision = demo.revision.lock().expect("demo lock");
+        *revision += 1;
+        *revision
+    };
+    let mut changed = Vec::new();
+    if collection == "properties" {
+        let count = body.count.min(demo.property_count());
+        let mut overrides = demo.properties.lock().expect("demo lock");
+        for i in 0..count {
+            let mut item = overrides.get(&i).cloned().unwrap_or_else(|| property(i));
+            item["price"] = json!(item["price"].as_i64().unwrap_or(0) + 1_000);
+            stamp(&collection, &mut item, body.backdate);
+            changed.push(item[field].clone());
+            overrides.insert(i, item);
+        }
+    } else {
+        let mut collections = demo.collections.lock().expect("demo lock");
+        let list = collections.entry(collection_name(&collection)).or_default();
+        for item in list.iter_mut().take(body.count) {
+            match collection.as_str() {
+                "events" => item["name"] = json!(format!("Site visit (rev {revision})")),
+                "payments" => item["amount"] = json!(item["amount"].as_i64().unwrap_or(0) + 100),
+                _ => item["Status"] = json!(format!("Rescheduled (rev {revision})")),
+            }
+            stamp(&collection, item, body.backdate);
+            changed.push(item[field].clone());
+        }
+    }
+    Json(json!({"collection": collection, "changed": changed})).into_response()
+}
+
+fn collection_name(name: &str) -> &'static str {
+    match name {
+        "events" => "events",
+        "payments" => "payments",
+        _ => "jobs",
+    }
+}
+
+/// Adds `count` new items to a collection and returns their ids.
+async fn add(
+    State(demo): State<Shared>,
+    Path(collection): Path<String>,
+    body: Option<Json<ControlBody>>,
+) -> Response {
+    let Some(field) = id_field(&collection) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such collection"})),
+        )
+            .into_response();
+    };
+    let Json(body) = body.unwrap_or(Json(ControlBody {
+        count: 1,
+        backdate: false,
+    }));
+    let mut added = Vec::new();
+    if collection == "properties" {
+        let mut count = demo.added_properties.lock().expect("demo lock");
+        let mut overrides = demo.properties.lock().expect("demo lock");
+        for _ in 0..body.count {
+            let i = demo.counts.properties + *count;
+            *count += 1;
+            let mut item = property(i);
+            stamp(&collection, &mut item, body.backdate);
+            added.push(item[field].clone());
+            overrides.insert(i, item);
+        }
+    } else {
+        let mut collections = demo.collections.lock().expect("demo lock");
+        let list = collections.entry(collection_name(&collection)).or_default();
+        for _ in 0..body.count {
+            let i = list.len();
+            let mut item = match collection.as_str() {
+                "events" => event(&demo.base, i),
+                "payments" => payment(i),
+                _ => job(i),
+            };
+            stamp(&collection, &mut item, body.backdate);
+            added.push(item[field].clone());
+            list.push(item);
+        }
+    }
+    Json(json!({"collection": collection, "added": added})).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct OutageBody {
+    on: bool,
+}
+
+async fn outage(State(demo): State<Shared>, Json(body): Json<OutageBody>) -> Response {
+    demo.outage.store(body.on, Ordering::Relaxed);
+    Json(json!({"outage": body.on})).into_response()
+}
+
+/// Serves `count` properties (and nothing else) on `addr` until the process
+/// ends.
 pub async fn serve(addr: SocketAddr, count: usize) -> Result<SocketAddr> {
+    serve_demo(addr, DemoCounts::properties(count)).await
+}
+
+/// Serves every demo collection on `addr` until the process ends.
+pub async fn serve_demo(addr: SocketAddr, counts: DemoCounts) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::internal(format!("demo source: binding {addr}: {e}")))?;
     let bound = listener
         .local_addr()
         .map_err(|e| Error::internal(format!("demo source: {e}")))?;
-    let app = Router::new().route(
-        "/properties",
-        axum::routing::get(move |Query(params): Query<Params>| async move {
-            let from = params.cursor.unwrap_or(0).min(count);
-            let limit = params.limit.unwrap_or(100).clamp(1, 1000);
-            let mut data = Vec::with_capacity(limit);
-            let mut next = from;
-            while next < count && data.len() < limit {
-                let item = property(next);
-                next += 1;
-                let fresh = params
-                    .updated_since
-                    .as_deref()
-                    .is_none_or(|since| item["updated_at"].as_str().is_some_and(|u| u >= since));
-                if fresh {
-                    data.push(item);
-                }
-            }
-            let cursor = (next < count).then_some(next);
-            Json(json!({"data": data, "next_cursor": cursor})).into_response()
-        }),
+    let base = format!("http://{bound}");
+    let mut collections = BTreeMap::new();
+    collections.insert(
+        "events",
+        (0..counts.events).map(|i| event(&base, i)).collect(),
     );
+    collections.insert("payments", (0..counts.payments).map(payment).collect());
+    collections.insert("jobs", (0..counts.jobs).map(job).collect());
+    let demo = Arc::new(Demo {
+        base,
+        counts,
+        properties: Mutex::new(BTreeMap::new()),
+        added_properties: Mutex::new(0),
+        collections: Mutex::new(collections),
+        outage: AtomicBool::new(false),
+        revision: Mutex::new(0),
+    });
+    use axum::routing::{get, post};
+    let app = Router::new()
+        .route("/properties", get(properties))
+        .route("/scheduled_events", get(events))
+        .route("/scheduled_events/{id}", get(one_event))
+        .route("/v1/payment_intents", get(payments))
+        .route("/v1/payment_intents/{id}", get(one_payment))
+        .route("/api/v2.1/{owner}/{app}/report/{report}", get(jobs))
+        .route("/api/v2.1/{owner}/{app}/report/{report}/{id}", get(one_job))
+        .route("/_demo/outage", post(outage))
+        .route("/_demo/{collection}/change", post(change))
+        .route("/_demo/{collection}/add", post(add))
+        .with_state(demo);
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
             tracing::error!(error = %err, "demo source stopped");

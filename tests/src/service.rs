@@ -228,3 +228,76 @@ pub fn sample(path: &str) -> Value {
     let full = format!("{}/events/{path}", repo_root());
     serde_json::from_str(&std::fs::read_to_string(&full).expect("sample")).expect("sample json")
 }
+
+/// A configuration document of a scenario in `docs/scenarios/<scenario>/`,
+/// with the demo source's documented address replaced by `demo`'s.
+pub fn scenario_document(scenario: &str, file: &str, demo: SocketAddr) -> Value {
+    let path = format!("{}/docs/scenarios/{scenario}/{file}", repo_root());
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let text = text.replace("http://127.0.0.1:8090", &format!("http://{demo}"));
+    serde_json::from_str(&text).expect("scenario json")
+}
+
+/// The bundled demo source with `counts`, on a free port.
+pub async fn demo_source(counts: syncline::demo::DemoCounts) -> SocketAddr {
+    syncline::demo::serve_demo(SocketAddr::from(([127, 0, 0, 1], 0)), counts)
+        .await
+        .expect("demo source")
+}
+
+/// A control request to the demo source (`/_demo/...`).
+pub async fn demo_control(demo: SocketAddr, path: &str, body: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("http://{demo}/_demo/{path}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("demo control")
+        .json()
+        .await
+        .expect("demo control json")
+}
+
+impl Service {
+    /// Every change of `entity` visible to `tenant`, pulled page by page.
+    pub async fn pull_all(&self, tenant: &str, entity: &str) -> Vec<Value> {
+        let mut changes = Vec::new();
+        let mut cursor = Value::Null;
+        loop {
+            let mut body = json!({"entities": [entity], "limit": 500});
+            if !cursor.is_null() {
+                body["cursor"] = cursor.clone();
+            }
+            let reply = self.client(tenant, "POST", "/v1/sync/pull", body).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            changes.extend(reply.body["changes"].as_array().expect("changes").clone());
+            cursor = reply.body["cursor"].clone();
+            if reply.body["has_more"] != json!(true) {
+                return changes;
+            }
+        }
+    }
+
+    /// The live record `entity/id` as the last pull shows it.
+    pub async fn pulled(&self, tenant: &str, entity: &str, id: &str) -> Option<Value> {
+        self.pull_all(tenant, entity)
+            .await
+            .into_iter()
+            .rev()
+            .find(|c| c["id"] == json!(id))
+            .filter(|c| c["deleted"] != json!(true))
+    }
+
+    /// The newest run log of `source`.
+    pub async fn last_run(&self, source: &str) -> Value {
+        let runs = self
+            .admin(
+                "GET",
+                &format!("/v1/admin/runs?source={source}&limit=1"),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(runs.status, 200, "{}", runs.body);
+        runs.body["runs"][0].clone()
+    }
+}

@@ -99,8 +99,15 @@ async fn up() -> syncline::Result<()> {
         .map_err(|_| syncline::Error::Config("SYNCLINE_LOCAL_HTTP_ADDR is not host:port".into()))?;
     let (demo_addr, demo_records) = syncline::config::demo_source()?;
     if demo_records > 0 {
-        let bound = syncline::demo::serve(demo_addr, demo_records).await?;
-        println!("demo source: {demo_records} properties at http://{bound}/properties");
+        let counts = syncline::demo::DemoCounts {
+            properties: demo_records,
+            ..syncline::demo::DemoCounts::default()
+        };
+        let bound = syncline::demo::serve_demo(demo_addr, counts).await?;
+        println!(
+            "demo source: {} properties, {} Calendly events, {} Stripe payments, {} Zoho jobs at http://{bound}",
+            counts.properties, counts.events, counts.payments, counts.jobs
+        );
     }
     std::fs::create_dir_all(&store.data_dir).map_err(|e| {
         syncline::Error::Config(format!("creating {}: {e}", store.data_dir.display()))

@@ -202,6 +202,17 @@ impl SyncEngine {
 
     /// The enabled sources whose interval has passed since their last
     /// successful run (or that never ran).
+    /// Every enabled source, due or not ("sync all" from an operator).
+    pub async fn enabled(&self) -> Result<Vec<SourceId>> {
+        let mut enabled = Vec::new();
+        for id in self.sources.ids() {
+            if self.settings(id).await?.enabled {
+                enabled.push(id.clone());
+            }
+        }
+        Ok(enabled)
+    }
+
     pub async fn due(&self, now: Timestamp) -> Result<Vec<SourceId>> {
         let mut due = Vec::new();
         for id in self.sources.ids() {
@@ -662,7 +673,7 @@ impl SyncRunHandler {
 /// The payload of `sync_run` work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncRunWork {
-    /// One source, or every due one when absent.
+    /// One source, or every enabled one when absent.
     #[serde(default)]
     pub source: Option<SourceId>,
     #[serde(default)]
@@ -676,7 +687,7 @@ impl WorkHandler for SyncRunHandler {
             .map_err(|e| Error::validation("sync run", e.to_string()))?;
         let sources = match work.source {
             Some(source) => vec![source],
-            None => self.engine.due(Timestamp::now()).await?,
+            None => self.engine.enabled().await?,
         };
         for source in sources {
             let request = RunRequest {

@@ -15,25 +15,6 @@ async fn demo_source(records: usize) -> SocketAddr {
         .expect("demo source")
 }
 
-/// Pulls every `entity` change for `tenant` through the HTTP route.
-async fn pull_all(service: &Service, tenant: &str, entity: &str) -> Vec<Value> {
-    let mut changes = Vec::new();
-    let mut cursor = Value::Null;
-    loop {
-        let mut body = json!({"entities": [entity], "limit": 100});
-        if !cursor.is_null() {
-            body["cursor"] = cursor.clone();
-        }
-        let reply = service.client(tenant, "POST", "/v1/sync/pull", body).await;
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        changes.extend(reply.body["changes"].as_array().expect("changes").clone());
-        cursor = reply.body["cursor"].clone();
-        if reply.body["has_more"] != json!(true) {
-            return changes;
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_local_run_syncs_the_demo_source_on_its_schedule_and_a_pull_returns_the_records() {
     let demo = demo_source(250).await;
@@ -51,7 +32,7 @@ async fn the_local_run_syncs_the_demo_source_on_its_schedule_and_a_pull_returns_
     // The emulated schedule fires at start: the demo source is due.
     let deadline = Instant::now() + Duration::from_secs(60);
     let pulled = loop {
-        let pulled = pull_all(&service, "demo", "property").await;
+        let pulled = service.pull_all("demo", "property").await;
         if pulled.len() == 250 || Instant::now() > deadline {
             break pulled;
         }
@@ -75,7 +56,7 @@ async fn the_local_run_syncs_the_demo_source_on_its_schedule_and_a_pull_returns_
     assert_eq!(demo_status["last_run"]["counts"]["created"], json!(250));
 
     // Another tenant sees nothing of it.
-    assert!(pull_all(&service, "other", "property").await.is_empty());
+    assert!(service.pull_all("other", "property").await.is_empty());
     service.running.stop().await;
 }
 

@@ -10,6 +10,7 @@ mod local_runs;
 mod local_service;
 mod queue_contract;
 mod retry_worker;
+mod scenario_orchestrator;
 mod scheduled_sync;
 mod store_contract;
 mod sync_api;

@@ -1182,7 +1182,11 @@ async fn a_double_booked_crew_is_rejected_with_the_booking_it_clashes_with() {
     let moved = stored(&rig.store, "acme", "job_schedule", "job-3")
         .await
         .expect("job-3");
-    assert_eq!(moved.data["crew"], json!("crew-a"), "the freed slot is taken");
+    assert_eq!(
+        moved.data["crew"],
+        json!("crew-a"),
+        "the freed slot is taken"
+    );
 
     // Another tenant's crew-a is another crew.
     let (_, body) = push(
