@@ -1,0 +1,183 @@
+//! Scenario 2, the scheduled puller: a paged property API synced on a 12 h
+//! interval, switched to 24 h and back, stopped and started; a rerun with no
+//! upstream change writes nothing; 15 of 70 properties change and exactly 15
+//! are updated; health follows overdue and failing runs; run logs page.
+//! Driven only through HTTP routes, the Invoke API and the sample
+//! configuration (docs/scenarios.md, scenario 2).
+
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+use syncline::demo::DemoCounts;
+use syncline_tests::demo_sources;
+use syncline_tests::service::{Service, ServiceConfig, demo_control, demo_source, sample};
+
+const SOURCE: &str = "demo-properties";
+
+async fn pull_since(service: &Service, cursor: &Value) -> (Vec<Value>, Value) {
+    let reply = service
+        .client(
+            "demo",
+            "POST",
+            "/v1/sync/pull",
+            json!({"entities": ["property"], "cursor": cursor, "limit": 500}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    (
+        reply.body["changes"].as_array().expect("changes").clone(),
+        reply.body["cursor"].clone(),
+    )
+}
+
+async fn schedule(service: &Service) -> Value {
+    let reply = service
+        .invoke("scheduled-sync", sample("scheduled-sync/schedule.json"))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body
+}
+
+async fn settings(service: &Service, change: Value) -> Value {
+    let reply = service.admin("PUT", "/v1/admin/settings", change).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body
+}
+
+async fn health(service: &Service) -> (u16, Value) {
+    let reply = service.admin("GET", "/v1/admin/health", Value::Null).await;
+    (reply.status, reply.body)
+}
+
+#[tokio::test]
+async fn scenario_2_scheduled_puller() {
+    let demo = demo_source(DemoCounts::properties(70)).await;
+    let service = Service::start(ServiceConfig {
+        sources: Some(demo_sources(demo)),
+        ..ServiceConfig::default()
+    })
+    .await;
+
+    // Configured on a 12 h interval, never synced: overdue, so unhealthy.
+    let status = service.admin("GET", "/v1/admin/status", Value::Null).await;
+    assert_eq!(status.body["sources"][0]["interval"], json!("12h"));
+    let (code, body) = health(&service).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.to_string().contains("never synced"), "{body}");
+
+    // Stopped, the schedule leaves it alone and it is not counted as overdue.
+    let stopped = settings(&service, json!({"source": SOURCE, "enabled": false})).await;
+    assert_eq!(stopped["settings"]["enabled"], json!(false));
+    let nothing = schedule(&service).await;
+    assert_eq!(nothing["runs"], json!([]), "{nothing}");
+    assert_eq!(health(&service).await.0, 200);
+
+    // Started again while the upstream is down: the run fails, health says
+    // why; once the upstream is back the next scheduled run heals it.
+    settings(&service, json!({"source": SOURCE, "enabled": true})).await;
+    demo_control(demo, "outage", json!({"on": true})).await;
+    let failed = schedule(&service).await;
+    assert_eq!(failed["runs"][0]["status"], json!("failed"), "{failed}");
+    let (code, body) = health(&service).await;
+    assert_eq!(code, 503);
+    assert!(body.to_string().contains("failing"), "{body}");
+    demo_control(demo, "outage", json!({"on": false})).await;
+    let first = schedule(&service).await;
+    let run = &first["runs"][0];
+    assert_eq!(run["status"], json!("succeeded"), "{first}");
+    assert_eq!(run["kind"], json!("full"));
+    assert_eq!(run["counts"]["created"], json!(70));
+    assert_eq!(health(&service).await.0, 200);
+    let (all, cursor) = pull_since(&service, &Value::Null).await;
+    assert_eq!(all.len(), 70);
+
+    // 12 h -> 24 h -> 12 h through settings; the next due time follows.
+    let status = service.admin("GET", "/v1/admin/status", Value::Null).await;
+    let due_12h = status.body["sources"][0]["next_due"].as_i64().expect("due");
+    let changed = settings(&service, json!({"source": SOURCE, "interval": "24h"})).await;
+    assert_eq!(changed["settings"]["interval"], json!("24h"));
+    let status = service.admin("GET", "/v1/admin/status", Value::Null).await;
+    let due_24h = status.body["sources"][0]["next_due"].as_i64().expect("due");
+    assert_eq!(due_24h - due_12h, 12 * 3600 * 1000);
+    settings(&service, json!({"source": SOURCE, "interval": "12h"})).await;
+    let bad = service
+        .admin(
+            "PUT",
+            "/v1/admin/settings",
+            json!({"source": SOURCE, "interval": "12 hours"}),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+
+    // A rerun with no upstream change writes nothing.
+    let rerun = service
+        .invoke("scheduled-sync", sample("scheduled-sync/on-demand.json"))
+        .await;
+    let counts = &rerun.body["runs"][0]["counts"];
+    assert_eq!(counts["unchanged"], json!(70), "{}", rerun.body);
+    assert_eq!(
+        counts["created"].as_u64().unwrap_or(1) + counts["updated"].as_u64().unwrap_or(1),
+        0
+    );
+    let (nothing, cursor) = pull_since(&service, &cursor).await;
+    assert!(
+        nothing.is_empty(),
+        "no change reached the feed: {nothing:?}"
+    );
+
+    // 15 of the 70 change upstream: exactly 15 are updated.
+    let changed = demo_control(demo, "properties/change", json!({"count": 15})).await;
+    let changed: HashSet<String> = changed["changed"]
+        .as_array()
+        .expect("changed")
+        .iter()
+        .map(|id| id.as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(changed.len(), 15);
+    let run = service
+        .invoke(
+            "scheduled-sync",
+            json!({"detail": {"sources": [SOURCE], "trigger": "manual"}}),
+        )
+        .await;
+    let counts = &run.body["runs"][0]["counts"];
+    assert_eq!(counts["updated"], json!(15), "{}", run.body);
+    assert_eq!(counts["created"], json!(0));
+    let (updates, _) = pull_since(&service, &cursor).await;
+    let updated: HashSet<String> = updates
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(updated, changed, "the feed carries exactly the 15");
+
+    // Run logs, newest first, paged two at a time without repeats.
+    let mut seen = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let path = match &next {
+            Some(cursor) => format!("/v1/admin/runs?source={SOURCE}&limit=2&cursor={cursor}"),
+            None => format!("/v1/admin/runs?source={SOURCE}&limit=2"),
+        };
+        let page = service.admin("GET", &path, Value::Null).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let runs = page.body["runs"].as_array().expect("runs");
+        assert!(runs.len() <= 2);
+        seen.extend(
+            runs.iter()
+                .map(|r| (r["id"].clone(), r["started_at"].as_i64())),
+        );
+        match page.body["next"].as_str() {
+            Some(cursor) => next = Some(cursor.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 4, "failed, full, rerun, 15 changed: {seen:?}");
+    let ids: HashSet<String> = seen.iter().map(|(id, _)| id.to_string()).collect();
+    assert_eq!(ids.len(), 4);
+    assert!(seen.windows(2).all(|w| w[0].1 >= w[1].1), "newest first");
+    let failed_only = service
+        .admin("GET", "/v1/admin/runs?status=failed", Value::Null)
+        .await;
+    assert_eq!(failed_only.body["runs"].as_array().map(Vec::len), Some(1));
+    service.running.stop().await;
+}
