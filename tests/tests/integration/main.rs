@@ -13,6 +13,7 @@ mod retry_worker;
 mod scenario_orchestrator;
 mod scenario_push_pull;
 mod scenario_scheduled_puller;
+mod scenario_sync_worker;
 mod scheduled_sync;
 mod store_contract;
 mod sync_api;
