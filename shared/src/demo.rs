@@ -118,6 +118,8 @@ fn job(i: usize) -> Value {
         "Crew": CREWS[i % CREWS.len()],
         "Status": if i.is_multiple_of(5) { "Completed" } else { "Scheduled" },
         "Hours": (i % 8 + 1) as f64 * 0.5,
+        // Local business time, as Zoho Creator shows it.
+        "Scheduled_Start": format!("2026-11-{:02} {:02}:00:00", 23 + (i / 10) % 7, 7 + i % 10),
         "Modified_Time": format!("2026-11-01T{:02}:{:02}:00Z", (i / 60) % 24, i % 60),
     })
 }
@@ -348,10 +350,23 @@ struct ControlBody {
     /// way an import that keeps original times does.
     #[serde(default)]
     backdate: bool,
+    /// Added items carry a start time that is not a date-time.
+    #[serde(default)]
+    invalid: bool,
 }
 
 fn one_item() -> usize {
     1
+}
+
+impl Default for ControlBody {
+    fn default() -> Self {
+        Self {
+            count: 1,
+            backdate: false,
+            invalid: false,
+        }
+    }
 }
 
 /// The stamp a changed item gets.
@@ -385,10 +400,7 @@ async fn change(
         )
             .into_response();
     };
-    let Json(body) = body.unwrap_or(Json(ControlBody {
-        count: 1,
-        backdate: false,
-    }));
+    let Json(body) = body.unwrap_or_default();
     let revision = {
         let mut revision = demo.revision.lock().expect("demo lock");
         *revision += 1;
@@ -442,10 +454,7 @@ async fn add(
         )
             .into_response();
     };
-    let Json(body) = body.unwrap_or(Json(ControlBody {
-        count: 1,
-        backdate: false,
-    }));
+    let Json(body) = body.unwrap_or_default();
     let mut added = Vec::new();
     if collection == "properties" {
         let mut count = demo.added_properties.lock().expect("demo lock");
@@ -469,6 +478,10 @@ async fn add(
                 _ => job(i),
             };
             stamp(&collection, &mut item, body.backdate);
+            if body.invalid {
+                item["Scheduled_Start"] = json!("TBD");
+                item["start_time"] = json!("TBD");
+            }
             added.push(item[field].clone());
             list.push(item);
         }

@@ -67,7 +67,13 @@ async fn main() {
         ));
         if batch.len() == 1000 {
             store
-                .upsert_batch(&tenant, &entity, Some(&source), std::mem::take(&mut batch))
+                .upsert_batch(
+                    &tenant,
+                    &entity,
+                    Some(&source),
+                    std::mem::take(&mut batch),
+                    &syncline_tests::trail(),
+                )
                 .await
                 .expect("seed");
         }
@@ -79,7 +85,13 @@ async fn main() {
         batch.push((RecordId::parse(extra).expect("id"), Change::Put(data)));
     }
     store
-        .upsert_batch(&tenant, &entity, Some(&source), batch)
+        .upsert_batch(
+            &tenant,
+            &entity,
+            Some(&source),
+            batch,
+            &syncline_tests::trail(),
+        )
         .await
         .expect("seed");
     println!(

@@ -74,6 +74,7 @@ async fn main() {
                 writes,
                 client: None,
                 once: Vec::new(),
+                trail: None,
             })
             .await
             .expect("commit");

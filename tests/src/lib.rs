@@ -308,3 +308,8 @@ pub fn data(value: serde_json::Value) -> serde_json::Map<String, serde_json::Val
         other => panic!("record data must be an object, got {other}"),
     }
 }
+
+/// The change-trail note of writes the tests make directly.
+pub fn trail() -> syncline::store::Trail {
+    syncline::store::Trail::new("test", "tests", "")
+}

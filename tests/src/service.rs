@@ -301,3 +301,24 @@ impl Service {
         runs.body["runs"][0].clone()
     }
 }
+
+impl Service {
+    /// The service with a scenario's configuration from
+    /// `docs/scenarios/<scenario>/` (`sources.json`, `webhook-sources.json`,
+    /// `entities.json`, each when present; the samples otherwise), against
+    /// the demo source at `demo`.
+    pub async fn scenario(scenario: &str, demo: SocketAddr) -> Self {
+        let load = |file: &str| {
+            std::path::Path::new(&format!("{}/docs/scenarios/{scenario}/{file}", repo_root()))
+                .exists()
+                .then(|| scenario_document(scenario, file, demo))
+        };
+        Self::start(ServiceConfig {
+            sources: load("sources.json"),
+            webhook_sources: load("webhook-sources.json"),
+            entities: load("entities.json"),
+            ..ServiceConfig::default()
+        })
+        .await
+    }
+}

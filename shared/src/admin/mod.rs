@@ -14,7 +14,10 @@ pub use dashboard::render_dashboard;
 use crate::discrepancy::{DiscrepancyChecker, Report};
 use crate::error::{Error, Result};
 use crate::ingest::{SourceState, SyncEngine, SyncRunWork, runs_stream};
-use crate::model::{Interval, RunKind, RunLog, RunStatus, SourceId, SourceSettings, Timestamp};
+use crate::model::{
+    EntityType, Interval, RecordId, RunKind, RunLog, RunStatus, SourceId, SourceSettings, TenantId,
+    Timestamp,
+};
 use crate::queue::{MessageId, RetryQueue};
 use crate::retry::{RetryEnvelope, kinds};
 use crate::store::{KvExpect, KvKey, LogStream, PageToken, Store};
@@ -23,6 +26,9 @@ use crate::store::{KvExpect, KvKey, LogStream, PageToken, Store};
 const AUDIT_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
 /// Runs read per source to judge failing / last run.
 const RECENT_RUNS: u32 = 200;
+/// Change-trail entries read for one request at most (a record filter may
+/// match few of them; `next` continues).
+const TRAIL_SCAN: u32 = 2000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -249,6 +255,31 @@ impl AdminService {
                 return Ok((found, token));
             }
         }
+    }
+
+    /// The tenant's change trail, newest first: who changed which records
+    /// to which version; with `record`, only that record's changes.
+    pub async fn changes(
+        &self,
+        tenant: &TenantId,
+        record: Option<(&EntityType, &RecordId)>,
+        limit: u32,
+        after: Option<&PageToken>,
+    ) -> Result<(Vec<Value>, Option<PageToken>)> {
+        let page = self
+            .store
+            .read_trail(tenant, record, limit.clamp(1, 200), TRAIL_SCAN, after)
+            .await?;
+        let entries = page
+            .items
+            .into_iter()
+            .map(|(at, entry)| {
+                let mut value = json!(entry);
+                value["at"] = json!(at);
+                value
+            })
+            .collect();
+        Ok((entries, page.next))
     }
 
     pub async fn settings(&self) -> Result<Vec<(SourceId, SourceSettings)>> {

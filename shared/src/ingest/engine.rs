@@ -14,11 +14,12 @@ use crate::connectors::{
 };
 use crate::error::{Error, Result};
 use crate::model::{
-    RecordId, RunCounts, RunKind, RunLog, RunStatus, SourceId, SourceSettings, Timestamp,
+    MAX_REJECTED_LISTED, RecordId, Rejected, RunCounts, RunKind, RunLog, RunStatus, SourceId,
+    SourceSettings, Timestamp,
 };
 use crate::queue::RetryQueue;
 use crate::retry::{RetryEnvelope, WorkHandler, kinds};
-use crate::store::{BatchOutcome, Change, KvExpect, KvKey, LogId, LogStream, Store};
+use crate::store::{BatchOutcome, Change, KvExpect, KvKey, LogId, LogStream, Store, Trail};
 
 /// Time kept in hand before the invocation's deadline: the rest of the run
 /// is handed on while a page can still be written and the message sent.
@@ -74,12 +75,26 @@ pub struct Continuation {
     pub counts: RunCounts,
     /// Chunks of ids seen so far in a full run, kept in the store.
     pub seen_chunks: u32,
+    /// The first refused records.
+    #[serde(default)]
+    pub rejected: Vec<Rejected>,
 }
 
 struct Run {
     c: Continuation,
     seen: HashSet<String>,
     next_sync_token: Option<String>,
+}
+
+impl Run {
+    /// Counts a refused record and lists the first few with their reason.
+    fn reject(&mut self, id: Option<String>, reason: String) {
+        tracing::warn!(source = %self.c.source, id = id.as_deref().unwrap_or("-"), %reason, "record refused");
+        self.c.counts.failed += 1;
+        if self.c.rejected.len() < MAX_REJECTED_LISTED {
+            self.c.rejected.push(Rejected { id, reason });
+        }
+    }
 }
 
 pub struct SyncEngine {
@@ -260,6 +275,7 @@ impl SyncEngine {
             finished_at: None,
             counts: RunCounts::default(),
             error: None,
+            rejected: Vec::new(),
         };
         let log_id = self
             .store
@@ -285,6 +301,7 @@ impl SyncEngine {
                 max_updated: None,
                 counts: RunCounts::default(),
                 seen_chunks: 0,
+                rejected: Vec::new(),
             },
             seen: HashSet::new(),
             next_sync_token: None,
@@ -376,8 +393,7 @@ impl SyncEngine {
                         if let Some(rule) = &spec.no_overlap
                             && let Err(reason) = overlap.admit(rule, &item.id, &item.change)
                         {
-                            tracing::warn!(source = %run.c.source, id = %item.id, %reason, "record refused");
-                            run.c.counts.failed += 1;
+                            run.reject(Some(item.id.to_string()), reason);
                             continue;
                         }
                         if let Some(updated) = &item.updated_at
@@ -399,15 +415,15 @@ impl SyncEngine {
                         changes.push((item.id, item.change));
                     }
                     Err(reason) => {
-                        tracing::warn!(source = %run.c.source, %reason, "record refused");
-                        run.c.counts.failed += 1;
+                        let id = item.pointer(&spec.id).map(|id| match id {
+                            Value::String(id) => id.clone(),
+                            other => other.to_string(),
+                        });
+                        run.reject(id, reason);
                     }
                 }
             }
-            let written = self
-                .store
-                .upsert_batch(&spec.tenant, &spec.entity, Some(&run.c.source), changes)
-                .await;
+            let written = self.write_batch(spec, &run, changes).await;
             let outcome = match written {
                 Ok(outcome) => outcome,
                 Err(error) => return self.fail(run, &error).await,
@@ -433,6 +449,25 @@ impl SyncEngine {
         self.finish(run).await
     }
 
+    /// Writes a batch of a run's records, noted in the change trail under
+    /// the run's id.
+    async fn write_batch(
+        &self,
+        spec: &crate::connectors::SourceSpec,
+        run: &Run,
+        changes: Vec<(RecordId, Change)>,
+    ) -> Result<BatchOutcome> {
+        self.store
+            .upsert_batch(
+                &spec.tenant,
+                &spec.entity,
+                Some(&run.c.source),
+                changes,
+                &Trail::new("sync", run.c.source.as_str(), run.c.run_id.as_str()),
+            )
+            .await
+    }
+
     /// Tombstones the source's records that a full run did not see.
     async fn sweep(&self, source: &HttpSource, run: &mut Run) -> Result<()> {
         let spec = source.spec();
@@ -450,10 +485,7 @@ impl SyncEngine {
                 .map(|r| (r.id.clone(), Change::Delete))
                 .collect();
             if !gone.is_empty() {
-                let outcome = self
-                    .store
-                    .upsert_batch(&spec.tenant, &spec.entity, Some(&run.c.source), gone)
-                    .await?;
+                let outcome = self.write_batch(spec, run, gone).await?;
                 run.c.counts.deleted += outcome.deleted;
             }
             match page.next {
@@ -503,6 +535,7 @@ impl SyncEngine {
             finished_at: Some(Timestamp::now()),
             counts: run.c.counts,
             error,
+            rejected: run.c.rejected.clone(),
         };
         self.store
             .put_log(&runs_stream(), &run.c.log_id, &log, RUN_LOG_RETENTION)
@@ -588,6 +621,7 @@ impl SyncEngine {
             finished_at: None,
             counts: run.c.counts,
             error: None,
+            rejected: run.c.rejected.clone(),
         };
         self.store
             .put_log(&runs_stream(), &run.c.log_id, &log, RUN_LOG_RETENTION)
@@ -622,6 +656,7 @@ impl SyncEngine {
                 &spec.entity,
                 Some(source_id),
                 vec![(id.clone(), change)],
+                &Trail::new("force_sync", source_id.as_str(), id.as_str()),
             )
             .await
     }

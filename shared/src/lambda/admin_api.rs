@@ -10,7 +10,7 @@ use super::http::{error_response, json_response, query_parameter};
 use crate::admin::{AdminService, Health, SettingsChange, SyncTrigger, render_dashboard};
 use crate::auth::Authenticator;
 use crate::error::{Error, Result};
-use crate::model::{RunStatus, SourceId, Timestamp};
+use crate::model::{EntityType, RecordId, RunStatus, SourceId, Timestamp};
 use crate::queue::MessageId;
 use crate::store::PageToken;
 
@@ -59,6 +59,22 @@ fn body<T: for<'de> Deserialize<'de> + Default>(request: &Request) -> Result<T> 
     serde_json::from_slice(bytes).map_err(|e| Error::validation("body", e.to_string()))
 }
 
+/// `limit` (default `default`) and `cursor` query parameters.
+fn paging(request: &Request, default: u32) -> Result<(u32, Option<PageToken>)> {
+    let limit = query_parameter(request, "limit")
+        .map(|l| {
+            l.parse::<u32>()
+                .map_err(|_| Error::validation("limit", "a number"))
+        })
+        .transpose()?
+        .unwrap_or(default);
+    let after = query_parameter(request, "cursor")
+        .as_deref()
+        .map(PageToken::parse)
+        .transpose()?;
+    Ok((limit, after))
+}
+
 async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
     let path = match request.raw_http_path() {
         "" => request.uri().path().to_owned(),
@@ -76,6 +92,7 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
         "/v1/admin/dead-letters/redrive",
         "/v1/admin/dashboard",
         "/v1/admin/discrepancies",
+        "/v1/admin/changes",
     ];
     // POST /v1/admin/sync/{source}/records/{id}
     let force = path
@@ -147,21 +164,36 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
                     })
                 })
                 .transpose()?;
-            let limit = query_parameter(request, "limit")
-                .map(|l| {
-                    l.parse::<u32>()
-                        .map_err(|_| Error::validation("limit", "a number"))
-                })
-                .transpose()?
-                .unwrap_or(50);
-            let after = query_parameter(request, "cursor")
-                .as_deref()
-                .map(PageToken::parse)
-                .transpose()?;
+            let (limit, after) = paging(request, 50)?;
             let (runs, next) = service
                 .runs(source.as_ref(), status, limit, after.as_ref())
                 .await?;
             ok(json!({"runs": runs, "next": next.map(|n| n.to_string())}))
+        }
+        (Method::GET, "/v1/admin/changes") => {
+            let (limit, after) = paging(request, 50)?;
+            let entity = query_parameter(request, "entity")
+                .as_deref()
+                .map(EntityType::parse)
+                .transpose()?;
+            let id = query_parameter(request, "id")
+                .as_deref()
+                .map(RecordId::parse)
+                .transpose()?;
+            let record = match (&entity, &id) {
+                (Some(entity), Some(id)) => Some((entity, id)),
+                (None, None) => None,
+                _ => {
+                    return Err(Error::validation(
+                        "id",
+                        "give both entity and id, or neither",
+                    ));
+                }
+            };
+            let (changes, next) = service
+                .changes(&caller.tenant, record, limit, after.as_ref())
+                .await?;
+            ok(json!({"changes": changes, "next": next.map(|n| n.to_string())}))
         }
         (Method::GET, "/v1/admin/settings") => {
             let settings: Vec<_> = service

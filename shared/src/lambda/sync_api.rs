@@ -141,7 +141,12 @@ async fn dispatch(api: &SyncApi, request: &Request) -> Result<(StatusCode, serde
         }
         Route::Resolve(id) => {
             let record = service
-                .resolve_conflict(tenant, &id, &body(api, request)?)
+                .resolve_conflict(
+                    tenant,
+                    &id,
+                    &body(api, request)?,
+                    caller.subject.as_deref().unwrap_or("unknown"),
+                )
                 .await?;
             ok(json!({"id": id, "status": "resolved", "record": record}))
         }

@@ -44,4 +44,19 @@ pub struct RunLog {
     pub finished_at: Option<Timestamp>,
     pub counts: RunCounts,
     pub error: Option<String>,
+    /// The first records refused by mapping or validation rules, with why
+    /// (`counts.failed` has the total).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<Rejected>,
 }
+
+/// A record a run refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// The record id, when the item had one.
+    pub id: Option<String>,
+    pub reason: String,
+}
+
+/// How many refused records a run log lists.
+pub const MAX_REJECTED_LISTED: usize = 20;

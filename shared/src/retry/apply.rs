@@ -87,11 +87,19 @@ impl ApplyChanges {
             )],
             None => Vec::new(),
         };
+        let trail = crate::store::Trail::new(
+            "webhook",
+            self.source.as_ref().map_or("unknown", SourceId::as_str),
+            self.dedupe
+                .as_ref()
+                .map_or_else(String::new, |d| d.event_id.clone()),
+        );
         Ok(ChangeSet {
             tenant: self.tenant.clone(),
             writes,
             client: None,
             once,
+            trail: Some(trail),
         })
     }
 }

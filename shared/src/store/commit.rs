@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
+use super::build_error;
 use super::keys::{self, COUNTER_SK, EXPIRES_AT, PK, SK};
 use super::kv::KvKey;
 use super::records::{Expect, RecordItem, RecordWrite, apply_change, decode_record, record_key};
@@ -40,6 +41,9 @@ pub struct ChangeSet {
     /// Keys that must not exist yet (a webhook's dedupe key); they are
     /// created with the given lifetime.
     pub once: Vec<(KvKey, Duration)>,
+    /// Who is making the change: recorded in the change trail in the same
+    /// transaction, when any record changes.
+    pub trail: Option<super::Trail>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -141,6 +145,7 @@ enum Action {
     Record { retry_on_conflict: bool },
     Client,
     Once,
+    Trail,
 }
 
 fn counter_key(tenant: &TenantId) -> HashMap<String, AttributeValue> {
@@ -155,13 +160,6 @@ fn client_key(tenant: &TenantId, client: &ClientId) -> HashMap<String, Attribute
         (PK.to_owned(), s(keys::tenant_pk(tenant))),
         (SK.to_owned(), s(keys::client_sk(client))),
     ])
-}
-
-fn build_error(err: aws_sdk_dynamodb::error::BuildError) -> Error {
-    Error::Internal {
-        context: "building a transaction".into(),
-        source: Some(Box::new(err)),
-    }
 }
 
 struct Snapshot {
@@ -392,6 +390,20 @@ impl Store {
                 );
                 kinds.push(Action::Once);
             }
+            if let Some(trail) = &set.trail
+                && seq > snapshot.counter.value
+            {
+                let entry = super::TrailEntry {
+                    trail: trail.clone(),
+                    changes: committed
+                        .iter()
+                        .filter(|c| c.changed)
+                        .map(|c| super::TrailChange::of(&c.record))
+                        .collect(),
+                };
+                actions.push(self.trail_put(&set.tenant, &entry, now)?);
+                kinds.push(Action::Trail);
+            }
             if actions.is_empty() {
                 return Ok(committed);
             }
@@ -494,7 +506,8 @@ fn contention(what: &str) -> Error {
 }
 
 fn validate(set: &ChangeSet) -> Result<()> {
-    let fixed = 1 + usize::from(set.client.is_some()) + set.once.len();
+    let fixed =
+        1 + usize::from(set.client.is_some()) + set.once.len() + usize::from(set.trail.is_some());
     if set.writes.len() + fixed > MAX_TRANSACTION_ITEMS {
         return Err(Error::validation(
             "change set",

@@ -28,6 +28,11 @@ impl LogStream {
         Ok(Self(name))
     }
 
+    /// A stream whose name is known to be valid (built from validated ids).
+    pub(super) fn named(name: String) -> Self {
+        Self(name)
+    }
+
     /// The audit trail of operators' actions.
     pub fn audit() -> Self {
         Self("audit".to_owned())
@@ -65,6 +70,10 @@ impl LogId {
             return Err(Error::validation("log id", "not a log id"));
         }
         Ok(Self(raw.to_owned()))
+    }
+
+    pub(super) fn generate(at: Timestamp) -> Self {
+        Self::new(at)
     }
 
     fn new(at: Timestamp) -> Self {
@@ -151,14 +160,7 @@ impl Store {
         retention: Duration,
         must_exist: bool,
     ) -> Result<()> {
-        let item = LogItem {
-            pk: stream.pk(),
-            sk: id.clone(),
-            at,
-            entry,
-            expires_at: ttl_secs(at, retention),
-        };
-        let item = serde_dynamo::to_item(&item).map_err(|e| mapping_error("log", e))?;
+        let item = log_item(stream, id, at, entry, retention)?;
         let condition = if must_exist {
             "attribute_exists(#pk)"
         } else {
@@ -224,6 +226,24 @@ impl Store {
         )
         .await
     }
+}
+
+/// The item of a log entry.
+pub(super) fn log_item<T: Serialize>(
+    stream: &LogStream,
+    id: &LogId,
+    at: Timestamp,
+    entry: &T,
+    retention: Duration,
+) -> Result<HashMap<String, AttributeValue>> {
+    let item = LogItem {
+        pk: stream.pk(),
+        sk: id.clone(),
+        at,
+        entry,
+        expires_at: ttl_secs(at, retention),
+    };
+    serde_dynamo::to_item(&item).map_err(|e| mapping_error("log", e))
 }
 
 fn decode<T: DeserializeOwned>(

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
+use super::build_error;
 use super::keys::{BY_ORD, ORD, PK, SK};
 use super::{Store, is_condition_failure, mapping_error, n, s, store_error};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::Timestamp;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,13 +69,6 @@ fn message_key(queue: &str, id: &str) -> HashMap<String, AttributeValue> {
         (PK.to_owned(), s(queue_pk(queue))),
         (SK.to_owned(), s(message_sk(id))),
     ])
-}
-
-fn build_error(err: aws_sdk_dynamodb::error::BuildError) -> Error {
-    Error::Internal {
-        context: "building a queue write".into(),
-        source: Some(Box::new(err)),
-    }
 }
 
 impl Store {

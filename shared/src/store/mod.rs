@@ -14,6 +14,7 @@ pub(crate) mod messages;
 mod paging;
 mod records;
 pub mod schema;
+mod trail;
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ pub use kv::{KvExpect, KvKey, StoredValue};
 pub use logs::{LogEntry, LogId, LogStream};
 pub use paging::{Page, PageToken};
 pub use records::{BatchOutcome, Change, Changes, Expect, RecordWrite};
+pub use trail::{TRAIL_RETENTION, Trail, TrailChange, TrailEntry, trail_stream};
 
 use crate::error::Error;
 
@@ -137,4 +139,12 @@ pub(crate) async fn backoff(attempt: u32) {
     let ceiling_ms = 10u64.saturating_mul(1 << attempt.min(8)).min(1_000);
     let delay = rand::rng().random_range(0..=ceiling_ms);
     tokio::time::sleep(Duration::from_millis(delay)).await;
+}
+
+/// A request the SDK refused to build (a missing required field: a bug).
+pub(crate) fn build_error(err: aws_sdk_dynamodb::error::BuildError) -> crate::Error {
+    crate::Error::Internal {
+        context: "building a DynamoDB request".into(),
+        source: Some(Box::new(err)),
+    }
 }

@@ -466,6 +466,7 @@ impl Store {
         entity: &EntityType,
         source: Option<&SourceId>,
         changes: Vec<(RecordId, Change)>,
+        trail: &super::Trail,
     ) -> Result<BatchOutcome> {
         let mut seen = std::collections::HashSet::new();
         if let Some((dup, _)) = changes.iter().find(|(id, _)| !seen.insert(id)) {
@@ -522,6 +523,11 @@ impl Store {
         let released = self.release_seqs(tenant, &reservation).await;
         written?;
         released?;
+        let entry = super::TrailEntry {
+            trail: trail.clone(),
+            changes: updated.iter().map(super::TrailChange::of).collect(),
+        };
+        self.append_trail(tenant, &entry).await?;
         Ok(outcome)
     }
 
@@ -597,6 +603,7 @@ impl Store {
             writes: vec![write],
             client: None,
             once: Vec::new(),
+            trail: None,
         };
         let mut committed = self.commit(&set).await?;
         committed

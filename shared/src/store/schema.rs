@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 
+use super::build_error;
 use super::keys::{BY_ORD, EXPIRES_AT, ORD, PK, SK};
 use super::store_error;
 use crate::error::{Error, Result};
@@ -37,13 +38,6 @@ pub fn shape() -> TableShape {
         local_indexes: vec![(BY_ORD, PK, ORD, "KEYS_ONLY")],
         ttl_attribute: EXPIRES_AT,
         billing_mode: "PAY_PER_REQUEST",
-    }
-}
-
-fn build_error(err: aws_sdk_dynamodb::error::BuildError) -> Error {
-    Error::Internal {
-        context: "building the table definition".into(),
-        source: Some(Box::new(err)),
     }
 }
 

@@ -73,6 +73,7 @@ impl SyncService {
         tenant: &TenantId,
         conflict_id: &str,
         request: &ResolveRequest,
+        who: &str,
     ) -> Result<Option<RecordView>> {
         let entity = conflict_entity()?;
         let id = RecordId::parse(conflict_id)
@@ -157,6 +158,11 @@ impl SyncService {
                 writes,
                 client: None,
                 once: Vec::new(),
+                trail: Some(crate::store::Trail::new(
+                    "conflict_resolution",
+                    who,
+                    conflict_id,
+                )),
             })
             .await?;
         Ok(committed

@@ -15,13 +15,13 @@ use super::wire::{Mutation, MutationResult, Op, PushRequest, PushResponse, Recor
 use crate::connectors::OverlapIndex;
 use crate::error::{Error, Result};
 use crate::model::{ClientId, EntityType, Origin, Record, RecordId, TenantId, Timestamp};
-use crate::store::{Change, ChangeSet, ClientProgress, Expect, RecordWrite};
+use crate::store::{Change, ChangeSet, ClientProgress, Expect, RecordWrite, Trail};
 
 type Key = (EntityType, RecordId);
 
-/// Record writes per transaction: 100 actions, less the counter and the
-/// client's progress.
-const MAX_WRITES_PER_COMMIT: usize = 98;
+/// Record writes per transaction: 100 actions, less the counter, the
+/// client's progress and the change-trail entry.
+const MAX_WRITES_PER_COMMIT: usize = 97;
 const MAX_ATTEMPTS: u32 = 16;
 
 /// A record as this push sees it while resolving.
@@ -364,6 +364,21 @@ impl SyncService {
                     last_mutation_id: chunk.last().map_or(expected, |m| m.id),
                 }),
                 once: Vec::new(),
+                trail: Some(Trail::new(
+                    if progress.is_some() {
+                        "push"
+                    } else {
+                        "legacy_push"
+                    },
+                    client.as_str(),
+                    match (chunk.first(), chunk.last()) {
+                        (Some(first), Some(last)) if first.id != last.id => {
+                            format!("mutations {}-{}", first.id, last.id)
+                        }
+                        (Some(first), _) => format!("mutation {}", first.id),
+                        _ => String::new(),
+                    },
+                )),
             })
             .await?;
         let after: HashMap<Key, Record> = committed

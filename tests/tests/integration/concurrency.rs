@@ -110,6 +110,7 @@ async fn eight_tasks_bumping_the_tenant_counter_never_get_the_same_value() {
                     }],
                     client: None,
                     once: Vec::new(),
+                    trail: None,
                 };
                 let committed = store.commit(&set).await.expect("commit");
                 seqs.push(committed[0].record.seq.get());
@@ -150,7 +151,7 @@ async fn a_pull_running_while_writers_commit_never_skips_a_change() {
                         })
                         .collect();
                     store
-                        .upsert_batch(&acme, &kind, None, changes)
+                        .upsert_batch(&acme, &kind, None, changes, &syncline_tests::trail())
                         .await
                         .expect("bulk write");
                 } else {
@@ -168,6 +169,7 @@ async fn a_pull_running_while_writers_commit_never_skips_a_change() {
                             .collect(),
                         client: None,
                         once: Vec::new(),
+                        trail: None,
                     };
                     store.commit(&set).await.expect("commit");
                 }

@@ -56,7 +56,13 @@ async fn the_2419_vs_2355_case_is_found_exactly_and_repaired() {
     let entity = EntityType::parse("event").expect("e");
     for chunk in changes.chunks(500) {
         t.store
-            .upsert_batch(&tenant, &entity, Some(&zoho), chunk.to_vec())
+            .upsert_batch(
+                &tenant,
+                &entity,
+                Some(&zoho),
+                chunk.to_vec(),
+                &syncline_tests::trail(),
+            )
             .await
             .expect("seed");
     }

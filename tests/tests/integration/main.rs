@@ -11,6 +11,7 @@ mod local_service;
 mod queue_contract;
 mod retry_worker;
 mod scenario_orchestrator;
+mod scenario_platform;
 mod scenario_push_pull;
 mod scenario_scheduled_puller;
 mod scenario_sync_worker;

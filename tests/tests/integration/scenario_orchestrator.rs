@@ -7,18 +7,12 @@
 
 use serde_json::{Value, json};
 use syncline::demo::DemoCounts;
-use syncline_tests::service::{
-    Service, ServiceConfig, demo_control, demo_source, sample, scenario_document,
-};
+use syncline_tests::service::{Service, demo_control, demo_source, sample};
 
 #[tokio::test]
 async fn scenario_1_orchestrator() {
     let demo = demo_source(DemoCounts::default()).await;
-    let service = Service::start(ServiceConfig {
-        sources: Some(scenario_document("orchestrator", "sources.json", demo)),
-        ..ServiceConfig::default()
-    })
-    .await;
+    let service = Service::scenario("orchestrator", demo).await;
 
     // A scheduled Calendly pull (the EventBridge event names the source).
     let scheduled = service

@@ -10,9 +10,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 use syncline::demo::DemoCounts;
-use syncline_tests::service::{
-    Service, ServiceConfig, demo_control, demo_source, scenario_document,
-};
+use syncline_tests::service::{Service, demo_control, demo_source};
 
 const SOURCE: &str = "zoho-jobs";
 
@@ -48,11 +46,7 @@ async fn scenario_5_sync_worker() {
         ..DemoCounts::properties(0)
     })
     .await;
-    let service = Service::start(ServiceConfig {
-        sources: Some(scenario_document("sync-worker", "sources.json", demo)),
-        ..ServiceConfig::default()
-    })
-    .await;
+    let service = Service::scenario("sync-worker", demo).await;
 
     // Full run: every job, mapped.
     let full = run(&service, Some("full")).await;

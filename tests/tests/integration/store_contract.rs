@@ -154,6 +154,7 @@ async fn a_multi_item_write_fails_as_a_whole_and_leaves_nothing_behind() {
             last_mutation_id: 2,
         }),
         once: Vec::new(),
+        trail: None,
     };
     let failed = t.store.commit(&set).await;
     assert!(matches!(failed, Err(Error::Conflict(_))), "{failed:?}");
@@ -191,6 +192,7 @@ async fn records_counter_and_client_progress_commit_together() {
             last_mutation_id: 7,
         }),
         once: Vec::new(),
+        trail: None,
     };
     t.requests.take();
     let committed = t.store.commit(&set).await.expect("commit");
@@ -233,6 +235,7 @@ async fn a_once_key_applies_its_change_set_exactly_once() {
         )],
         client: None,
         once: vec![(key.clone(), Duration::from_secs(3600))],
+        trail: None,
     };
     t.store.commit(&set).await.expect("first delivery applies");
     let mut redelivery = set.clone();
@@ -262,7 +265,13 @@ async fn listing_pages_through_every_record_in_id_order_and_only_its_own() {
         .map(|i| (id(i), Change::Put(data(json!({"i": i})))))
         .collect();
     t.store
-        .upsert_batch(&acme, &entity("property"), None, changes)
+        .upsert_batch(
+            &acme,
+            &entity("property"),
+            None,
+            changes,
+            &syncline_tests::trail(),
+        )
         .await
         .expect("seed");
     t.store
@@ -271,6 +280,7 @@ async fn listing_pages_through_every_record_in_id_order_and_only_its_own() {
             &entity("property"),
             None,
             vec![(id("x"), Change::Put(data(json!({}))))],
+            &syncline_tests::trail(),
         )
         .await
         .expect("seed other tenant");
@@ -331,7 +341,13 @@ async fn batch_upserts_send_at_most_25_items_a_call_and_skip_unchanged_records()
 
     let first = t
         .store
-        .upsert_batch(&acme, &property, Some(&source), batch("base", 0))
+        .upsert_batch(
+            &acme,
+            &property,
+            Some(&source),
+            batch("base", 0),
+            &syncline_tests::trail(),
+        )
         .await
         .expect("first run");
     assert_eq!((first.created, first.updated, first.unchanged), (60, 0, 0));
@@ -343,7 +359,13 @@ async fn batch_upserts_send_at_most_25_items_a_call_and_skip_unchanged_records()
 
     let rerun = t
         .store
-        .upsert_batch(&acme, &property, Some(&source), batch("base", 0))
+        .upsert_batch(
+            &acme,
+            &property,
+            Some(&source),
+            batch("base", 0),
+            &syncline_tests::trail(),
+        )
         .await
         .expect("unchanged rerun");
     assert_eq!((rerun.created, rerun.updated, rerun.unchanged), (0, 0, 60));
@@ -352,7 +374,13 @@ async fn batch_upserts_send_at_most_25_items_a_call_and_skip_unchanged_records()
 
     let changed = t
         .store
-        .upsert_batch(&acme, &property, Some(&source), batch("new", 7))
+        .upsert_batch(
+            &acme,
+            &property,
+            Some(&source),
+            batch("new", 7),
+            &syncline_tests::trail(),
+        )
         .await
         .expect("partial change");
     assert_eq!((changed.updated, changed.unchanged), (7, 53));
@@ -420,6 +448,7 @@ async fn tombstones_expire_after_the_retention_window() {
             &entity("booking"),
             None,
             vec![(id("b1"), Change::Put(data(json!({}))))],
+            &syncline_tests::trail(),
         )
         .await
         .expect("create");
@@ -429,6 +458,7 @@ async fn tombstones_expire_after_the_retention_window() {
             &entity("booking"),
             None,
             vec![(id("b1"), Change::Delete)],
+            &syncline_tests::trail(),
         )
         .await
         .expect("delete");
@@ -471,7 +501,7 @@ async fn changes_since_a_cursor_are_complete_and_in_commit_order() {
                 })
                 .collect();
             t.store
-                .upsert_batch(&acme, kind, None, changes)
+                .upsert_batch(&acme, kind, None, changes, &syncline_tests::trail())
                 .await
                 .expect("bulk");
             let single = t

@@ -1,0 +1,148 @@
+//! The change trail: who changed which records, to which version. One entry
+//! per atomic change set (written in the same transaction as the records)
+//! and one per bulk batch (written right after it), in a log stream per
+//! tenant, read newest first and filtered by record.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use serde::{Deserialize, Serialize};
+
+use super::logs::{LogId, LogStream};
+use super::paging::{Page, PageToken};
+use super::{Store, build_error};
+use crate::error::Result;
+use crate::model::{EntityType, Record, RecordId, TenantId, Timestamp};
+
+/// How long change-trail entries are kept.
+pub const TRAIL_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// Who made a change: the path it came by, the actor on that path and the
+/// reference that identifies the cause there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trail {
+    /// `webhook`, `sync`, `push`, `legacy_push`, `conflict_resolution`,
+    /// `force_sync`.
+    pub via: String,
+    /// The webhook or REST source, or the client id.
+    pub actor: String,
+    /// The event id, run id or mutation ids.
+    pub reference: String,
+}
+
+impl Trail {
+    pub fn new(via: &str, actor: impl Into<String>, reference: impl Into<String>) -> Self {
+        Self {
+            via: via.to_owned(),
+            actor: actor.into(),
+            reference: reference.into(),
+        }
+    }
+}
+
+/// One record changed by a trail entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrailChange {
+    pub entity: EntityType,
+    pub id: RecordId,
+    pub version: u64,
+    pub deleted: bool,
+}
+
+impl TrailChange {
+    pub fn of(record: &Record) -> Self {
+        Self {
+            entity: record.entity.clone(),
+            id: record.id.clone(),
+            version: record.version.get(),
+            deleted: record.deleted,
+        }
+    }
+}
+
+/// An entry of the change trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrailEntry {
+    #[serde(flatten)]
+    pub trail: Trail,
+    pub changes: Vec<TrailChange>,
+}
+
+/// The trail of one tenant.
+pub fn trail_stream(tenant: &TenantId) -> LogStream {
+    LogStream::named(format!("changes.{}", tenant.as_str()))
+}
+
+impl Store {
+    /// The trail entry of a transaction, as one of its actions.
+    pub(super) fn trail_put(
+        &self,
+        tenant: &TenantId,
+        entry: &TrailEntry,
+        now: Timestamp,
+    ) -> Result<TransactWriteItem> {
+        let item = super::logs::log_item(
+            &trail_stream(tenant),
+            &LogId::generate(now),
+            now,
+            entry,
+            TRAIL_RETENTION,
+        )?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Appends a trail entry on its own (after a bulk batch).
+    pub async fn append_trail(&self, tenant: &TenantId, entry: &TrailEntry) -> Result<()> {
+        if entry.changes.is_empty() {
+            return Ok(());
+        }
+        self.append_log(&trail_stream(tenant), entry, TRAIL_RETENTION)
+            .await
+            .map(|_| ())
+    }
+
+    /// Trail entries newest first; with `record`, only entries that changed
+    /// it (and only that record's change in each). Reads at most `scan`
+    /// entries; `next` continues from where it stopped.
+    pub async fn read_trail(
+        &self,
+        tenant: &TenantId,
+        record: Option<(&EntityType, &RecordId)>,
+        limit: u32,
+        scan: u32,
+        after: Option<&PageToken>,
+    ) -> Result<Page<(Timestamp, TrailEntry)>> {
+        let stream = trail_stream(tenant);
+        let mut found = Vec::new();
+        let mut scanned = 0;
+        let mut after = after.cloned();
+        loop {
+            let page = self
+                .read_log::<TrailEntry>(&stream, limit.min(100), after.as_ref())
+                .await?;
+            scanned += page.items.len() as u32;
+            for entry in page.items {
+                let mut trail = entry.entry;
+                if let Some((entity, id)) = record {
+                    trail.changes.retain(|c| &c.entity == entity && &c.id == id);
+                    if trail.changes.is_empty() {
+                        continue;
+                    }
+                }
+                found.push((entry.at, trail));
+            }
+            after = page.next;
+            if after.is_none() || found.len() >= limit as usize || scanned >= scan {
+                return Ok(Page {
+                    items: found,
+                    next: after,
+                });
+            }
+        }
+    }
+}
