@@ -309,33 +309,36 @@ pub fn serve(
 /// How often the emulated event sources fire.
 #[derive(Debug, Clone, Copy)]
 pub struct Schedules {
-    /// scheduled-sync with the "all due" schedule event.
-    pub sync_every: Duration,
-    /// discrepancy-check of every source (without repair).
-    pub check_every: Duration,
+    /// scheduled-sync with the "all due" schedule event; `None`: never.
+    pub sync_every: Option<Duration>,
+    /// discrepancy-check of every source (without repair); `None`: never.
+    pub check_every: Option<Duration>,
     /// The retry queue polled into retry-worker.
     pub drain_every: Duration,
 }
 
 impl Schedules {
     /// From `SYNCLINE_LOCAL_SYNC_SECS` (default 60), `SYNCLINE_LOCAL_CHECK_SECS`
-    /// (default 3600) and `SYNCLINE_LOCAL_DRAIN_SECS` (default 1).
+    /// (default 3600), 0 turning either off, and `SYNCLINE_LOCAL_DRAIN_SECS`
+    /// (default 1).
     pub fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        let secs = |name: &str, default: u64| -> Result<Duration> {
+        let secs = |name: &str, default: u64| -> Result<Option<Duration>> {
             match var(name) {
-                None => Ok(Duration::from_secs(default)),
+                None => Ok(Some(Duration::from_secs(default))),
                 Some(raw) => raw
                     .parse::<u64>()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .map(Duration::from_secs)
-                    .ok_or_else(|| Error::Config(format!("{name} must be a positive integer"))),
+                    .map(|s| (s > 0).then(|| Duration::from_secs(s)))
+                    .map_err(|_| {
+                        Error::Config(format!("{name} must be a whole number of seconds"))
+                    }),
             }
         };
         Ok(Self {
             sync_every: secs("SYNCLINE_LOCAL_SYNC_SECS", 60)?,
             check_every: secs("SYNCLINE_LOCAL_CHECK_SECS", 3600)?,
-            drain_every: secs("SYNCLINE_LOCAL_DRAIN_SECS", 1)?,
+            drain_every: secs("SYNCLINE_LOCAL_DRAIN_SECS", 1)?.ok_or_else(|| {
+                Error::Config("SYNCLINE_LOCAL_DRAIN_SECS must be at least 1".into())
+            })?,
         })
     }
 }
@@ -387,10 +390,11 @@ pub fn spawn_schedules(
     schedules: Schedules,
     report: fn(&str),
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let sync = {
+    let mut tasks = Vec::new();
+    if let Some(every) = schedules.sync_every {
         let functions = functions.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(schedules.sync_every);
+        tasks.push(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
             loop {
                 ticks.tick().await;
                 match functions
@@ -405,12 +409,12 @@ pub fn spawn_schedules(
                     Err(e) => report(&format!("scheduled-sync failed: {e}")),
                 }
             }
-        })
-    };
-    let check = {
+        }));
+    }
+    if let Some(every) = schedules.check_every {
         let functions = functions.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(schedules.check_every);
+        tasks.push(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
             ticks.tick().await; // the first check waits one interval
             loop {
                 ticks.tick().await;
@@ -436,9 +440,9 @@ pub fn spawn_schedules(
                     Err(e) => report(&format!("discrepancy-check failed: {e}")),
                 }
             }
-        })
-    };
-    let drain = tokio::spawn(async move {
+        }));
+    }
+    tasks.push(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(schedules.drain_every);
         loop {
             ticks.tick().await;
@@ -448,8 +452,8 @@ pub fn spawn_schedules(
                 Err(e) => report(&format!("retry-worker failed: {e}")),
             }
         }
-    });
-    vec![sync, check, drain]
+    }));
+    tasks
 }
 
 /// A signed token for the local JWT secret: `tenant`, optional `scope`,

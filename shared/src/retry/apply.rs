@@ -78,7 +78,11 @@ impl ApplyChanges {
         let writes = self
             .changes
             .iter()
-            .map(|spec| spec.to_write(self.source.clone()))
+            // A webhook does not take ownership of a record: `source` on a
+            // record names the REST source that owns it (its full runs
+            // sweep what they no longer see, its checks compare it), and a
+            // webhook source may share that source's name.
+            .map(|spec| spec.to_write(None))
             .collect::<Result<Vec<_>>>()?;
         let once = match &self.dedupe {
             Some(dedupe) => vec![(

@@ -21,8 +21,8 @@ async fn the_local_run_syncs_the_demo_source_on_its_schedule_and_a_pull_returns_
     let service = Service::start(ServiceConfig {
         sources: Some(demo_sources(demo)),
         schedules: Some(Schedules {
-            sync_every: Duration::from_secs(3600),
-            check_every: Duration::from_secs(3600),
+            sync_every: Some(Duration::from_secs(3600)),
+            check_every: None,
             drain_every: Duration::from_millis(200),
         }),
         ..ServiceConfig::default()

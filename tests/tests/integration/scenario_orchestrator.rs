@@ -91,11 +91,24 @@ async fn scenario_1_orchestrator() {
     assert_eq!(stripe["status"], json!("succeeded"), "{stripe}");
     assert_eq!(stripe["trigger"], json!("manual"));
     assert_eq!(stripe["counts"]["created"], json!(20));
+    assert_eq!(
+        stripe["counts"]["deleted"],
+        json!(0),
+        "the payment a webhook delivered is not the pull's to sweep: {stripe}"
+    );
     let calendly = service.last_run("calendly").await;
     assert_eq!(calendly["trigger"], json!("manual"));
     assert_eq!(calendly["counts"]["unchanged"], json!(12));
     assert_eq!(calendly["counts"]["created"], json!(0));
-    assert_eq!(service.pull_all("demo", "payment").await.len(), 21);
+    let payments = service.pull_all("demo", "payment").await;
+    assert_eq!(
+        payments
+            .iter()
+            .filter(|p| p["deleted"] == json!(false))
+            .count(),
+        21
+    );
+    assert!(service.pulled("demo", "payment", "pi_1001").await.is_some());
 
     // "Sync one system": two payments change upstream; only stripe runs.
     let changed = demo_control(demo, "payments/change", json!({"count": 2})).await;
