@@ -13,10 +13,11 @@ CLIENT=$(syncline_local token demo)
 # discrepancy-check, retry-worker).
 invoke() { curl -s -X POST "$S/2015-03-31/functions/$1/invocations" -d "$2"; echo; }
 
-# admin METHOD PATH [BODY]: admin-api as an operator; prints the body, then
-# the HTTP status.
+# admin METHOD PATH [BODY]: admin-api as an operator; prints the body (on
+# stdout, for jq) and the HTTP status (on stderr).
 admin() {
-  curl -s -X "$1" "$S$2" -H "authorization: Bearer $ADMIN" ${3:+-d "$3"} -w '%{stderr}HTTP %{http_code}\n'
+  curl -s -X "$1" "$S$2" -H "authorization: Bearer $ADMIN" ${3:+-d "$3"} -w '%{stderr}\nHTTP %{http_code}'
+  echo
 }
 
 # client METHOD PATH [BODY]: sync-api as a client of tenant demo (or of the
@@ -36,7 +37,8 @@ replay() {
   while IFS= read -r header; do args+=(-H "$header"); done \
     < <(jq -r '.headers | to_entries[] | "\(.key): \(.value)"' "$1")
   jq -j .body "$1" | curl -s -X POST "$S$(jq -r .rawPath "$1")" "${args[@]}" --data-binary @- \
-    -w '%{stderr}HTTP %{http_code}\n'
+    -w '%{stderr}\nHTTP %{http_code}'
+  echo
 }
 
 # field_app FILE: posts a field-app webhook body, signed with HMAC-SHA256 and
@@ -45,5 +47,6 @@ field_app() {
   local sig
   sig=$(openssl dgst -sha256 -hmac field-app-local-secret -hex < "$1" | sed 's/^.* //')
   curl -s -X POST "$S/v1/webhooks/field-app" -H "x-field-signature: sha256=$sig" \
-    --data-binary @"$1" -w '%{stderr}HTTP %{http_code}\n'
+    --data-binary @"$1" -w '%{stderr}\nHTTP %{http_code}'
+  echo
 }
