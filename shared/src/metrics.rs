@@ -23,8 +23,14 @@ impl Unit {
     }
 }
 
-/// The EMF document for `metrics` with `dimensions`.
+/// The EMF document for `metrics` with `dimensions`. With more than one
+/// dimension, the metrics are also published under the first one alone
+/// (per function across sources), which the alarms in `infra/` watch.
 pub fn document(dimensions: &[(&str, &str)], metrics: &[(&str, f64, Unit)]) -> Value {
+    let mut sets = vec![dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()];
+    if dimensions.len() > 1 {
+        sets.push(vec![dimensions[0].0]);
+    }
     let mut root = Map::new();
     root.insert(
         "_aws".into(),
@@ -32,7 +38,7 @@ pub fn document(dimensions: &[(&str, &str)], metrics: &[(&str, f64, Unit)]) -> V
             "Timestamp": Timestamp::now().as_millis(),
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Dimensions": sets,
                 "Metrics": metrics.iter().map(|(name, _, unit)| json!({"Name": name, "Unit": unit.name()})).collect::<Vec<_>>(),
             }],
         }),
@@ -77,7 +83,11 @@ mod tests {
         );
         let spec = &doc["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(spec["Namespace"], json!("syncline"));
-        assert_eq!(spec["Dimensions"], json!([["function", "source"]]));
+        assert_eq!(
+            spec["Dimensions"],
+            json!([["function", "source"], ["function"]]),
+            "per source, and per function across sources"
+        );
         assert_eq!(
             spec["Metrics"][1],
             json!({"Name": "RunDuration", "Unit": "Milliseconds"})

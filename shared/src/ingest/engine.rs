@@ -563,6 +563,11 @@ impl SyncEngine {
                     crate::metrics::Unit::Count,
                 ),
                 (
+                    "RunSucceeded",
+                    f64::from(u8::from(status == RunStatus::Succeeded)),
+                    crate::metrics::Unit::Count,
+                ),
+                (
                     "RunDuration",
                     (Timestamp::now().as_millis() - log.started_at.as_millis()) as f64,
                     crate::metrics::Unit::Milliseconds,
