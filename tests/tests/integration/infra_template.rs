@@ -5,7 +5,7 @@ use serde_yaml::Value;
 use syncline::queue::definition;
 use syncline::store::schema;
 
-fn template() -> Value {
+pub(crate) fn template() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
     let text = std::fs::read_to_string(path).expect("template readable");
     serde_yaml::from_str(&text).expect("template is YAML")

@@ -8,6 +8,7 @@ mod events_catalog;
 mod infra_template;
 mod local_runs;
 mod local_service;
+mod openapi;
 mod queue_contract;
 mod retry_worker;
 mod scenario_orchestrator;
