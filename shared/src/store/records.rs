@@ -101,6 +101,24 @@ pub(super) struct RecordItem {
     origin: Option<Origin>,
 }
 
+/// A stored record without its data.
+#[derive(Debug, Deserialize)]
+struct RecordHead {
+    id: RecordId,
+    version: Version,
+    hash: ContentHash,
+    deleted: bool,
+    #[serde(default)]
+    source: Option<SourceId>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    #[serde(default)]
+    expires_at: Option<i64>,
+    #[serde(default)]
+    origin: Option<Origin>,
+    ord: u64,
+}
+
 impl RecordItem {
     pub(super) fn from_record(record: &Record, tombstone_retention: Duration) -> Self {
         Self {
@@ -251,9 +269,18 @@ impl Store {
         &self,
         keys: Vec<HashMap<String, AttributeValue>>,
     ) -> Result<Vec<HashMap<String, AttributeValue>>> {
+        self.batch_get_projected(keys, None).await
+    }
+
+    /// [`Store::batch_get`] reading only the `attributes` named.
+    async fn batch_get_projected(
+        &self,
+        keys: Vec<HashMap<String, AttributeValue>>,
+        attributes: Option<&[&str]>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>> {
         let calls: Vec<_> = keys
             .chunks(BATCH_GET_MAX)
-            .map(|chunk| self.get_chunk(chunk.to_vec()))
+            .map(|chunk| self.get_chunk(chunk.to_vec(), attributes))
             .collect();
         let mut calls = futures_util::stream::iter(calls).buffer_unordered(WRITE_CONCURRENCY);
         let mut found = Vec::with_capacity(keys.len());
@@ -266,12 +293,21 @@ impl Store {
     async fn get_chunk(
         &self,
         keys: Vec<HashMap<String, AttributeValue>>,
+        attributes: Option<&[&str]>,
     ) -> Result<Vec<HashMap<String, AttributeValue>>> {
         let mut found = Vec::with_capacity(keys.len());
+        let mut request = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true);
+        if let Some(attributes) = attributes {
+            let names: Vec<String> = (0..attributes.len()).map(|i| format!("#a{i}")).collect();
+            request = request.projection_expression(names.join(", "));
+            for (name, attribute) in names.iter().zip(attributes) {
+                request = request.expression_attribute_names(name, *attribute);
+            }
+        }
         let mut pending = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(true)
+            request
                 .build()
                 .map_err(|e| Error::Internal {
                     context: "building a batch read".into(),
@@ -319,6 +355,59 @@ impl Store {
             if let Some(record) = decode_record(item, now)? {
                 records.insert(record.id.clone(), record);
             }
+        }
+        Ok(records)
+    }
+
+    /// Current records by id without their data (absent ones left out):
+    /// enough to decide whether a put or delete changes anything.
+    async fn get_record_heads(
+        &self,
+        tenant: &TenantId,
+        entity: &EntityType,
+        ids: &[&RecordId],
+    ) -> Result<HashMap<RecordId, Record>> {
+        const HEAD: &[&str] = &[
+            "id",
+            "version",
+            "hash",
+            "deleted",
+            "source",
+            "created_at",
+            "updated_at",
+            "expires_at",
+            "origin",
+            "ord",
+        ];
+        let keys = ids
+            .iter()
+            .map(|id| record_key(tenant, entity, id))
+            .collect();
+        let now = Timestamp::now();
+        let mut records = HashMap::new();
+        for item in self.batch_get_projected(keys, Some(HEAD)).await? {
+            let head: RecordHead =
+                serde_dynamo::from_item(item).map_err(|e| mapping_error("record", e))?;
+            if head.expires_at.is_some_and(|at| now.as_secs() >= at) {
+                continue;
+            }
+            records.insert(
+                head.id.clone(),
+                Record {
+                    tenant: tenant.clone(),
+                    entity: entity.clone(),
+                    id: head.id,
+                    data: Map::new(),
+                    version: head.version,
+                    hash: head.hash,
+                    deleted: head.deleted,
+                    source: head.source,
+                    created_at: head.created_at,
+                    updated_at: head.updated_at,
+                    seq: Seq::new(head.ord),
+                    origin: head.origin,
+                },
+            );
         }
         Ok(records)
     }
@@ -476,7 +565,13 @@ impl Store {
             ));
         }
         let ids: Vec<&RecordId> = changes.iter().map(|(id, _)| id).collect();
-        let current = self.get_records(tenant, entity, &ids).await?;
+        // Puts and deletes replace the content: the stored version, hash and
+        // bookkeeping are all they need, not the data.
+        let current = if changes.iter().any(|(_, c)| matches!(c, Change::Merge(_))) {
+            self.get_records(tenant, entity, &ids).await?
+        } else {
+            self.get_record_heads(tenant, entity, &ids).await?
+        };
         let now = Timestamp::now();
         let mut outcome = BatchOutcome::default();
         let mut updated = Vec::new();
