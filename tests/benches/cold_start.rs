@@ -4,12 +4,12 @@
 //! 127.0.0.1, next to a bare lambda_runtime hello binary built with the same
 //! profile, in the same run. Also prints the binary sizes.
 //!
-//! Build the release binaries first (separately, so that the test crate's
+//! Build the release binaries first (without the test crate, so that its
 //! features are not unified into the functions), then run:
 //!
 //! ```sh
 //! cargo build --release -p webhook -p sync-api -p admin-api -p scheduled-sync -p discrepancy-check -p retry-worker
-//! cargo build --release -p syncline-tests --bin lambda-hello
+//! cargo build --release -p lambda-hello
 //! cargo bench -p syncline-tests --bench cold_start
 //! ```
 //!
@@ -95,8 +95,19 @@ fn configure(command: &mut Command, api: &str, function: &str) {
         .env("AWS_SECRET_ACCESS_KEY", "bench")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "warn")
+        // As the template sets it: the CA bundle file alone, so that TLS
+        // setup does not also scan a certificate directory.
+        .env("SSL_CERT_FILE", ca_bundle())
         // What the template gives the functions, with the sample documents.
         .env("SYNCLINE_TABLE", "syncline")
+        .env(
+            "SYNCLINE_RETRY_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/syncline-retry",
+        )
+        .env(
+            "SYNCLINE_DEAD_LETTER_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/syncline-dlq",
+        )
         .env(
             "SYNCLINE_WEBHOOK_SOURCES_FILE",
             root.join("events/webhook/sources.json"),
@@ -114,6 +125,17 @@ fn configure(command: &mut Command, api: &str, function: &str) {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+}
+
+/// The system CA bundle (Debian's path here; Amazon Linux's in Lambda).
+fn ca_bundle() -> &'static str {
+    [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ]
+    .into_iter()
+    .find(|path| Path::new(path).exists())
+    .unwrap_or("/etc/ssl/certs/ca-certificates.crt")
 }
 
 /// Milliseconds from spawn to the first `/next` request, one per run.

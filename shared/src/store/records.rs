@@ -306,14 +306,10 @@ impl Store {
                 request = request.expression_attribute_names(name, *attribute);
             }
         }
-        let mut pending = Some(
-            request
-                .build()
-                .map_err(|e| Error::Internal {
-                    context: "building a batch read".into(),
-                    source: Some(Box::new(e)),
-                })?,
-        );
+        let mut pending = Some(request.build().map_err(|e| Error::Internal {
+            context: "building a batch read".into(),
+            source: Some(Box::new(e)),
+        })?);
         let mut attempt = 0;
         while let Some(request) = pending.take() {
             let out = self
