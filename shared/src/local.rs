@@ -129,7 +129,7 @@ impl Functions {
         let sources = match &documents.sources {
             Some(document) => SourceSet::parse(
                 document,
-                crate::connectors::http_client()?,
+                crate::connectors::SourceClient::lazy(),
                 crate::ingest::local_secret(var),
             )?,
             None => SourceSet::default(),

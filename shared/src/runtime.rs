@@ -23,6 +23,44 @@ pub struct Adapters {
     _engine: Option<Arc<crate::embedded::EmbeddedEngine>>,
 }
 
+/// The root CAs of AWS's service endpoints (Amazon Trust Services: Amazon
+/// Root CA 1 to 4 and Starfield Services Root G2, from the Mozilla bundle).
+const AWS_ROOTS: &str = include_str!("aws-roots.pem");
+
+/// The SDK's HTTPS client trusting only AWS's root CAs, when the SDK talks to
+/// AWS itself: parsing five roots instead of the system's ~150 takes most of
+/// the TLS setup out of a cold start. `None` (the SDK's default client with
+/// the system's roots) when an `AWS_ENDPOINT_URL*` points elsewhere
+/// (LocalStack, a proxy) or `SYNCLINE_AWS_SYSTEM_ROOTS=true`.
+pub fn aws_https_client(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Option<aws_sdk_dynamodb::config::SharedHttpClient>> {
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+    let custom_endpoint = [
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    ]
+    .iter()
+    .any(|name| var(name).is_some());
+    if custom_endpoint || var("SYNCLINE_AWS_SYSTEM_ROOTS").is_some_and(|v| v == "true") {
+        return Ok(None);
+    }
+    let context = TlsContext::builder()
+        .with_trust_store(TrustStore::empty().with_pem_certificate(AWS_ROOTS.as_bytes()))
+        .build()
+        .map_err(|e| crate::Error::Config(format!("TLS trust store: {e}")))?;
+    Ok(Some(
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .tls_context(context)
+            .build_https(),
+    ))
+}
+
 impl Adapters {
     /// A sync engine over `sources`, on these adapters' store and queue.
     pub fn sync_engine(&self, sources: crate::ingest::SourceSet) -> Arc<crate::ingest::SyncEngine> {
@@ -40,7 +78,11 @@ impl Adapters {
     /// The adapters `config` names, with the AWS configuration (region,
     /// credentials, `AWS_ENDPOINT_URL*`) read from the environment.
     pub async fn from_config(config: &Config) -> Result<Self> {
-        let sdk = aws_config::load_from_env().await;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(client) = aws_https_client(crate::config::env_var)? {
+            loader = loader.http_client(client);
+        }
+        let sdk = loader.load().await;
         Self::with_sdk_config(config, &sdk).await
     }
 
@@ -89,5 +131,39 @@ impl Adapters {
             #[cfg(feature = "embedded")]
             _engine: engine,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_aws_roots_are_the_five_amazon_trust_services_roots() {
+        let certs: Vec<_> = AWS_ROOTS
+            .split("-----BEGIN CERTIFICATE-----")
+            .skip(1)
+            .collect();
+        assert_eq!(certs.len(), 5);
+        assert!(
+            certs
+                .iter()
+                .all(|c| c.contains("-----END CERTIFICATE-----"))
+        );
+    }
+
+    #[test]
+    fn aws_itself_gets_the_aws_roots_and_other_endpoints_the_system_roots() {
+        let none = |_: &str| None;
+        assert!(aws_https_client(none).expect("client").is_some());
+        let localstack =
+            |name: &str| (name == "AWS_ENDPOINT_URL").then(|| "https://localhost:4566".to_owned());
+        assert!(aws_https_client(localstack).expect("client").is_none());
+        let dynamodb = |name: &str| {
+            (name == "AWS_ENDPOINT_URL_DYNAMODB").then(|| "http://127.0.0.1:8000".to_owned())
+        };
+        assert!(aws_https_client(dynamodb).expect("client").is_none());
+        let opt_out = |name: &str| (name == "SYNCLINE_AWS_SYSTEM_ROOTS").then(|| "true".to_owned());
+        assert!(aws_https_client(opt_out).expect("client").is_none());
     }
 }

@@ -63,7 +63,7 @@ struct Bucket {
 
 pub struct HttpSource {
     spec: SourceSpec,
-    client: reqwest::Client,
+    client: super::SourceClient,
     /// Resolved auth header (name, value), or the OAuth2 client secret.
     auth: Option<(String, String)>,
     oauth_secret: Option<String>,
@@ -90,7 +90,7 @@ impl HttpSource {
     /// `secret` resolves the secrets the auth spec names.
     pub fn new(
         spec: SourceSpec,
-        client: reqwest::Client,
+        client: impl Into<super::SourceClient>,
         secret: impl Fn(&crate::webhooks::SecretRef) -> Result<String>,
     ) -> Result<Self> {
         let (auth, oauth_secret) = match &spec.auth {
@@ -125,7 +125,7 @@ impl HttpSource {
         let burst = spec.requests_per_second.max(1.0);
         Ok(Self {
             spec,
-            client,
+            client: client.into(),
             auth,
             oauth_secret,
             bucket: Mutex::new(Bucket {
@@ -189,6 +189,7 @@ impl HttpSource {
         let body = serde_urlencoded_form(&form);
         let response = self
             .client
+            .get()?
             .post(token_url)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
@@ -257,14 +258,14 @@ impl HttpSource {
         state: &PageState,
         bounds: &Bounds,
         auth: &Option<(String, String)>,
-    ) -> reqwest::RequestBuilder {
+    ) -> Result<reqwest::RequestBuilder> {
         let spec = &self.spec;
         let method = if spec.method == "POST" {
             Method::POST
         } else {
             Method::GET
         };
-        let mut request = self.client.request(method.clone(), self.url(state));
+        let mut request = self.client.get()?.request(method.clone(), self.url(state));
         request = request.timeout(Duration::from_secs(spec.timeout_secs));
         if let Some((name, value)) = auth {
             request = request.header(name.as_str(), value.as_str());
@@ -344,7 +345,7 @@ impl HttpSource {
         if method == Method::POST {
             request = request.json(&body);
         }
-        request
+        Ok(request)
     }
 
     /// Fetches the page at `state`, retrying what may pass.
@@ -358,7 +359,7 @@ impl HttpSource {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
             }
             self.wait_for_token().await;
-            let response = match self.request(state, bounds, &auth).send().await {
+            let response = match self.request(state, bounds, &auth)?.send().await {
                 Ok(response) => response,
                 Err(e) => {
                     last_error = upstream(format!("request failed: {e}"), true);
@@ -440,6 +441,7 @@ impl HttpSource {
             self.wait_for_token().await;
             let mut request = self
                 .client
+                .get()?
                 .get(&url)
                 .timeout(Duration::from_secs(self.spec.timeout_secs));
             if let Some((name, value)) = &auth {

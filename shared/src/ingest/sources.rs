@@ -41,9 +41,10 @@ impl SourceSet {
     /// from `secret` (environment, Secrets Manager or inline).
     pub fn parse(
         json: &str,
-        client: reqwest::Client,
+        client: impl Into<crate::connectors::SourceClient>,
         secret: impl Fn(&SecretRef) -> Result<String>,
     ) -> Result<Self> {
+        let client = client.into();
         let document: SourcesDocument =
             serde_json::from_str(json).map_err(|e| Error::Config(format!("sources: {e}")))?;
         let mut sources = BTreeMap::new();
@@ -60,11 +61,12 @@ impl SourceSet {
     }
 
     /// Reads the sources document as the functions do: the shared HTTP
-    /// client, secrets from the environment (or inline).
+    /// client (built on first use), secrets from the environment (or
+    /// inline).
     pub fn load(document: &str) -> Result<Self> {
         Self::parse(
             document,
-            crate::connectors::http_client()?,
+            crate::connectors::SourceClient::lazy(),
             local_secret(crate::config::env_var),
         )
     }
