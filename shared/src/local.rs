@@ -139,8 +139,10 @@ impl Functions {
             .webhook_sources
             .clone()
             .unwrap_or_else(|| r#"{"sources": {}}"#.to_owned());
-        let secrets = adapters.secrets_manager();
-        let webhook_sources = WebhookSources::load(&webhook_document, var, Some(&secrets)).await?;
+        let secrets = WebhookSources::uses_secrets_manager(&webhook_document)?
+            .then(|| adapters.secrets_manager());
+        let webhook_sources =
+            WebhookSources::load(&webhook_document, var, secrets.as_ref()).await?;
         let store = adapters.store.clone();
         let queue = adapters.queue.clone();
         let mut worker = RetryWorker::new(store.clone(), queue.clone(), retry);

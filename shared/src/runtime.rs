@@ -78,9 +78,22 @@ impl Adapters {
     /// The adapters `config` names, with the AWS configuration (region,
     /// credentials, `AWS_ENDPOINT_URL*`) read from the environment.
     pub async fn from_config(config: &Config) -> Result<Self> {
+        let var = crate::config::env_var;
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(client) = aws_https_client(crate::config::env_var)? {
+        if let Some(client) = aws_https_client(var)? {
             loader = loader.http_client(client);
+        }
+        // Lambda puts the region and the function's credentials in the
+        // environment: read them there rather than building the default
+        // provider chains (profile files, SSO, web identity, ECS, IMDS),
+        // which would find the same values first anyway.
+        if var("AWS_ACCESS_KEY_ID").is_some() && var("AWS_SECRET_ACCESS_KEY").is_some() {
+            loader = loader.credentials_provider(
+                aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+            );
+        }
+        if let Some(region) = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")) {
+            loader = loader.region(aws_config::Region::new(region));
         }
         let sdk = loader.load().await;
         Self::with_sdk_config(config, &sdk).await

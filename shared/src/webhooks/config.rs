@@ -92,6 +92,19 @@ pub struct WebhookSource {
 pub struct WebhookSources(HashMap<String, WebhookSource>);
 
 impl WebhookSources {
+    /// Whether any secret in the document is a Secrets Manager reference
+    /// (the functions build a Secrets Manager client only then).
+    pub fn uses_secrets_manager(json: &str) -> Result<bool> {
+        let spec: SourcesSpec = serde_json::from_str(json)
+            .map_err(|e| Error::Config(format!("webhook sources: {e}")))?;
+        Ok(spec.sources.values().any(|source| {
+            source
+                .secrets
+                .iter()
+                .any(|secret| matches!(secret, SecretRef::SecretsManager(_)))
+        }))
+    }
+
     /// Reads the JSON document and resolves every secret: from the
     /// environment through `env`, from Secrets Manager through `secrets`.
     /// Any problem fails here, at cold start.
@@ -183,5 +196,21 @@ async fn resolve(
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| Error::Config(format!("secret {id} has no string value")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secrets_manager_client_is_needed_only_for_secrets_manager_references() {
+        let sample = include_str!("../../../events/webhook/sources.json");
+        assert!(!WebhookSources::uses_secrets_manager(sample).expect("sample"));
+        let referenced = r#"{"sources": {"s": {"tenant": "t", "verifier": {"kind": "stripe"},
+            "secrets": [{"env": "A"}, {"secrets_manager": "syncline/stripe"}],
+            "event_type": "/type", "event_id": {"pointer": "/id"}, "events": {}}}}"#;
+        assert!(WebhookSources::uses_secrets_manager(referenced).expect("document"));
+        assert!(WebhookSources::uses_secrets_manager("{").is_err());
     }
 }
