@@ -152,7 +152,7 @@ impl DiscrepancyChecker {
         loop {
             let listed = self
                 .store
-                .list_records(&spec.tenant, &spec.entity, 1000, after.as_ref())
+                .list_record_heads(&spec.tenant, &spec.entity, 1000, after.as_ref())
                 .await?;
             for record in listed
                 .items

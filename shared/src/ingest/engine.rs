@@ -475,7 +475,7 @@ impl SyncEngine {
         loop {
             let page = self
                 .store
-                .list_records(&spec.tenant, &spec.entity, 1000, after.as_ref())
+                .list_record_heads(&spec.tenant, &spec.entity, 1000, after.as_ref())
                 .await?;
             let gone: Vec<(RecordId, Change)> = page
                 .items

@@ -101,6 +101,48 @@ pub(super) struct RecordItem {
     origin: Option<Origin>,
 }
 
+/// The attributes of a record item other than its data.
+const HEAD: &[&str] = &[
+    "id",
+    "version",
+    "hash",
+    "deleted",
+    "source",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "origin",
+    "ord",
+];
+
+/// A record without its data, from a projected item; `None` when it is a
+/// tombstone past its retention.
+fn decode_head(
+    tenant: &TenantId,
+    entity: &EntityType,
+    item: HashMap<String, AttributeValue>,
+    now: Timestamp,
+) -> Result<Option<Record>> {
+    let head: RecordHead = serde_dynamo::from_item(item).map_err(|e| mapping_error("record", e))?;
+    if head.expires_at.is_some_and(|at| now.as_secs() >= at) {
+        return Ok(None);
+    }
+    Ok(Some(Record {
+        tenant: tenant.clone(),
+        entity: entity.clone(),
+        id: head.id,
+        data: Map::new(),
+        version: head.version,
+        hash: head.hash,
+        deleted: head.deleted,
+        source: head.source,
+        created_at: head.created_at,
+        updated_at: head.updated_at,
+        seq: Seq::new(head.ord),
+        origin: head.origin,
+    }))
+}
+
 /// A stored record without its data.
 #[derive(Debug, Deserialize)]
 struct RecordHead {
@@ -363,18 +405,6 @@ impl Store {
         entity: &EntityType,
         ids: &[&RecordId],
     ) -> Result<HashMap<RecordId, Record>> {
-        const HEAD: &[&str] = &[
-            "id",
-            "version",
-            "hash",
-            "deleted",
-            "source",
-            "created_at",
-            "updated_at",
-            "expires_at",
-            "origin",
-            "ord",
-        ];
         let keys = ids
             .iter()
             .map(|id| record_key(tenant, entity, id))
@@ -382,30 +412,40 @@ impl Store {
         let now = Timestamp::now();
         let mut records = HashMap::new();
         for item in self.batch_get_projected(keys, Some(HEAD)).await? {
-            let head: RecordHead =
-                serde_dynamo::from_item(item).map_err(|e| mapping_error("record", e))?;
-            if head.expires_at.is_some_and(|at| now.as_secs() >= at) {
-                continue;
+            if let Some(record) = decode_head(tenant, entity, item, now)? {
+                records.insert(record.id.clone(), record);
             }
-            records.insert(
-                head.id.clone(),
-                Record {
-                    tenant: tenant.clone(),
-                    entity: entity.clone(),
-                    id: head.id,
-                    data: Map::new(),
-                    version: head.version,
-                    hash: head.hash,
-                    deleted: head.deleted,
-                    source: head.source,
-                    created_at: head.created_at,
-                    updated_at: head.updated_at,
-                    seq: Seq::new(head.ord),
-                    origin: head.origin,
-                },
-            );
         }
         Ok(records)
+    }
+
+    /// Records of one entity type in id order, tombstones included, without
+    /// their data: what a sweep or a comparison of content hashes needs.
+    pub async fn list_record_heads(
+        &self,
+        tenant: &TenantId,
+        entity: &EntityType,
+        limit: u32,
+        after: Option<&PageToken>,
+    ) -> Result<Page<Record>> {
+        self.query_page(
+            &keys::records_pk(tenant, entity),
+            |mut query| {
+                let names: Vec<String> = (0..HEAD.len()).map(|i| format!("#h{i}")).collect();
+                for (name, attribute) in names.iter().zip(HEAD) {
+                    query = query.expression_attribute_names(name, *attribute);
+                }
+                query
+                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                    .expression_attribute_names("#sk", SK)
+                    .expression_attribute_values(":prefix", s("R#"))
+                    .projection_expression(names.join(", "))
+            },
+            limit,
+            after,
+            |item, now| decode_head(tenant, entity, item, now),
+        )
+        .await
     }
 
     /// Current records of any entity types by key (absent ones left out).

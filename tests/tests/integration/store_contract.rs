@@ -322,6 +322,72 @@ async fn listing_pages_through_every_record_in_id_order_and_only_its_own() {
 }
 
 #[tokio::test]
+async fn heads_list_the_same_records_without_their_data() {
+    let t = test_store().await;
+    let acme = tenant("acme");
+    let changes = (0..23)
+        .map(|i| {
+            (
+                id(&format!("h-{i:02}")),
+                Change::Put(data(json!({"i": i, "text": "x".repeat(200)}))),
+            )
+        })
+        .collect();
+    let source = SourceId::parse("api").expect("source");
+    t.store
+        .upsert_batch(
+            &acme,
+            &entity("property"),
+            Some(&source),
+            changes,
+            &syncline_tests::trail(),
+        )
+        .await
+        .expect("seed");
+    t.store
+        .upsert_batch(
+            &acme,
+            &entity("property"),
+            Some(&source),
+            vec![(id("h-05"), Change::Delete)],
+            &syncline_tests::trail(),
+        )
+        .await
+        .expect("delete");
+    let mut full = Vec::new();
+    let mut heads = Vec::new();
+    let (mut a, mut b) = (None, None);
+    loop {
+        let page = t
+            .store
+            .list_records(&acme, &entity("property"), 7, a.as_ref())
+            .await
+            .expect("page");
+        full.extend(page.items);
+        let head_page = t
+            .store
+            .list_record_heads(&acme, &entity("property"), 7, b.as_ref())
+            .await
+            .expect("heads");
+        heads.extend(head_page.items);
+        match (page.next, head_page.next) {
+            (Some(x), Some(y)) => (a, b) = (Some(x), Some(y)),
+            (None, None) => break,
+            other => panic!("pages differ: {other:?}"),
+        }
+    }
+    assert_eq!(heads.len(), 23);
+    for (record, head) in full.iter().zip(&heads) {
+        assert!(head.data.is_empty());
+        let mut without_data = record.clone();
+        without_data.data = serde_json::Map::new();
+        assert_eq!(&without_data, head);
+    }
+    assert!(heads.iter().any(|h| h.id.as_str() == "h-05" && h.deleted));
+    assert!(heads.iter().all(|h| h.source.as_ref() == Some(&source)));
+}
+
+#[tokio::test]
 async fn batch_upserts_send_at_most_25_items_a_call_and_skip_unchanged_records() {
     let t = test_store().await;
     let acme = tenant("acme");
