@@ -101,6 +101,16 @@ pub(super) struct RecordItem {
     origin: Option<Origin>,
 }
 
+/// A query over the record items of one partition (tenant and entity).
+fn record_rows(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    query
+        .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+        .expression_attribute_names("#sk", SK)
+        .expression_attribute_values(":prefix", s("R#"))
+}
+
 /// The attributes of a record item other than its data.
 const HEAD: &[&str] = &[
     "id",
@@ -435,11 +445,7 @@ impl Store {
                 for (name, attribute) in names.iter().zip(HEAD) {
                     query = query.expression_attribute_names(name, *attribute);
                 }
-                query
-                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                    .expression_attribute_names("#sk", SK)
-                    .expression_attribute_values(":prefix", s("R#"))
-                    .projection_expression(names.join(", "))
+                record_rows(query).projection_expression(names.join(", "))
             },
             limit,
             after,
@@ -481,12 +487,7 @@ impl Store {
     ) -> Result<Page<Record>> {
         self.query_page(
             &keys::records_pk(tenant, entity),
-            |query| {
-                query
-                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                    .expression_attribute_names("#sk", SK)
-                    .expression_attribute_values(":prefix", s("R#"))
-            },
+            record_rows,
             limit,
             after,
             decode_record,
