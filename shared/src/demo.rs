@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -124,14 +124,69 @@ fn job(i: usize) -> Value {
     })
 }
 
-/// Each collection's id field and how its "modified" stamp is written.
-fn id_field(collection: &str) -> Option<&'static str> {
-    match collection {
-        "properties" => Some("id"),
-        "events" => Some("uri"),
-        "payments" => Some("id"),
-        "jobs" => Some("ID"),
-        _ => None,
+/// The demo's collections, as the control routes name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Collection {
+    Properties,
+    Events,
+    Payments,
+    Jobs,
+}
+
+impl Collection {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "properties" => Self::Properties,
+            "events" => Self::Events,
+            "payments" => Self::Payments,
+            "jobs" => Self::Jobs,
+            _ => return None,
+        })
+    }
+
+    fn id_field(self) -> &'static str {
+        match self {
+            Self::Events => "uri",
+            Self::Jobs => "ID",
+            Self::Properties | Self::Payments => "id",
+        }
+    }
+
+    /// Item `i` as first generated.
+    fn generate(self, base: &str, i: usize) -> Value {
+        match self {
+            Self::Properties => property(i),
+            Self::Events => event(base, i),
+            Self::Payments => payment(i),
+            Self::Jobs => job(i),
+        }
+    }
+
+    /// Marks `item` modified now, or long ago (before any sync cursor), the
+    /// way an import that keeps original times does.
+    fn stamp(self, item: &mut Value, backdate: bool) {
+        let now = Timestamp::now();
+        let (rfc3339, unix) = if backdate {
+            ("2026-10-01T00:00:00Z".to_owned(), 1_790_000_000)
+        } else {
+            (now.to_rfc3339(), now.as_secs())
+        };
+        match self {
+            Self::Properties | Self::Events => item["updated_at"] = json!(rfc3339),
+            Self::Payments => item["created"] = json!(unix),
+            Self::Jobs => item["Modified_Time"] = json!(rfc3339),
+        }
+    }
+
+    /// A visible change of `item` (a new price, name, amount or status).
+    fn alter(self, item: &mut Value, revision: u64) {
+        let bump = |value: &Value, by: i64| json!(value.as_i64().unwrap_or(0) + by);
+        match self {
+            Self::Properties => item["price"] = bump(&item["price"], 1_000),
+            Self::Events => item["name"] = json!(format!("Site visit (rev {revision})")),
+            Self::Payments => item["amount"] = bump(&item["amount"], 100),
+            Self::Jobs => item["Status"] = json!(format!("Rescheduled (rev {revision})")),
+        }
     }
 }
 
@@ -142,10 +197,10 @@ struct Demo {
     properties: Mutex<BTreeMap<usize, Value>>,
     added_properties: Mutex<usize>,
     /// events, payments, jobs: held in full (small).
-    collections: Mutex<BTreeMap<&'static str, Vec<Value>>>,
+    collections: Mutex<BTreeMap<Collection, Vec<Value>>>,
     outage: AtomicBool,
     /// Changes made through the control routes, for unique new values.
-    revision: Mutex<u64>,
+    revision: AtomicU64,
 }
 
 type Shared = Arc<Demo>;
@@ -164,11 +219,11 @@ impl Demo {
             .unwrap_or_else(|| property(i))
     }
 
-    fn list(&self, collection: &'static str) -> Vec<Value> {
+    fn list(&self, collection: Collection) -> Vec<Value> {
         self.collections
             .lock()
             .expect("demo lock")
-            .get(collection)
+            .get(&collection)
             .cloned()
             .unwrap_or_default()
     }
@@ -219,7 +274,7 @@ async fn events(
     if demo.outage.load(Ordering::Relaxed) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    let list = demo.list("events");
+    let list = demo.list(Collection::Events);
     let size = param(&query, "count").unwrap_or(20).clamp(1, 100);
     let from = param(&query, "page_token").unwrap_or(0).min(list.len());
     let end = (from + size).min(list.len());
@@ -237,8 +292,7 @@ async fn one_event(State(demo): State<Shared>, Path(id): Path<String>) -> Respon
     let uri = format!("{}/scheduled_events/{id}", demo.base);
     one(
         &demo,
-        "events",
-        "uri",
+        Collection::Events,
         &uri,
         |item| json!({"resource": item}),
     )
@@ -253,7 +307,7 @@ async fn payments(
     }
     let since: Option<i64> = query.get("created[gte]").and_then(|v| v.parse().ok());
     let list: Vec<Value> = demo
-        .list("payments")
+        .list(Collection::Payments)
         .into_iter()
         .filter(|p| since.is_none_or(|s| p["created"].as_i64().unwrap_or(0) >= s))
         .collect();
@@ -272,7 +326,7 @@ async fn payments(
 }
 
 async fn one_payment(State(demo): State<Shared>, Path(id): Path<String>) -> Response {
-    one(&demo, "payments", "id", &id, |item| item)
+    one(&demo, Collection::Payments, &id, |item| item)
 }
 
 async fn jobs(
@@ -286,7 +340,7 @@ async fn jobs(
     }
     let since = query.get("modified_since");
     let list: Vec<Value> = demo
-        .list("jobs")
+        .list(Collection::Jobs)
         .into_iter()
         .filter(|j| {
             since.is_none_or(|s| j["Modified_Time"].as_str().is_some_and(|m| m >= s.as_str()))
@@ -315,20 +369,14 @@ async fn one_job(
 ) -> Response {
     one(
         &demo,
-        "jobs",
-        "ID",
+        Collection::Jobs,
         &id,
         |item| json!({"code": 3000, "data": item}),
     )
 }
 
-fn one(
-    demo: &Demo,
-    collection: &'static str,
-    field: &str,
-    id: &str,
-    wrap: fn(Value) -> Value,
-) -> Response {
+fn one(demo: &Demo, collection: Collection, id: &str, wrap: fn(Value) -> Value) -> Response {
+    let field = collection.id_field();
     if demo.outage.load(Ordering::Relaxed) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
@@ -369,124 +417,87 @@ impl Default for ControlBody {
     }
 }
 
-/// The stamp a changed item gets.
-fn stamp(collection: &str, item: &mut Value, backdate: bool) {
-    let now = Timestamp::now();
-    let (rfc3339, unix) = if backdate {
-        ("2026-10-01T00:00:00Z".to_owned(), 1_790_000_000)
-    } else {
-        (now.to_rfc3339(), now.as_secs())
-    };
-    match collection {
-        "properties" => item["updated_at"] = json!(rfc3339),
-        "events" => item["updated_at"] = json!(rfc3339),
-        "payments" => item["created"] = json!(unix),
-        "jobs" => item["Modified_Time"] = json!(rfc3339),
-        _ => {}
-    }
+/// The answer to a control route naming no collection.
+fn no_such_collection() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "no such collection"})),
+    )
+        .into_response()
 }
 
-/// Changes the first `count` items of a collection (a new price, name,
-/// amount or status) and returns their ids.
+/// Changes the first `count` items of a collection and returns their ids.
 async fn change(
     State(demo): State<Shared>,
-    Path(collection): Path<String>,
+    Path(name): Path<String>,
     body: Option<Json<ControlBody>>,
 ) -> Response {
-    let Some(field) = id_field(&collection) else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "no such collection"})),
-        )
-            .into_response();
+    let Some(collection) = Collection::parse(&name) else {
+        return no_such_collection();
     };
     let Json(body) = body.unwrap_or_default();
-    let revision = {
-        let mut revision = demo.revision.lock().expect("demo lock");
-        *revision += 1;
-        *revision
-    };
+    let revision = demo.revision.fetch_add(1, Ordering::Relaxed) + 1;
     let mut changed = Vec::new();
-    if collection == "properties" {
+    let mut edit = |item: &mut Value| {
+        collection.alter(item, revision);
+        collection.stamp(item, body.backdate);
+        changed.push(item[collection.id_field()].clone());
+    };
+    if collection == Collection::Properties {
         let count = body.count.min(demo.property_count());
         let mut overrides = demo.properties.lock().expect("demo lock");
         for i in 0..count {
-            let mut item = overrides.get(&i).cloned().unwrap_or_else(|| property(i));
-            item["price"] = json!(item["price"].as_i64().unwrap_or(0) + 1_000);
-            stamp(&collection, &mut item, body.backdate);
-            changed.push(item[field].clone());
-            overrides.insert(i, item);
+            let item = overrides.entry(i).or_insert_with(|| property(i));
+            edit(item);
         }
     } else {
         let mut collections = demo.collections.lock().expect("demo lock");
-        let list = collections.entry(collection_name(&collection)).or_default();
-        for item in list.iter_mut().take(body.count) {
-            match collection.as_str() {
-                "events" => item["name"] = json!(format!("Site visit (rev {revision})")),
-                "payments" => item["amount"] = json!(item["amount"].as_i64().unwrap_or(0) + 100),
-                _ => item["Status"] = json!(format!("Rescheduled (rev {revision})")),
-            }
-            stamp(&collection, item, body.backdate);
-            changed.push(item[field].clone());
-        }
+        let list = collections.entry(collection).or_default();
+        list.iter_mut().take(body.count).for_each(edit);
     }
-    Json(json!({"collection": collection, "changed": changed})).into_response()
-}
-
-fn collection_name(name: &str) -> &'static str {
-    match name {
-        "events" => "events",
-        "payments" => "payments",
-        _ => "jobs",
-    }
+    Json(json!({"collection": name, "changed": changed})).into_response()
 }
 
 /// Adds `count` new items to a collection and returns their ids.
 async fn add(
     State(demo): State<Shared>,
-    Path(collection): Path<String>,
+    Path(name): Path<String>,
     body: Option<Json<ControlBody>>,
 ) -> Response {
-    let Some(field) = id_field(&collection) else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "no such collection"})),
-        )
-            .into_response();
+    let Some(collection) = Collection::parse(&name) else {
+        return no_such_collection();
     };
     let Json(body) = body.unwrap_or_default();
+    let fresh = |i: usize| {
+        let mut item = collection.generate(&demo.base, i);
+        collection.stamp(&mut item, body.backdate);
+        if body.invalid {
+            item["Scheduled_Start"] = json!("TBD");
+            item["start_time"] = json!("TBD");
+        }
+        item
+    };
     let mut added = Vec::new();
-    if collection == "properties" {
+    if collection == Collection::Properties {
         let mut count = demo.added_properties.lock().expect("demo lock");
         let mut overrides = demo.properties.lock().expect("demo lock");
         for _ in 0..body.count {
             let i = demo.counts.properties + *count;
             *count += 1;
-            let mut item = property(i);
-            stamp(&collection, &mut item, body.backdate);
-            added.push(item[field].clone());
+            let item = fresh(i);
+            added.push(item[collection.id_field()].clone());
             overrides.insert(i, item);
         }
     } else {
         let mut collections = demo.collections.lock().expect("demo lock");
-        let list = collections.entry(collection_name(&collection)).or_default();
+        let list = collections.entry(collection).or_default();
         for _ in 0..body.count {
-            let i = list.len();
-            let mut item = match collection.as_str() {
-                "events" => event(&demo.base, i),
-                "payments" => payment(i),
-                _ => job(i),
-            };
-            stamp(&collection, &mut item, body.backdate);
-            if body.invalid {
-                item["Scheduled_Start"] = json!("TBD");
-                item["start_time"] = json!("TBD");
-            }
-            added.push(item[field].clone());
+            let item = fresh(list.len());
+            added.push(item[collection.id_field()].clone());
             list.push(item);
         }
     }
-    Json(json!({"collection": collection, "added": added})).into_response()
+    Json(json!({"collection": name, "added": added})).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -515,12 +526,14 @@ pub async fn serve_demo(addr: SocketAddr, counts: DemoCounts) -> Result<SocketAd
         .map_err(|e| Error::internal(format!("demo source: {e}")))?;
     let base = format!("http://{bound}");
     let mut collections = BTreeMap::new();
-    collections.insert(
-        "events",
-        (0..counts.events).map(|i| event(&base, i)).collect(),
-    );
-    collections.insert("payments", (0..counts.payments).map(payment).collect());
-    collections.insert("jobs", (0..counts.jobs).map(job).collect());
+    for (collection, count) in [
+        (Collection::Events, counts.events),
+        (Collection::Payments, counts.payments),
+        (Collection::Jobs, counts.jobs),
+    ] {
+        let items = (0..count).map(|i| collection.generate(&base, i)).collect();
+        collections.insert(collection, items);
+    }
     let demo = Arc::new(Demo {
         base,
         counts,
@@ -528,7 +541,7 @@ pub async fn serve_demo(addr: SocketAddr, counts: DemoCounts) -> Result<SocketAd
         added_properties: Mutex::new(0),
         collections: Mutex::new(collections),
         outage: AtomicBool::new(false),
-        revision: Mutex::new(0),
+        revision: AtomicU64::new(0),
     });
     use axum::routing::{get, post};
     let app = Router::new()

@@ -139,10 +139,8 @@ impl Functions {
             .webhook_sources
             .clone()
             .unwrap_or_else(|| r#"{"sources": {}}"#.to_owned());
-        let secrets = WebhookSources::uses_secrets_manager(&webhook_document)?
-            .then(|| adapters.secrets_manager());
         let webhook_sources =
-            WebhookSources::load(&webhook_document, var, secrets.as_ref()).await?;
+            WebhookSources::load(&webhook_document, var, Some(&adapters.sdk)).await?;
         let store = adapters.store.clone();
         let queue = adapters.queue.clone();
         let mut worker = RetryWorker::new(store.clone(), queue.clone(), retry);

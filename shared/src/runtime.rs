@@ -71,10 +71,6 @@ impl Adapters {
         ))
     }
 
-    pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
-        aws_sdk_secretsmanager::Client::new(&self.sdk)
-    }
-
     /// The adapters `config` names, with the AWS configuration (region,
     /// credentials, `AWS_ENDPOINT_URL*`) read from the environment.
     pub async fn from_config(config: &Config) -> Result<Self> {

@@ -188,7 +188,7 @@ impl Moto {
         aws_sdk_secretsmanager::Client::new(&self.sdk_config().await)
     }
 
-    async fn sdk_config(&self) -> aws_config::SdkConfig {
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(&self.endpoint)

@@ -12,9 +12,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let adapters = Adapters::from_config(&config).await?;
     let document = config::webhook_sources_document()?;
-    let secrets =
-        WebhookSources::uses_secrets_manager(&document)?.then(|| adapters.secrets_manager());
-    let sources = WebhookSources::load(&document, config::env_var, secrets.as_ref()).await?;
+    let sources = WebhookSources::load(&document, config::env_var, Some(&adapters.sdk)).await?;
     let service = WebhookService::new(adapters.store.clone(), adapters.queue.clone(), sources);
     run(service_fn(|request| handle_webhook(&service, request))).await
 }

@@ -47,8 +47,11 @@ pub struct ApplyChanges {
 
 impl ChangeSpec {
     /// The store write this change asks for: whatever is stored now is
-    /// updated (or created).
-    pub fn to_write(&self, source: Option<SourceId>) -> Result<RecordWrite> {
+    /// updated (or created). A webhook does not take ownership of a record:
+    /// `source` on a record names the REST source that owns it (its full
+    /// runs sweep what they no longer see, its checks compare it), and a
+    /// webhook source may share that source's name; the owner stays.
+    pub fn to_write(&self) -> Result<RecordWrite> {
         let change = match (&self.data, self.deleted) {
             (_, true) => Change::Delete,
             (Some(data), false) if self.merge => Change::Merge(data.clone()),
@@ -65,7 +68,7 @@ impl ChangeSpec {
             id: self.id.clone(),
             change,
             expect: Expect::Any,
-            source,
+            source: None,
             origin: None,
         })
     }
@@ -78,11 +81,7 @@ impl ApplyChanges {
         let writes = self
             .changes
             .iter()
-            // A webhook does not take ownership of a record: `source` on a
-            // record names the REST source that owns it (its full runs
-            // sweep what they no longer see, its checks compare it), and a
-            // webhook source may share that source's name.
-            .map(|spec| spec.to_write(None))
+            .map(ChangeSpec::to_write)
             .collect::<Result<Vec<_>>>()?;
         let once = match &self.dedupe {
             Some(dedupe) => vec![(

@@ -393,36 +393,34 @@ impl Store {
         entity: &EntityType,
         ids: &[&RecordId],
     ) -> Result<HashMap<RecordId, Record>> {
-        let keys = ids
-            .iter()
-            .map(|id| record_key(tenant, entity, id))
-            .collect();
-        let now = Timestamp::now();
-        let mut records = HashMap::new();
-        for item in self.batch_get(keys).await? {
-            if let Some(record) = decode_record(item, now)? {
-                records.insert(record.id.clone(), record);
-            }
-        }
-        Ok(records)
+        self.read_records(tenant, entity, ids, false).await
     }
 
-    /// Current records by id without their data (absent ones left out):
-    /// enough to decide whether a put or delete changes anything.
-    async fn get_record_heads(
+    /// Current records by id; with `heads_only`, without their data (enough
+    /// to decide whether a put or delete changes anything).
+    async fn read_records(
         &self,
         tenant: &TenantId,
         entity: &EntityType,
         ids: &[&RecordId],
+        heads_only: bool,
     ) -> Result<HashMap<RecordId, Record>> {
         let keys = ids
             .iter()
             .map(|id| record_key(tenant, entity, id))
             .collect();
+        let items = self
+            .batch_get_projected(keys, heads_only.then_some(HEAD))
+            .await?;
         let now = Timestamp::now();
         let mut records = HashMap::new();
-        for item in self.batch_get_projected(keys, Some(HEAD)).await? {
-            if let Some(record) = decode_head(tenant, entity, item, now)? {
+        for item in items {
+            let record = if heads_only {
+                decode_head(tenant, entity, item, now)?
+            } else {
+                decode_record(item, now)?
+            };
+            if let Some(record) = record {
                 records.insert(record.id.clone(), record);
             }
         }
@@ -604,11 +602,8 @@ impl Store {
         let ids: Vec<&RecordId> = changes.iter().map(|(id, _)| id).collect();
         // Puts and deletes replace the content: the stored version, hash and
         // bookkeeping are all they need, not the data.
-        let current = if changes.iter().any(|(_, c)| matches!(c, Change::Merge(_))) {
-            self.get_records(tenant, entity, &ids).await?
-        } else {
-            self.get_record_heads(tenant, entity, &ids).await?
-        };
+        let merges = changes.iter().any(|(_, c)| matches!(c, Change::Merge(_)));
+        let current = self.read_records(tenant, entity, &ids, !merges).await?;
         let now = Timestamp::now();
         let mut outcome = BatchOutcome::default();
         let mut updated = Vec::new();

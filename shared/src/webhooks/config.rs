@@ -92,27 +92,17 @@ pub struct WebhookSource {
 pub struct WebhookSources(HashMap<String, WebhookSource>);
 
 impl WebhookSources {
-    /// Whether any secret in the document is a Secrets Manager reference
-    /// (the functions build a Secrets Manager client only then).
-    pub fn uses_secrets_manager(json: &str) -> Result<bool> {
-        let spec: SourcesSpec = serde_json::from_str(json)
-            .map_err(|e| Error::Config(format!("webhook sources: {e}")))?;
-        Ok(spec.sources.values().any(|source| {
-            source
-                .secrets
-                .iter()
-                .any(|secret| matches!(secret, SecretRef::SecretsManager(_)))
-        }))
-    }
-
     /// Reads the JSON document and resolves every secret: from the
-    /// environment through `env`, from Secrets Manager through `secrets`.
-    /// Any problem fails here, at cold start.
+    /// environment through `env`, from Secrets Manager with a client built
+    /// from `aws` on the first reference (a document without one builds no
+    /// client, which keeps it out of the cold start). Any problem fails
+    /// here, at cold start.
     pub async fn load(
         json: &str,
         env: impl Fn(&str) -> Option<String>,
-        secrets: Option<&aws_sdk_secretsmanager::Client>,
+        aws: Option<&aws_config::SdkConfig>,
     ) -> Result<Self> {
+        let mut secrets_manager: Option<aws_sdk_secretsmanager::Client> = None;
         let spec: SourcesSpec = serde_json::from_str(json)
             .map_err(|e| Error::Config(format!("webhook sources: {e}")))?;
         let mut sources = HashMap::new();
@@ -121,8 +111,11 @@ impl WebhookSources {
                 .map_err(|e| Error::Config(format!("webhook source {name:?}: {e}")))?;
             let mut values = Vec::with_capacity(source.secrets.len());
             for secret in &source.secrets {
+                if matches!(secret, SecretRef::SecretsManager(_)) && secrets_manager.is_none() {
+                    secrets_manager = aws.map(aws_sdk_secretsmanager::Client::new);
+                }
                 values.push(
-                    resolve(secret, &env, secrets)
+                    resolve(secret, &env, secrets_manager.as_ref())
                         .await
                         .map_err(|e| Error::Config(format!("webhook source {name}: {e}")))?,
                 );
@@ -196,21 +189,5 @@ async fn resolve(
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| Error::Config(format!("secret {id} has no string value")))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_secrets_manager_client_is_needed_only_for_secrets_manager_references() {
-        let sample = include_str!("../../../events/webhook/sources.json");
-        assert!(!WebhookSources::uses_secrets_manager(sample).expect("sample"));
-        let referenced = r#"{"sources": {"s": {"tenant": "t", "verifier": {"kind": "stripe"},
-            "secrets": [{"env": "A"}, {"secrets_manager": "syncline/stripe"}],
-            "event_type": "/type", "event_id": {"pointer": "/id"}, "events": {}}}}"#;
-        assert!(WebhookSources::uses_secrets_manager(referenced).expect("document"));
-        assert!(WebhookSources::uses_secrets_manager("{").is_err());
     }
 }

@@ -587,9 +587,13 @@ async fn secrets_can_come_from_secrets_manager() {
         "events": {}
     }}})
     .to_string();
-    let sources = WebhookSources::load(&document, |_| None, Some(&client))
-        .await
-        .expect("load");
+    let sources = WebhookSources::load(
+        &document,
+        |_| None,
+        Some(&syncline_tests::moto().sdk_config().await),
+    )
+    .await
+    .expect("load");
     let source = sources.get("stripe").expect("source");
     let body = br#"{"id":"evt_1","type":"x"}"#;
     let header = stripe_header("whsec_from_secrets_manager", now().as_secs(), body);
