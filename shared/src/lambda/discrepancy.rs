@@ -6,7 +6,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::discrepancy::DiscrepancyChecker;
-use crate::error::Error;
 use crate::ingest::SyncEngine;
 use crate::model::SourceId;
 
@@ -26,11 +25,7 @@ pub async fn handle_check(
     checker: &DiscrepancyChecker,
     event: LambdaEvent<Value>,
 ) -> Result<Value, lambda_runtime::Error> {
-    let detail: Detail = match event.payload.get("detail") {
-        Some(detail) if !detail.is_null() => serde_json::from_value(detail.clone())
-            .map_err(|e| Error::validation("detail", e.to_string()))?,
-        _ => Detail::default(),
-    };
+    let detail: Detail = super::event_detail(&event.payload)?;
     let sources = detail
         .sources
         .unwrap_or_else(|| engine.sources().ids().cloned().collect());

@@ -8,7 +8,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::sqs::handle_retry_batch;
-use crate::error::Error;
 use crate::ingest::{RunRequest, SyncEngine, Trigger};
 use crate::model::{RunKind, SourceId, Timestamp};
 use crate::retry::RetryWorker;
@@ -40,11 +39,7 @@ pub async fn handle_schedule(
         return Ok(serde_json::to_value(response)?);
     }
     let deadline = Timestamp::from_millis(i64::try_from(context.deadline).unwrap_or(0));
-    let detail: Detail = match payload.get("detail") {
-        Some(detail) if !detail.is_null() => serde_json::from_value(detail.clone())
-            .map_err(|e| Error::validation("detail", e.to_string()))?,
-        _ => Detail::default(),
-    };
+    let detail: Detail = super::event_detail(&payload)?;
     let sources = match detail.sources {
         Some(sources) => sources,
         None => engine.due(Timestamp::now()).await?,
