@@ -25,6 +25,8 @@ pub struct SentRequest {
     /// Items in a BatchWriteItem or TransactWriteItems, keys in a
     /// BatchGetItem; 1 otherwise.
     pub items: usize,
+    /// Record items it puts (sort key `R#...`), in any write operation.
+    pub records: usize,
 }
 
 /// Records every request a store's client sends.
@@ -38,6 +40,15 @@ impl RequestLog {
 
     pub fn count(requests: &[SentRequest], operation: &str) -> usize {
         requests.iter().filter(|r| r.operation == operation).count()
+    }
+
+    /// Record items put by each request that put any, in order.
+    pub fn record_writes(requests: &[SentRequest]) -> Vec<usize> {
+        requests
+            .iter()
+            .filter(|r| r.records > 0)
+            .map(|r| r.records)
+            .collect()
     }
 
     pub fn sizes(requests: &[SentRequest], operation: &str) -> Vec<usize> {
@@ -74,6 +85,30 @@ fn items_in(operation: &str, body: &serde_json::Value) -> usize {
     }
 }
 
+/// Record items (sort key `R#...`) a write request puts.
+fn records_in(body: &serde_json::Value) -> usize {
+    let is_record = |item: &serde_json::Value| {
+        item["sk"]["S"]
+            .as_str()
+            .is_some_and(|sk| sk.starts_with("R#"))
+    };
+    let batched = body["RequestItems"]
+        .as_object()
+        .into_iter()
+        .flat_map(|tables| tables.values())
+        .filter_map(serde_json::Value::as_array)
+        .flatten()
+        .filter(|request| is_record(&request["PutRequest"]["Item"]))
+        .count();
+    let transacted = body["TransactItems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|action| is_record(&action["Put"]["Item"]))
+        .count();
+    batched + transacted + usize::from(is_record(&body["Item"]))
+}
+
 impl Intercept for RequestLog {
     fn name(&self) -> &'static str {
         "RequestLog"
@@ -98,10 +133,12 @@ impl Intercept for RequestLog {
             .and_then(|b| serde_json::from_slice(b).ok())
             .unwrap_or_default();
         let items = items_in(&operation, &body);
-        self.0
-            .lock()
-            .expect("request log lock")
-            .push(SentRequest { operation, items });
+        let records = records_in(&body);
+        self.0.lock().expect("request log lock").push(SentRequest {
+            operation,
+            items,
+            records,
+        });
         Ok(())
     }
 }

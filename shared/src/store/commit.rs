@@ -3,7 +3,7 @@
 //! counter item inside the same transaction as the record changes, the
 //! client's last mutation id and any once-only keys: all commit or none do.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
@@ -53,35 +53,19 @@ pub struct Committed {
     pub changed: bool,
 }
 
-/// The tenant's counter item: the last allocated sequence number and the
-/// ranges bulk writes have reserved but may not have finished writing.
+/// The tenant's counter item: the last allocated sequence number. Every
+/// change takes its numbers in the transaction that writes it, so every
+/// number up to `value` is committed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct Counter {
     #[serde(default)]
     pub value: u64,
-    /// First reserved number -> reservation expiry (epoch ms). Entries are
-    /// only ever added or removed one by one, never rewritten as a whole, so
-    /// a writer working from a stale read cannot bring back a released one.
-    #[serde(default)]
-    pub resv: Option<BTreeMap<String, i64>>,
 }
 
 impl Counter {
-    /// The highest sequence number below which every change is durably
-    /// written, as of `now`. Expired reservations no longer hold it back.
-    pub fn watermark(&self, now: Timestamp) -> u64 {
-        self.resv
-            .iter()
-            .flatten()
-            .filter(|(_, expiry)| now.as_millis() < **expiry)
-            .filter_map(|(start, _)| start.parse::<u64>().ok())
-            .map(|start| start.saturating_sub(1))
-            .fold(self.value, u64::min)
-    }
-
     /// The condition that the counter still holds what was read.
     fn guard(&self) -> CounterGuard {
-        if self.value == 0 && self.resv.is_none() {
+        if self.value == 0 {
             CounterGuard {
                 expression: "attribute_not_exists(#pk)",
                 name: ("#pk", PK),
@@ -121,13 +105,6 @@ impl CounterGuard {
             .chain(self.old.clone().map(|old| (":old".to_owned(), old)))
             .collect()
     }
-}
-
-/// A bulk write's claim on `start..start + count`.
-#[derive(Debug, Clone)]
-pub(super) struct Reservation {
-    pub start: u64,
-    pub reserved_at: Timestamp,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -209,94 +186,6 @@ impl Store {
         Ok(Seq::new(self.read_counter(tenant).await?.value))
     }
 
-    /// Reserves `count` sequence numbers for a bulk write. Pulls will not move
-    /// past the reservation until it is released or `lifetime` has passed.
-    pub(super) async fn reserve_seqs(
-        &self,
-        tenant: &TenantId,
-        count: u64,
-        lifetime: Duration,
-    ) -> Result<Reservation> {
-        for attempt in 0..MAX_COMMIT_ATTEMPTS {
-            let counter = self.read_counter(tenant).await?;
-            let now = Timestamp::now();
-            let start = counter.value + 1;
-            let expiry = n(now.plus(lifetime).as_millis());
-            let guard = counter.guard();
-            let mut names = vec![("#resv".to_owned(), "resv".to_owned())];
-            let mut values = vec![(":new", n(counter.value + count))];
-            let (expression, condition) = match &counter.resv {
-                None => {
-                    values.push((
-                        ":resv",
-                        AttributeValue::M(HashMap::from([(start.to_string(), expiry)])),
-                    ));
-                    (
-                        "SET #value = :new, #resv = :resv".to_owned(),
-                        format!("({}) AND attribute_not_exists(#resv)", guard.expression),
-                    )
-                }
-                Some(reservations) => {
-                    names.push(("#start".to_owned(), start.to_string()));
-                    values.push((":exp", expiry));
-                    let mut expression = "SET #value = :new, #resv.#start = :exp".to_owned();
-                    // Reservations whose writer gave up or died: clear them.
-                    let expired: Vec<&String> = reservations
-                        .iter()
-                        .filter(|(_, e)| now.as_millis() >= **e)
-                        .map(|(first, _)| first)
-                        .collect();
-                    for (i, first) in expired.iter().enumerate() {
-                        expression.push_str(if i == 0 { " REMOVE " } else { ", " });
-                        expression.push_str(&format!("#resv.#x{i}"));
-                        names.push((format!("#x{i}"), (*first).clone()));
-                    }
-                    (expression, guard.expression.to_owned())
-                }
-            };
-            let mut all_names = guard.names(&[]);
-            all_names.extend(names);
-            let update = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(counter_key(tenant)))
-                .update_expression(expression)
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(all_names))
-                .set_expression_attribute_values(Some(guard.values(values)));
-            match update.send().await {
-                Ok(_) => {
-                    return Ok(Reservation {
-                        start,
-                        reserved_at: now,
-                    });
-                }
-                Err(err) if super::is_condition_failure(&err) => backoff(attempt).await,
-                Err(err) => return Err(store_error("UpdateItem", err)),
-            }
-        }
-        Err(contention("reserving sequence numbers"))
-    }
-
-    pub(super) async fn release_seqs(
-        &self,
-        tenant: &TenantId,
-        reservation: &Reservation,
-    ) -> Result<()> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(counter_key(tenant)))
-            .update_expression("REMOVE #resv.#start")
-            .expression_attribute_names("#resv", "resv")
-            .expression_attribute_names("#start", reservation.start.to_string())
-            .send()
-            .await
-            .map_err(|e| store_error("UpdateItem", e))?;
-        Ok(())
-    }
-
     async fn read_snapshot(&self, set: &ChangeSet) -> Result<Snapshot> {
         let mut keys = vec![counter_key(&set.tenant)];
         if let Some(progress) = &set.client {
@@ -344,85 +233,163 @@ impl Store {
         validate(set)?;
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
             let snapshot = self.read_snapshot(set).await?;
-            check_expectations(set, &snapshot)?;
-            let now = Timestamp::now();
-            let mut committed = Vec::with_capacity(set.writes.len());
-            let mut actions = Vec::new();
-            let mut kinds = Vec::new();
-            let mut seq = snapshot.counter.value;
-            for write in &set.writes {
-                let current = snapshot
-                    .records
-                    .get(&(write.entity.clone(), write.id.clone()));
-                let Some(mut record) = apply_change(&set.tenant, write, current, now) else {
-                    if let Some(current) = current {
-                        committed.push(Committed {
-                            record: current.clone(),
-                            changed: false,
-                        });
-                    }
-                    continue;
-                };
-                seq += 1;
-                record.seq = Seq::new(seq);
-                actions.push(self.record_put(&record, current, now)?);
-                kinds.push(Action::Record {
-                    retry_on_conflict: write.expect == Expect::Any,
-                });
-                committed.push(Committed {
-                    record,
-                    changed: true,
-                });
-            }
-            if seq > snapshot.counter.value {
-                actions.insert(0, self.counter_bump(&set.tenant, &snapshot.counter, seq)?);
-                kinds.insert(0, Action::Counter);
-            }
-            if let Some(progress) = &set.client {
-                actions.push(self.client_put(&set.tenant, progress, now)?);
-                kinds.push(Action::Client);
-            }
-            for (key, ttl) in &set.once {
-                actions.push(
-                    TransactWriteItem::builder()
-                        .put(self.once_put(key, *ttl, now)?)
-                        .build(),
-                );
-                kinds.push(Action::Once);
-            }
-            if let Some(trail) = &set.trail
-                && seq > snapshot.counter.value
-            {
-                let entry = super::TrailEntry {
-                    trail: trail.clone(),
-                    changes: committed
-                        .iter()
-                        .filter(|c| c.changed)
-                        .map(|c| super::TrailChange::of(&c.record))
-                        .collect(),
-                };
-                actions.push(self.trail_put(&set.tenant, &entry, now)?);
-                kinds.push(Action::Trail);
-            }
-            if actions.is_empty() {
+            if let Some(committed) = self.try_commit(set, &snapshot, attempt).await? {
                 return Ok(committed);
-            }
-            let sent = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(actions))
-                .send()
-                .await;
-            match sent {
-                Ok(_) => return Ok(committed),
-                Err(err) => match explain_cancellation(&err, &kinds) {
-                    Some(Cancelled::Retry) => backoff(attempt).await,
-                    Some(Cancelled::Conflict(why)) => return Err(Error::Conflict(why)),
-                    None => return Err(store_error("TransactWriteItems", err)),
-                },
             }
         }
         Err(contention("committing a change set"))
+    }
+
+    /// [`Store::commit`] for puts and deletes without a client, over record
+    /// heads (version, hash, bookkeeping; no data) that the caller may have
+    /// read already: `known` serves the first attempt, a retry reads afresh.
+    /// The tenant counter is read only when something changes; an unchanged
+    /// write comes back with its head (empty data).
+    pub(super) async fn commit_heads(
+        &self,
+        set: &ChangeSet,
+        mut known: Option<HashMap<RecordId, Record>>,
+    ) -> Result<Vec<Committed>> {
+        validate(set)?;
+        let entity = match set.writes.first() {
+            Some(first) => first.entity.clone(),
+            None => return Ok(Vec::new()),
+        };
+        if set.client.is_some()
+            || set
+                .writes
+                .iter()
+                .any(|w| w.entity != entity || matches!(w.change, super::Change::Merge(_)))
+        {
+            return Err(Error::internal(
+                "a head-only commit takes puts and deletes of one entity type without a client",
+            ));
+        }
+        let ids: Vec<&RecordId> = set.writes.iter().map(|w| &w.id).collect();
+        for attempt in 0..MAX_COMMIT_ATTEMPTS {
+            let heads = match known.take() {
+                Some(heads) => heads,
+                None => self.read_records(&set.tenant, &entity, &ids, true).await?,
+            };
+            let now = Timestamp::now();
+            let changes = set
+                .writes
+                .iter()
+                .any(|w| apply_change(&set.tenant, w, heads.get(&w.id), now).is_some());
+            if !changes {
+                return Ok(set
+                    .writes
+                    .iter()
+                    .filter_map(|w| heads.get(&w.id))
+                    .map(|record| Committed {
+                        record: record.clone(),
+                        changed: false,
+                    })
+                    .collect());
+            }
+            let snapshot = Snapshot {
+                counter: self.read_counter(&set.tenant).await?,
+                client_progress: 0,
+                records: heads
+                    .into_iter()
+                    .map(|(id, record)| ((entity.clone(), id), record))
+                    .collect(),
+            };
+            if let Some(committed) = self.try_commit(set, &snapshot, attempt).await? {
+                return Ok(committed);
+            }
+        }
+        Err(contention("committing a change set"))
+    }
+
+    /// One attempt at writing `set` over what `snapshot` read: the committed
+    /// records, or `None` when the attempt lost a race worth retrying.
+    async fn try_commit(
+        &self,
+        set: &ChangeSet,
+        snapshot: &Snapshot,
+        attempt: u32,
+    ) -> Result<Option<Vec<Committed>>> {
+        check_expectations(set, snapshot)?;
+        let now = Timestamp::now();
+        let mut committed = Vec::with_capacity(set.writes.len());
+        let mut actions = Vec::new();
+        let mut kinds = Vec::new();
+        let mut seq = snapshot.counter.value;
+        for write in &set.writes {
+            let current = snapshot
+                .records
+                .get(&(write.entity.clone(), write.id.clone()));
+            let Some(mut record) = apply_change(&set.tenant, write, current, now) else {
+                if let Some(current) = current {
+                    committed.push(Committed {
+                        record: current.clone(),
+                        changed: false,
+                    });
+                }
+                continue;
+            };
+            seq += 1;
+            record.seq = Seq::new(seq);
+            actions.push(self.record_put(&record, current, now)?);
+            kinds.push(Action::Record {
+                retry_on_conflict: write.expect == Expect::Any,
+            });
+            committed.push(Committed {
+                record,
+                changed: true,
+            });
+        }
+        if seq > snapshot.counter.value {
+            actions.insert(0, self.counter_bump(&set.tenant, &snapshot.counter, seq)?);
+            kinds.insert(0, Action::Counter);
+        }
+        if let Some(progress) = &set.client {
+            actions.push(self.client_put(&set.tenant, progress, now)?);
+            kinds.push(Action::Client);
+        }
+        for (key, ttl) in &set.once {
+            actions.push(
+                TransactWriteItem::builder()
+                    .put(self.once_put(key, *ttl, now)?)
+                    .build(),
+            );
+            kinds.push(Action::Once);
+        }
+        if let Some(trail) = &set.trail
+            && seq > snapshot.counter.value
+        {
+            let entry = super::TrailEntry {
+                trail: trail.clone(),
+                changes: committed
+                    .iter()
+                    .filter(|c| c.changed)
+                    .map(|c| super::TrailChange::of(&c.record))
+                    .collect(),
+            };
+            actions.push(self.trail_put(&set.tenant, &entry, now)?);
+            kinds.push(Action::Trail);
+        }
+        if actions.is_empty() {
+            return Ok(Some(committed));
+        }
+        let sent = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(Some(committed)),
+            Err(err) => match explain_cancellation(&err, &kinds) {
+                Some(Cancelled::Retry) => {
+                    backoff(attempt).await;
+                    Ok(None)
+                }
+                Some(Cancelled::Conflict(why)) => Err(Error::Conflict(why)),
+                None => Err(store_error("TransactWriteItems", err)),
+            },
+        }
     }
 
     fn record_put(

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -284,14 +284,36 @@ pub(super) fn apply_change(
 
 /// BatchGetItem's limit of keys per call.
 const BATCH_GET_MAX: usize = 100;
-/// BatchWriteItem's limit of items per call.
-pub const BATCH_WRITE_MAX: usize = 25;
-/// BatchWriteItem and BatchGetItem calls in flight at once for one batch.
-pub const WRITE_CONCURRENCY: usize = 4;
-/// A bulk write must finish its reserved range well within the reservation's
-/// lifetime, or pulls would move past sequence numbers still being written.
-const RESERVATION_LIFETIME: Duration = Duration::from_secs(300);
-const RESERVATION_WRITE_WINDOW: Duration = Duration::from_secs(240);
+/// Record writes in one bulk chunk: a transaction's 100 actions less the
+/// counter and the trail entry.
+pub const BULK_CHUNK: usize = super::commit::MAX_TRANSACTION_ITEMS - 2;
+/// A bulk chunk closes before its records add up to this much (a
+/// transaction carries at most 4 MB).
+const BULK_CHUNK_BYTES: usize = 2 * 1024 * 1024;
+/// BatchGetItem calls in flight at once for one read.
+const READ_CONCURRENCY: usize = 4;
+
+/// Roughly how many bytes a change adds to a transaction.
+fn approximate_size(change: &Change) -> usize {
+    fn value(v: &Value) -> usize {
+        match v {
+            Value::String(s) => s.len() + 3,
+            Value::Array(items) => items.iter().map(value).sum::<usize>() + 3,
+            Value::Object(map) => object(map),
+            _ => 8,
+        }
+    }
+    fn object(map: &Map<String, Value>) -> usize {
+        map.iter()
+            .map(|(k, v)| k.len() + 3 + value(v))
+            .sum::<usize>()
+            + 3
+    }
+    match change {
+        Change::Put(data) | Change::Merge(data) => object(data) + 256,
+        Change::Delete => 256,
+    }
+}
 
 impl Store {
     pub async fn get_record(
@@ -334,7 +356,7 @@ impl Store {
             .chunks(BATCH_GET_MAX)
             .map(|chunk| self.get_chunk(chunk.to_vec(), attributes))
             .collect();
-        let mut calls = futures_util::stream::iter(calls).buffer_unordered(WRITE_CONCURRENCY);
+        let mut calls = futures_util::stream::iter(calls).buffer_unordered(READ_CONCURRENCY);
         let mut found = Vec::with_capacity(keys.len());
         while let Some(items) = calls.next().await {
             found.extend(items?);
@@ -398,7 +420,7 @@ impl Store {
 
     /// Current records by id; with `heads_only`, without their data (enough
     /// to decide whether a put or delete changes anything).
-    async fn read_records(
+    pub(super) async fn read_records(
         &self,
         tenant: &TenantId,
         entity: &EntityType,
@@ -496,10 +518,10 @@ impl Store {
     /// Every change to the given entity types committed after `cursor`, in
     /// commit order, at most `limit` records a page.
     ///
-    /// Gap-free: the feed only advances to a watermark below any sequence
-    /// range still being written by a bulk upsert, and the change sequence is
-    /// allocated inside the atomic write of each change, so a change that
-    /// commits later never lands behind a cursor already handed out.
+    /// Gap-free: every change, bulk or not, takes its sequence number from
+    /// the tenant counter inside the transaction that writes it, so a change
+    /// that commits later never lands behind a cursor already handed out,
+    /// and everything up to the counter's value is readable.
     pub async fn changes_since(
         &self,
         tenant: &TenantId,
@@ -508,12 +530,11 @@ impl Store {
         limit: u32,
     ) -> Result<Changes> {
         let limit = limit.clamp(1, 1000) as usize;
-        let counter = self.read_counter(tenant).await?;
-        let watermark = counter.watermark(Timestamp::now()).max(cursor.seq().get());
+        let latest = self.latest_seq(tenant).await?.get();
+        let watermark = latest.max(cursor.seq().get());
         let from = cursor.seq().get() + 1;
         if from > watermark {
-            // Nothing readable yet (a bulk write may still be landing); the
-            // client is complete up to its cursor as of now.
+            // Nothing new; the client is complete up to its cursor as of now.
             return Ok(Changes {
                 records: Vec::new(),
                 cursor: Cursor::at(cursor.seq()),
@@ -580,10 +601,14 @@ impl Store {
         })
     }
 
-    /// Writes many records of one entity type with BatchWriteItem (at most 25
-    /// items a call, unprocessed items retried), skipping every record whose
+    /// Writes many records of one entity type, skipping every record whose
     /// content hash is unchanged. Meant for bulk pulls where the upstream is
-    /// the source of truth: the writes are not conditioned on versions.
+    /// the source of truth: each write is applied over whatever is stored.
+    ///
+    /// The records go in atomic chunks of up to [`BULK_CHUNK`] (fewer when
+    /// they are large), each one TransactWriteItems with its sequence
+    /// numbers and its change-trail entry, conditioned on the versions read
+    /// (a record changed meanwhile is re-read and the chunk retried).
     pub async fn upsert_batch(
         &self,
         tenant: &TenantId,
@@ -599,123 +624,66 @@ impl Store {
                 format!("record {dup} appears twice in one batch"),
             ));
         }
-        let ids: Vec<&RecordId> = changes.iter().map(|(id, _)| id).collect();
-        // Puts and deletes replace the content: the stored version, hash and
-        // bookkeeping are all they need, not the data.
+        // Puts and deletes replace the content: the stored heads are all they
+        // need, read for the whole batch at once.
         let merges = changes.iter().any(|(_, c)| matches!(c, Change::Merge(_)));
-        let current = self.read_records(tenant, entity, &ids, !merges).await?;
-        let now = Timestamp::now();
+        let mut heads = if merges {
+            HashMap::new()
+        } else {
+            let ids: Vec<&RecordId> = changes.iter().map(|(id, _)| id).collect();
+            self.read_records(tenant, entity, &ids, true).await?
+        };
         let mut outcome = BatchOutcome::default();
-        let mut updated = Vec::new();
-        for (id, change) in changes {
-            let write = RecordWrite {
+        let mut chunk = Vec::new();
+        let mut chunk_bytes = 0;
+        let mut changes = changes.into_iter().peekable();
+        while let Some((id, change)) = changes.next() {
+            chunk_bytes += approximate_size(&change) + id.as_str().len();
+            chunk.push(RecordWrite {
                 entity: entity.clone(),
                 id,
                 change,
                 expect: Expect::Any,
                 source: source.cloned(),
                 origin: None,
-            };
-            let existing = current.get(&write.id);
-            match apply_change(tenant, &write, existing, now) {
-                None => outcome.unchanged += 1,
-                Some(record) => {
-                    match (existing, record.deleted) {
-                        (_, true) => outcome.deleted += 1,
-                        (None, false) => outcome.created += 1,
-                        (Some(_), false) => outcome.updated += 1,
+            });
+            let full = chunk.len() == BULK_CHUNK
+                || chunk_bytes
+                    + changes
+                        .peek()
+                        .map_or(0, |(id, c)| approximate_size(c) + id.as_str().len())
+                    > BULK_CHUNK_BYTES;
+            if full || changes.peek().is_none() {
+                let writes = std::mem::take(&mut chunk);
+                chunk_bytes = 0;
+                let set = super::ChangeSet {
+                    tenant: tenant.clone(),
+                    writes,
+                    client: None,
+                    once: Vec::new(),
+                    trail: Some(trail.clone()),
+                };
+                let committed = if merges {
+                    self.commit(&set).await?
+                } else {
+                    let known = set
+                        .writes
+                        .iter()
+                        .filter_map(|w| heads.remove_entry(&w.id))
+                        .collect();
+                    self.commit_heads(&set, Some(known)).await?
+                };
+                for done in committed {
+                    match (done.changed, done.record.deleted, done.record.version) {
+                        (false, _, _) => outcome.unchanged += 1,
+                        (true, true, _) => outcome.deleted += 1,
+                        (true, false, Version::FIRST) => outcome.created += 1,
+                        (true, false, _) => outcome.updated += 1,
                     }
-                    updated.push(record);
                 }
             }
         }
-        if updated.is_empty() {
-            return Ok(outcome);
-        }
-
-        let reservation = self
-            .reserve_seqs(tenant, updated.len() as u64, RESERVATION_LIFETIME)
-            .await?;
-        for (record, seq) in updated.iter_mut().zip(reservation.start..) {
-            record.seq = Seq::new(seq);
-        }
-        let written = self
-            .batch_write(
-                &updated,
-                reservation.reserved_at.plus(RESERVATION_WRITE_WINDOW),
-            )
-            .await;
-        // Released even when the write failed: the unused numbers become
-        // gaps, which pulls skip over.
-        let released = self.release_seqs(tenant, &reservation).await;
-        written?;
-        released?;
-        let entry = super::TrailEntry {
-            trail: trail.clone(),
-            changes: updated.iter().map(super::TrailChange::of).collect(),
-        };
-        self.append_trail(tenant, &entry).await?;
         Ok(outcome)
-    }
-
-    /// Writes `records` with BatchWriteItem, up to [`WRITE_CONCURRENCY`]
-    /// calls at a time (DynamoDB serves them in parallel; so does the
-    /// embedded engine's HTTP layer).
-    async fn batch_write(&self, records: &[Record], deadline: Timestamp) -> Result<()> {
-        let mut calls = Vec::new();
-        for chunk in records.chunks(BATCH_WRITE_MAX) {
-            let mut requests = Vec::with_capacity(chunk.len());
-            for record in chunk {
-                let item = RecordItem::from_record(record, self.tombstone_retention).to_item()?;
-                let put = PutRequest::builder()
-                    .set_item(Some(item))
-                    .build()
-                    .map_err(|e| Error::Internal {
-                        context: "building a batch write".into(),
-                        source: Some(Box::new(e)),
-                    })?;
-                requests.push(WriteRequest::builder().put_request(put).build());
-            }
-            calls.push(self.write_chunk(requests, deadline));
-        }
-        let mut calls = futures_util::stream::iter(calls).buffer_unordered(WRITE_CONCURRENCY);
-        while let Some(done) = calls.next().await {
-            done?;
-        }
-        Ok(())
-    }
-
-    async fn write_chunk(
-        &self,
-        mut requests: Vec<WriteRequest>,
-        deadline: Timestamp,
-    ) -> Result<()> {
-        let mut attempt = 0;
-        while !requests.is_empty() {
-            if Timestamp::now() >= deadline {
-                return Err(Error::Store {
-                    operation: "BatchWriteItem",
-                    retryable: true,
-                    source: "bulk write ran past its sequence reservation".into(),
-                });
-            }
-            let out = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, std::mem::take(&mut requests))
-                .send()
-                .await
-                .map_err(|e| store_error("BatchWriteItem", e))?;
-            requests = out
-                .unprocessed_items
-                .and_then(|mut u| u.remove(&self.table))
-                .unwrap_or_default();
-            if !requests.is_empty() {
-                backoff(attempt).await;
-                attempt += 1;
-            }
-        }
-        Ok(())
     }
 
     /// Writes one record under a condition; see [`Store::commit`] for the

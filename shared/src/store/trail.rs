@@ -96,16 +96,6 @@ impl Store {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// Appends a trail entry on its own (after a bulk batch).
-    pub async fn append_trail(&self, tenant: &TenantId, entry: &TrailEntry) -> Result<()> {
-        if entry.changes.is_empty() {
-            return Ok(());
-        }
-        self.append_log(&trail_stream(tenant), entry, TRAIL_RETENTION)
-            .await
-            .map(|_| ())
-    }
-
     /// Trail entries newest first; with `record`, only entries that changed
     /// it (and only that record's change in each). Reads at most `scan`
     /// entries; `next` continues from where it stopped.

@@ -418,10 +418,9 @@ async fn batch_upserts_send_at_most_25_items_a_call_and_skip_unchanged_records()
         .expect("first run");
     assert_eq!((first.created, first.updated, first.unchanged), (60, 0, 0));
     let sent = t.requests.take();
-    let sizes = RequestLog::sizes(&sent, "BatchWriteItem");
-    assert!(sizes.iter().all(|&n| n <= 25), "{sizes:?}");
-    assert_eq!(sizes.iter().sum::<usize>(), 60);
-    assert_eq!(sizes.len(), 3);
+    // One transaction: 60 records, the counter and the trail entry.
+    assert_eq!(RequestLog::record_writes(&sent), vec![60]);
+    assert_eq!(RequestLog::sizes(&sent, "TransactWriteItems"), vec![62]);
 
     let rerun = t
         .store
@@ -436,7 +435,12 @@ async fn batch_upserts_send_at_most_25_items_a_call_and_skip_unchanged_records()
         .expect("unchanged rerun");
     assert_eq!((rerun.created, rerun.updated, rerun.unchanged), (0, 0, 60));
     let sent = t.requests.take();
-    assert_eq!(RequestLog::count(&sent, "BatchWriteItem"), 0, "{sent:?}");
+    assert_eq!(RequestLog::record_writes(&sent), Vec::<usize>::new());
+    assert_eq!(
+        RequestLog::count(&sent, "TransactWriteItems"),
+        0,
+        "{sent:?}"
+    );
 
     let changed = t
         .store
@@ -451,7 +455,7 @@ async fn batch_upserts_send_at_most_25_items_a_call_and_skip_unchanged_records()
         .expect("partial change");
     assert_eq!((changed.updated, changed.unchanged), (7, 53));
     let sent = t.requests.take();
-    assert_eq!(RequestLog::sizes(&sent, "BatchWriteItem"), vec![7]);
+    assert_eq!(RequestLog::record_writes(&sent), vec![7]);
 
     let p3 = t
         .store
