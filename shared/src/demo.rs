@@ -5,7 +5,8 @@
 //!
 //! | route | shape | collection |
 //! |---|---|---|
-//! | `GET /properties` | cursor in body, `updated_since` filter | generated properties |
+//! | `GET /properties[/{id}]` | cursor in body, `updated_since` filter | generated properties |
+//! | `POST /properties/_digests`, `GET /properties/_marks` | range digests and (id, updated-at) listing (docs/DISCREPANCIES.md) | generated properties |
 //! | `GET /scheduled_events[/{id}]` | Calendly | events |
 //! | `GET /v1/payment_intents[/{id}]` | Stripe (`starting_after`, `created[gte]`) | payments |
 //! | `GET /api/v2.1/{owner}/{app}/report/{report}[/{ID}]` | Zoho Creator (`record_cursor` header, `modified_since`) | jobs |
@@ -26,6 +27,8 @@ use axum::response::{IntoResponse, Json, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::connectors::mark_text;
+use crate::discrepancy::ranges::{self, DIGEST_BYTES, RangeDigest};
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
 
@@ -190,6 +193,9 @@ impl Collection {
     }
 }
 
+/// A property's id and digest entry.
+type MarkEntry = (String, [u8; DIGEST_BYTES]);
+
 struct Demo {
     base: String,
     counts: DemoCounts,
@@ -201,6 +207,10 @@ struct Demo {
     outage: AtomicBool,
     /// Changes made through the control routes, for unique new values.
     revision: AtomicU64,
+    /// (id, digest entry) of every property in id order: what a source
+    /// with a digest endpoint keeps. Built on the first digest request,
+    /// then kept up to date by changes and additions.
+    marks: Mutex<Option<Vec<MarkEntry>>>,
 }
 
 type Shared = Arc<Demo>;
@@ -217,6 +227,38 @@ impl Demo {
             .get(&i)
             .cloned()
             .unwrap_or_else(|| property(i))
+    }
+
+    /// Records `item`'s digest entry, if the entries are kept yet.
+    fn remark(&self, item: &Value) {
+        let mut marks = self.marks.lock().expect("demo lock");
+        let Some(marks) = marks.as_mut() else {
+            return;
+        };
+        let id = item["id"].as_str().unwrap_or_default();
+        let entry = ranges::entry(id, &mark_text(&item["updated_at"]));
+        match marks.binary_search_by(|(known, _)| known.as_str().cmp(id)) {
+            Ok(at) => marks[at].1 = entry,
+            Err(at) => marks.insert(at, (id.to_owned(), entry)),
+        }
+    }
+
+    /// Runs `f` over the digest entries, building them first if needed.
+    fn with_marks<T>(&self, f: impl FnOnce(&[MarkEntry]) -> T) -> T {
+        let mut marks = self.marks.lock().expect("demo lock");
+        let marks = marks.get_or_insert_with(|| {
+            let mut all: Vec<MarkEntry> = (0..self.property_count())
+                .map(|i| {
+                    let item = self.property_at(i);
+                    let id = item["id"].as_str().unwrap_or_default().to_owned();
+                    let entry = ranges::entry(&id, &mark_text(&item["updated_at"]));
+                    (id, entry)
+                })
+                .collect();
+            all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            all
+        });
+        f(marks)
     }
 
     fn list(&self, collection: Collection) -> Vec<Value> {
@@ -261,6 +303,111 @@ async fn properties(State(demo): State<Shared>, Query(params): Query<PropertyPar
     }
     let cursor = (next < count).then_some(next);
     Json(json!({"data": data, "next_cursor": cursor})).into_response()
+}
+
+/// One property by id (`prop-000042`).
+async fn one_property(State(demo): State<Shared>, Path(id): Path<String>) -> Response {
+    if demo.outage.load(Ordering::Relaxed) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let found = id
+        .strip_prefix("prop-")
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&i| i < demo.property_count())
+        .map(|i| demo.property_at(i))
+        .filter(|item| item["id"].as_str() == Some(id.as_str()));
+    match found {
+        Some(item) => Json(item).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({"message": "not found"}))).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DigestRequest {
+    bounds: Vec<String>,
+}
+
+/// Range digests of the properties: one per bound, range i running from
+/// `bounds[i]` up to `bounds[i + 1]` (the last to the end).
+async fn property_digests(
+    State(demo): State<Shared>,
+    Json(request): Json<DigestRequest>,
+) -> Response {
+    if demo.outage.load(Ordering::Relaxed) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    if request.bounds.first().is_none_or(|b| !b.is_empty())
+        || request.bounds.windows(2).any(|w| w[0] >= w[1])
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "bounds must start with \"\" and ascend"})),
+        )
+            .into_response();
+    }
+    let ranges: Vec<Value> = demo.with_marks(|marks| {
+        let starts: Vec<usize> = request
+            .bounds
+            .iter()
+            .map(|b| marks.partition_point(|(id, _)| id < b))
+            .chain([marks.len()])
+            .collect();
+        starts
+            .windows(2)
+            .map(|w| {
+                let mut digest = RangeDigest::default();
+                marks[w[0]..w[1]]
+                    .iter()
+                    .for_each(|(_, entry)| digest.add_entry(entry));
+                json!({"count": digest.count, "digest": digest.hex()})
+            })
+            .collect()
+    });
+    Json(json!({ "ranges": ranges })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct MarksParams {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// The (id, updated-at) pairs of the properties with ids in `[from, to)`
+/// after `after`, in id order.
+async fn property_marks(State(demo): State<Shared>, Query(params): Query<MarksParams>) -> Response {
+    if demo.outage.load(Ordering::Relaxed) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let limit = params.limit.unwrap_or(1000).clamp(1, 1000);
+    let ids: Vec<String> = demo.with_marks(|marks| {
+        let start = marks.partition_point(|(id, _)| {
+            id < &params.from || params.after.as_ref().is_some_and(|a| id <= a)
+        });
+        marks[start..]
+            .iter()
+            .take_while(|(id, _)| params.to.as_ref().is_none_or(|to| id < to))
+            .take(limit + 1)
+            .map(|(id, _)| id.clone())
+            .collect()
+    });
+    let more = ids.len() > limit;
+    let records: Vec<Value> = ids
+        .iter()
+        .take(limit)
+        .filter_map(|id| {
+            let i = id.strip_prefix("prop-")?.parse::<usize>().ok()?;
+            let item = demo.property_at(i);
+            Some(json!({"id": id, "mark": item["updated_at"]}))
+        })
+        .collect();
+    let next = more.then(|| ids[limit - 1].clone());
+    Json(json!({"records": records, "next": next})).into_response()
 }
 
 fn param(query: &BTreeMap<String, String>, name: &str) -> Option<usize> {
@@ -446,10 +593,15 @@ async fn change(
     if collection == Collection::Properties {
         let count = body.count.min(demo.property_count());
         let mut overrides = demo.properties.lock().expect("demo lock");
+        let mut touched = Vec::with_capacity(count);
         for i in 0..count {
             let item = overrides.entry(i).or_insert_with(|| property(i));
             edit(item);
+            touched.push(item.clone());
         }
+        // The digest entries are locked after the items, never while.
+        drop(overrides);
+        touched.iter().for_each(|item| demo.remark(item));
     } else {
         let mut collections = demo.collections.lock().expect("demo lock");
         let list = collections.entry(collection).or_default();
@@ -481,13 +633,17 @@ async fn add(
     if collection == Collection::Properties {
         let mut count = demo.added_properties.lock().expect("demo lock");
         let mut overrides = demo.properties.lock().expect("demo lock");
+        let mut touched = Vec::with_capacity(body.count);
         for _ in 0..body.count {
             let i = demo.counts.properties + *count;
             *count += 1;
             let item = fresh(i);
             added.push(item[collection.id_field()].clone());
+            touched.push(item.clone());
             overrides.insert(i, item);
         }
+        drop((count, overrides));
+        touched.iter().for_each(|item| demo.remark(item));
     } else {
         let mut collections = demo.collections.lock().expect("demo lock");
         let list = collections.entry(collection).or_default();
@@ -542,10 +698,14 @@ pub async fn serve_demo(addr: SocketAddr, counts: DemoCounts) -> Result<SocketAd
         collections: Mutex::new(collections),
         outage: AtomicBool::new(false),
         revision: AtomicU64::new(0),
+        marks: Mutex::new(None),
     });
     use axum::routing::{get, post};
     let app = Router::new()
         .route("/properties", get(properties))
+        .route("/properties/_digests", post(property_digests))
+        .route("/properties/_marks", get(property_marks))
+        .route("/properties/{id}", get(one_property))
         .route("/scheduled_events", get(events))
         .route("/scheduled_events/{id}", get(one_event))
         .route("/v1/payment_intents", get(payments))

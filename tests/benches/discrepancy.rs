@@ -1,6 +1,9 @@
 //! Discrepancy check on 1,000,000 records with 10 differences (4 missing,
-//! 3 stale, 3 extra): prints the time, the records compared one by one, the
-//! records read on each side, and peak memory.
+//! 3 stale, 3 extra, made on both sides) against a source serving range
+//! digests: prints the time, the records compared one by one, the records
+//! read on each side and peak memory, next to a baseline measured in the
+//! same run (one bare listing of the store side, the least a check that
+//! reads the store in full must do).
 //!
 //! cargo bench -p syncline-tests --bench discrepancy
 
@@ -13,11 +16,13 @@ use syncline::embedded::{EmbeddedEngine, Storage};
 use syncline::ingest::{SourceSet, SyncEngine, local_secret};
 use syncline::model::{EntityType, RecordId, SourceId, TenantId};
 use syncline::queue::{LocalQueue, RetryQueue};
-use syncline::store::{Change, Store};
+use syncline::store::{BulkWrite, Change, Store};
 
 const RECORDS: usize = 1_000_000;
-const MISSING: [usize; 4] = [17, 250_000, 500_001, 999_998];
-const STALE: [usize; 3] = [3, 333_333, 777_777];
+/// Deleted from the store after the first check (missing).
+const DELETED: [usize; 2] = [250_000, 999_998];
+/// Rewritten in the store by another writer (stale).
+const REWRITTEN: usize = 777_777;
 
 fn peak_mb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -30,6 +35,17 @@ fn peak_mb() -> u64 {
         })
         .unwrap_or(0)
         / 1024
+}
+
+fn id(i: usize) -> RecordId {
+    RecordId::parse(&format!("prop-{i:06}")).expect("id")
+}
+
+fn object(value: Value) -> serde_json::Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
 }
 
 #[tokio::main]
@@ -46,65 +62,42 @@ async fn main() {
     let upstream = syncline::demo::serve("127.0.0.1:0".parse().expect("addr"), RECORDS)
         .await
         .expect("upstream");
+    let base = format!("http://{upstream}");
     let source = SourceId::parse("bench").expect("id");
     let tenant = TenantId::parse("bench").expect("t");
     let entity = EntityType::parse("property").expect("e");
+    let trail = syncline_tests::trail();
 
+    // The store holds what a full sync wrote: every record with the
+    // source's updated-at.
     let seeding = Instant::now();
-    let mut batch = Vec::with_capacity(1000);
-    for i in 0..RECORDS {
-        if MISSING.contains(&i) {
-            continue;
-        }
-        let mut item = syncline::demo::property(i);
-        if STALE.contains(&i) {
-            item["price"] = json!(1);
-        }
-        let Value::Object(data) = item else { continue };
-        batch.push((
-            RecordId::parse(&format!("prop-{i:06}")).expect("id"),
-            Change::Put(data),
-        ));
-        if batch.len() == 1000 {
-            store
-                .upsert_batch(
-                    &tenant,
-                    &entity,
-                    Some(&source),
-                    std::mem::take(&mut batch),
-                    &syncline_tests::trail(),
-                )
-                .await
-                .expect("seed");
-        }
+    for start in (0..RECORDS).step_by(1000) {
+        let batch = (start..start + 1000)
+            .map(|i| {
+                let item = syncline::demo::property(i);
+                BulkWrite {
+                    id: id(i),
+                    mark: item["updated_at"].as_str().map(str::to_owned),
+                    change: Change::Put(object(item)),
+                }
+            })
+            .collect();
+        store
+            .upsert_marked(&tenant, &entity, Some(&source), batch, &trail)
+            .await
+            .expect("seed");
     }
-    for extra in ["extra-1", "extra-2", "extra-3"] {
-        let Value::Object(data) = json!({"id": extra}) else {
-            continue;
-        };
-        batch.push((RecordId::parse(extra).expect("id"), Change::Put(data)));
-    }
-    store
-        .upsert_batch(
-            &tenant,
-            &entity,
-            Some(&source),
-            batch,
-            &syncline_tests::trail(),
-        )
-        .await
-        .expect("seed");
     println!(
-        "seeded {} records in {:.0} s",
-        RECORDS - MISSING.len() + 3,
+        "seeded {RECORDS} records in {:.0} s",
         seeding.elapsed().as_secs_f64()
     );
 
     let document = json!({"sources": {"bench": {
-        "tenant": "bench", "entity": "property", "base_url": format!("http://{upstream}"), "path": "/properties",
-        "records": "/data", "id": "/id",
+        "tenant": "bench", "entity": "property", "base_url": base, "path": "/properties",
+        "records": "/data", "id": "/id", "updated_at": "/updated_at",
         "pagination": {"cursor_body": {"cursor_path": "/next_cursor", "param": "cursor"}},
-        "page_size": 1000, "page_size_param": "limit", "requests_per_second": 100000
+        "page_size": 1000, "page_size_param": "limit", "requests_per_second": 100000,
+        "digests": {"path": "/properties/_digests", "list_path": "/properties/_marks"}
     }}})
     .to_string();
     let sources = SourceSet::parse(
@@ -117,6 +110,62 @@ async fn main() {
         Arc::new(LocalQueue::new(store.clone(), "retry", 10).expect("queue"));
     let sync = Arc::new(SyncEngine::new(store.clone(), queue.clone(), sources));
     let checker = DiscrepancyChecker::new(store.clone(), queue, sync);
+
+    // Baseline: one bare listing of the store side (record heads, pages of
+    // 1,000).
+    let started = Instant::now();
+    let mut listed = 0;
+    let mut after = None;
+    loop {
+        let page = store
+            .list_record_heads(&tenant, &entity, 1000, after.as_ref())
+            .await
+            .expect("list");
+        listed += page.items.len();
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let baseline = started.elapsed();
+    assert_eq!(listed, RECORDS);
+
+    // First check: the store's range digests are built in one pass (and
+    // the source builds its own).
+    let started = Instant::now();
+    let first = checker.check(&source, false).await.expect("first check");
+    let first_time = started.elapsed();
+    assert_eq!(first.differences(), 0, "{first:?}");
+    assert_eq!(first.method, "ranges");
+
+    // Ten differences, on both sides.
+    let control = reqwest::Client::new();
+    for (route, count) in [("add", 2), ("change", 2)] {
+        control
+            .post(format!("{base}/_demo/properties/{route}"))
+            .json(&json!({"count": count}))
+            .send()
+            .await
+            .expect("demo control")
+            .error_for_status()
+            .expect("demo control status");
+    }
+    let mut changes: Vec<(RecordId, Change)> =
+        DELETED.iter().map(|&i| (id(i), Change::Delete)).collect();
+    let mut rewritten = syncline::demo::property(REWRITTEN);
+    rewritten["price"] = json!(1);
+    changes.push((id(REWRITTEN), Change::Put(object(rewritten))));
+    for extra in ["extra-1", "extra-2", "extra-3"] {
+        changes.push((
+            RecordId::parse(extra).expect("id"),
+            Change::Put(object(json!({"id": extra}))),
+        ));
+    }
+    store
+        .upsert_batch(&tenant, &entity, Some(&source), changes, &trail)
+        .await
+        .expect("store changes");
+
     let started = Instant::now();
     let report = checker.check(&source, false).await.expect("check");
     let elapsed = started.elapsed();
@@ -125,19 +174,45 @@ async fn main() {
         (4, 3, 3),
         "{report:?}"
     );
-    println!(
-        "discrepancy benchmark: {RECORDS} records, 10 differences (4 missing, 3 stale, 3 extra), embedded store on a file"
+    assert_eq!(
+        report.missing,
+        vec!["prop-1000000", "prop-1000001", "prop-250000", "prop-999998"]
     );
-    println!("  all 10 found exactly in {:.2} s", elapsed.as_secs_f64());
+    assert_eq!(
+        report.stale,
+        vec!["prop-000000", "prop-000001", "prop-777777"]
+    );
+    assert_eq!(report.extra, vec!["extra-1", "extra-2", "extra-3"]);
+
     println!(
-        "  records read: {} from the source, {} from the store",
+        "discrepancy benchmark: {RECORDS} records, 10 differences (4 missing, 3 stale, 3 extra; 4 made at the source, 6 in the store), embedded store on a file, source serving range digests"
+    );
+    println!(
+        "  baseline, one bare listing of the store's {RECORDS} record heads: {:.2} s",
+        baseline.as_secs_f64()
+    );
+    println!(
+        "  first check, building the store's range digests in one pass: {:.2} s, {} ranges",
+        first_time.as_secs_f64(),
+        first.buckets
+    );
+    println!(
+        "  check: all 10 found exactly in {:.3} s ({:.3} of the baseline)",
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() / baseline.as_secs_f64()
+    );
+    println!(
+        "  counts: {} at the source, {} in the store",
         report.source_count, report.store_count
     );
     println!(
-        "  compared one by one: {} ({:.3}% of the records), {} buckets of 4096 differed",
+        "  read one by one: {} from the source, {} from the store; compared one by one: {} ({:.4}% of the records); {} of {} ranges differed",
+        report.read_source,
+        report.read_store,
         report.compared,
         100.0 * report.compared as f64 / (report.source_count + report.store_count) as f64,
-        report.buckets_differing
+        report.buckets_differing,
+        report.buckets
     );
     println!("  peak RSS {} MB", peak_mb());
 }

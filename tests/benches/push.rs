@@ -66,6 +66,7 @@ async fn main() {
                 expect: Expect::Absent,
                 source: None,
                 origin: None,
+                mark: None,
             })
             .collect();
         t.store

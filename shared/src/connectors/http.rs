@@ -426,9 +426,105 @@ impl HttpSource {
                 "this source has no record_path for single records",
             )
         })?;
-        let target = template.replace("{id}", id);
+        let body = self
+            .call(Method::GET, &template.replace("{id}", id), &[], None)
+            .await?;
+        Ok(body.and_then(|body| match &self.spec.record_pointer {
+            Some(pointer) => body.pointer(pointer).cloned(),
+            None => Some(body),
+        }))
+    }
+
+    /// Range digests for `bounds` from the source's digest endpoint: one
+    /// `(count, digest)` per bound, range i running from `bounds[i]` up to
+    /// `bounds[i + 1]` (the last to the end).
+    pub async fn range_digests(&self, bounds: &[String]) -> Result<Vec<(u64, String)>> {
+        let spec = self.digest_spec()?;
+        let body = serde_json::json!({ "bounds": bounds });
+        let reply = self
+            .call(Method::POST, &spec.path, &[], Some(&body))
+            .await?
+            .ok_or_else(|| upstream("the digest endpoint answered 404", false))?;
+        let ranges = reply["ranges"]
+            .as_array()
+            .filter(|ranges| ranges.len() == bounds.len())
+            .ok_or_else(|| {
+                upstream(
+                    format!("the digest endpoint did not return {} ranges", bounds.len()),
+                    false,
+                )
+            })?;
+        ranges
+            .iter()
+            .map(
+                |range| match (range["count"].as_u64(), range["digest"].as_str()) {
+                    (Some(count), Some(digest)) => Ok((count, digest.to_ascii_lowercase())),
+                    _ => Err(upstream(format!("malformed range digest: {range}"), false)),
+                },
+            )
+            .collect()
+    }
+
+    /// One page of (id, mark) pairs with ids in `[from, to)` after `after`,
+    /// in id order, and the id to continue after.
+    pub async fn range_marks(
+        &self,
+        from: &str,
+        to: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<(String, String)>, Option<String>)> {
+        let spec = self.digest_spec()?;
+        let mut query = vec![("from", from.to_owned()), ("limit", limit.to_string())];
+        if let Some(to) = to {
+            query.push(("to", to.to_owned()));
+        }
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        let reply = self
+            .call(Method::GET, &spec.list_path, &query, None)
+            .await?
+            .ok_or_else(|| upstream("the range listing answered 404", false))?;
+        let records = reply["records"]
+            .as_array()
+            .ok_or_else(|| upstream("the range listing has no records array", false))?;
+        let mut pairs = Vec::with_capacity(records.len());
+        for record in records {
+            let id = match &record["id"] {
+                Value::String(id) => id.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => {
+                    return Err(upstream(
+                        format!("a listed record has no id: {record}"),
+                        false,
+                    ));
+                }
+            };
+            pairs.push((id, super::transform::mark_text(&record["mark"])));
+        }
+        let next = reply["next"].as_str().map(str::to_owned);
+        Ok((pairs, next))
+    }
+
+    fn digest_spec(&self) -> Result<&super::spec::DigestSpec> {
+        self.spec
+            .digests
+            .as_ref()
+            .ok_or_else(|| Error::validation("source", "this source does not serve range digests"))
+    }
+
+    /// A JSON call to `target` (a path under the base URL, or a full URL),
+    /// retried like page fetches; `None` when the source answers 404 or 410.
+    async fn call(
+        &self,
+        method: Method,
+        target: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Option<Value>> {
         let url = if target.starts_with("http://") || target.starts_with("https://") {
-            target
+            target.to_owned()
         } else {
             format!("{}{target}", self.spec.base_url.trim_end_matches('/'))
         };
@@ -442,10 +538,16 @@ impl HttpSource {
             let mut request = self
                 .client
                 .get()?
-                .get(&url)
+                .request(method.clone(), &url)
                 .timeout(Duration::from_secs(self.spec.timeout_secs));
             if let Some((name, value)) = &auth {
                 request = request.header(name.as_str(), value.as_str());
+            }
+            if !query.is_empty() {
+                request = request.query(query);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
             }
             let response = match request.send().await {
                 Ok(response) => response,
@@ -465,17 +567,10 @@ impl HttpSource {
             if !status.is_success() {
                 return Err(upstream(format!("HTTP {status}"), false));
             }
-            let body: Value = match response.json().await {
-                Ok(body) => body,
-                Err(e) => {
-                    last_error = upstream(format!("malformed record: {e}"), true);
-                    continue;
-                }
-            };
-            return Ok(match &self.spec.record_pointer {
-                Some(pointer) => body.pointer(pointer).cloned(),
-                None => Some(body),
-            });
+            match response.json::<Value>().await {
+                Ok(body) => return Ok(Some(body)),
+                Err(e) => last_error = upstream(format!("malformed response: {e}"), true),
+            }
         }
         Err(last_error)
     }

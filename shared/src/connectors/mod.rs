@@ -7,7 +7,7 @@ mod transform;
 
 pub use http::{Bounds, Fetched, HttpSource, Page, PageState, next_link};
 pub use spec::{AuthSpec, Incremental, MappingSpec, NoOverlap, Pagination, SourceSpec, TimeFormat};
-pub use transform::{Item, OverlapIndex, transform};
+pub use transform::{Item, OverlapIndex, mark_text, transform};
 
 /// The HTTP client every source shares (rustls, connection pooling).
 pub fn http_client() -> crate::Result<reqwest::Client> {

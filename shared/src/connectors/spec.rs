@@ -206,6 +206,22 @@ pub struct SourceSpec {
     /// Per-request timeout.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// The source keeps range digests of its records, so discrepancy checks
+    /// compare without listing it (docs/DISCREPANCIES.md).
+    #[serde(default)]
+    pub digests: Option<DigestSpec>,
+}
+
+/// Where a source serves range digests over its record ids and the
+/// (id, updated-at) pairs of one range.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestSpec {
+    /// POST `{"bounds": [...]}` -> `{"ranges": [{"count", "digest"}, ...]}`.
+    pub path: String,
+    /// GET `?from=&to=&after=&limit=` -> `{"records": [{"id", "mark"}],
+    /// "next"}`.
+    pub list_path: String,
 }
 
 fn get() -> String {
@@ -348,6 +364,11 @@ impl SourceSpec {
         }
         if !matches!(spec.method.as_str(), "GET" | "POST") {
             return problem("`method` must be GET or POST");
+        }
+        if spec.digests.is_some() && spec.updated_at.is_none() {
+            return problem(
+                "`digests` compare each record's updated-at: set `updated_at` (a JSON pointer)",
+            );
         }
         Ok(spec)
     }

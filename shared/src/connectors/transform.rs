@@ -11,7 +11,7 @@ use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::spec::{NoOverlap, SourceSpec};
 use crate::model::RecordId;
-use crate::store::Change;
+use crate::store::{BulkWrite, Change};
 
 /// One item made ready for the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +20,26 @@ pub struct Item {
     pub change: Change,
     /// The item's updated-at, as the source wrote it.
     pub updated_at: Option<Value>,
+}
+
+impl Item {
+    /// The bulk write that stores the item, carrying the source's version.
+    pub fn into_write(self) -> BulkWrite {
+        BulkWrite {
+            mark: self.updated_at.as_ref().map(mark_text),
+            id: self.id,
+            change: self.change,
+        }
+    }
+}
+
+/// A source's version of a record (its updated-at value) as text: a string
+/// as it is, anything else as its JSON text.
+pub fn mark_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Turns an item into a record change, or says why it cannot be one.

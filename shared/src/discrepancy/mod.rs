@@ -1,17 +1,23 @@
-//! Finding what differs between a source and the store: both sides are
-//! listed in one streaming pass into hash buckets over the record-id space;
-//! only buckets whose digests differ are compared record by record. The
-//! report names the missing, extra and stale ids; repair queues force-syncs
-//! for them (docs/DISCREPANCIES.md).
+//! Finding what differs between a source and the store. A source that
+//! serves range digests is compared range by range against digests the
+//! store side keeps up to date from its change feed ([`ranges`]); any other
+//! source is listed in one streaming pass into hash buckets over the
+//! record-id space. Either way only ranges or buckets whose digests differ
+//! are compared record by record. The report names the missing, extra and
+//! stale ids; repair queues force-syncs for them (docs/DISCREPANCIES.md).
+
+pub mod ranges;
 
 use std::collections::HashMap;
+
+use ranges::StoreRanges;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::connectors::{Bounds, Fetched, PageState, transform};
+use crate::connectors::{Bounds, Fetched, HttpSource, PageState, transform};
 use crate::error::{Error, Result};
 use crate::ingest::{ForceSyncWork, SyncEngine};
 use crate::model::{ContentHash, RecordId, SourceId, Timestamp};
@@ -44,13 +50,35 @@ pub struct Report {
     pub missing_total: u64,
     pub extra_total: u64,
     pub stale_total: u64,
+    /// How the sides were compared: `ranges` (the source's range digests
+    /// against the store's) or `listing` (both listed into hash buckets).
+    #[serde(default = "listing")]
+    pub method: String,
+    /// Ranges or buckets the id space was cut into.
+    #[serde(default)]
+    pub buckets: u64,
     /// Buckets whose digests differed.
     pub buckets_differing: u64,
     /// Records compared one by one (those in differing buckets).
     pub compared: u64,
+    /// Records read one by one from the source, and from the store
+    /// (including what keeping the store's range digests up to date read).
+    #[serde(default)]
+    pub read_source: u64,
+    #[serde(default)]
+    pub read_store: u64,
     /// Force-syncs queued for repair.
     pub repairs_queued: u64,
 }
+
+fn listing() -> String {
+    METHOD_LISTING.into()
+}
+
+const METHOD_LISTING: &str = "listing";
+const METHOD_RANGES: &str = "ranges";
+/// Pairs asked for per page of a source's range listing.
+const RANGE_PAGE: u32 = 1000;
 
 impl Report {
     pub fn differences(&self) -> u64 {
@@ -114,6 +142,97 @@ impl DiscrepancyChecker {
     pub async fn check(&self, source_id: &SourceId, repair: bool) -> Result<Report> {
         let started = Instant::now();
         let source = self.engine.sources().get(source_id)?;
+        let mut report = Report {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            source: source_id.clone(),
+            at: Timestamp::now(),
+            duration_ms: 0,
+            source_count: 0,
+            store_count: 0,
+            missing: Vec::new(),
+            extra: Vec::new(),
+            stale: Vec::new(),
+            missing_total: 0,
+            extra_total: 0,
+            stale_total: 0,
+            method: String::new(),
+            buckets: 0,
+            buckets_differing: 0,
+            compared: 0,
+            read_source: 0,
+            read_store: 0,
+            repairs_queued: 0,
+        };
+        if source.spec().digests.is_some() {
+            self.compare_ranges(source, &mut report).await?;
+        } else {
+            self.compare_listings(source, &mut report).await?;
+        }
+        for list in [&mut report.missing, &mut report.extra, &mut report.stale] {
+            list.sort();
+        }
+        if repair && report.differences() > 0 {
+            report.repairs_queued = self.repair(source_id, &report).await?;
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        self.store
+            .append_log(&reports_stream(), &report, REPORT_RETENTION)
+            .await?;
+        Ok(report)
+    }
+
+    /// The source's range digests against the store's, kept up to date
+    /// from the change feed; only differing ranges are listed, on both
+    /// sides.
+    async fn compare_ranges(&self, source: &HttpSource, report: &mut Report) -> Result<()> {
+        let spec = source.spec();
+        let source_id = report.source.clone();
+        let (tenant, entity, source_id) = (&spec.tenant, &spec.entity, &source_id);
+        let (stored, refresh) =
+            StoreRanges::refresh(&self.store, tenant, entity, source_id).await?;
+        let theirs = source.range_digests(&stored.bounds).await?;
+        report.method = METHOD_RANGES.into();
+        report.buckets = stored.bounds.len() as u64;
+        report.read_store = refresh.records_read;
+        report.source_count = theirs.iter().map(|(count, _)| count).sum();
+        report.store_count = stored.count();
+        for (i, ((count, digest), ours)) in theirs.iter().zip(&stored.digests).enumerate() {
+            if *count == ours.count && *digest == ours.hex() {
+                continue;
+            }
+            report.buckets_differing += 1;
+            let (from, to) = (stored.bounds[i].as_str(), stored.upper(i));
+            let mut upstream = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let (page, next) = source
+                    .range_marks(from, to, after.as_deref(), RANGE_PAGE)
+                    .await?;
+                upstream.extend(page);
+                match next {
+                    Some(next) if after.as_ref().is_none_or(|a| next > *a) => after = Some(next),
+                    Some(_) => {
+                        return Err(Error::Upstream {
+                            service: "source".into(),
+                            reason: "the range listing did not move forward".into(),
+                            retryable: false,
+                        });
+                    }
+                    None => break,
+                }
+            }
+            let local =
+                ranges::list_range(&self.store, tenant, entity, source_id, from, to).await?;
+            report.read_source += upstream.len() as u64;
+            report.read_store += local.read;
+            diff(report, &upstream, &local.records);
+        }
+        Ok(())
+    }
+
+    /// Both sides listed in full into hash buckets; only differing buckets
+    /// are compared record by record.
+    async fn compare_listings(&self, source: &HttpSource, report: &mut Report) -> Result<()> {
         let spec = source.spec();
 
         // The source, page by page: ids and content hashes only are kept.
@@ -130,6 +249,7 @@ impl DiscrepancyChecker {
                     });
                 }
             };
+            report.read_source += fetched.items.len() as u64;
             for item in &fetched.items {
                 // Items that cannot become records are not compared.
                 if let Ok(item) = transform(spec, item) {
@@ -154,10 +274,11 @@ impl DiscrepancyChecker {
                 .store
                 .list_record_heads(&spec.tenant, &spec.entity, 1000, after.as_ref())
                 .await?;
+            report.read_store += listed.items.len() as u64;
             for record in listed
                 .items
                 .iter()
-                .filter(|r| !r.deleted && r.source.as_ref() == Some(source_id))
+                .filter(|r| !r.deleted && r.source.as_ref() == Some(&report.source))
             {
                 stored.add(record.id.to_string(), record.hash.as_str().to_owned());
             }
@@ -167,23 +288,10 @@ impl DiscrepancyChecker {
             }
         }
 
-        let mut report = Report {
-            id: uuid::Uuid::new_v4().simple().to_string(),
-            source: source_id.clone(),
-            at: Timestamp::now(),
-            duration_ms: 0,
-            source_count: upstream.count,
-            store_count: stored.count,
-            missing: Vec::new(),
-            extra: Vec::new(),
-            stale: Vec::new(),
-            missing_total: 0,
-            extra_total: 0,
-            stale_total: 0,
-            buckets_differing: 0,
-            compared: 0,
-            repairs_queued: 0,
-        };
+        report.method = METHOD_LISTING.into();
+        report.buckets = BUCKETS as u64;
+        report.source_count = upstream.count;
+        report.store_count = stored.count;
         let zero = [0u8; 32];
         for bucket in 0..BUCKETS {
             let a = upstream.digests.get(&bucket).unwrap_or(&zero);
@@ -192,39 +300,14 @@ impl DiscrepancyChecker {
                 continue;
             }
             report.buckets_differing += 1;
-            let ours: HashMap<&str, &str> = stored
-                .entries
-                .get(&bucket)
-                .map(|e| e.iter().map(|(i, h)| (i.as_str(), h.as_str())).collect())
-                .unwrap_or_default();
-            let theirs: HashMap<&str, &str> = upstream
-                .entries
-                .get(&bucket)
-                .map(|e| e.iter().map(|(i, h)| (i.as_str(), h.as_str())).collect())
-                .unwrap_or_default();
-            report.compared += (ours.len() + theirs.len()) as u64;
-            for (id, hash) in &theirs {
-                match ours.get(id) {
-                    None => push(&mut report.missing, &mut report.missing_total, id),
-                    Some(h) if h != hash => push(&mut report.stale, &mut report.stale_total, id),
-                    Some(_) => {}
-                }
-            }
-            for id in ours.keys().filter(|id| !theirs.contains_key(*id)) {
-                push(&mut report.extra, &mut report.extra_total, id);
-            }
+            let empty = Vec::new();
+            diff(
+                report,
+                upstream.entries.get(&bucket).unwrap_or(&empty),
+                stored.entries.get(&bucket).unwrap_or(&empty),
+            );
         }
-        for list in [&mut report.missing, &mut report.extra, &mut report.stale] {
-            list.sort();
-        }
-        if repair && report.differences() > 0 {
-            report.repairs_queued = self.repair(source_id, &report).await?;
-        }
-        report.duration_ms = started.elapsed().as_millis() as u64;
-        self.store
-            .append_log(&reports_stream(), &report, REPORT_RETENTION)
-            .await?;
-        Ok(report)
+        Ok(())
     }
 
     /// Queues a force-sync per differing id (capped ids; beyond the cap a
@@ -304,6 +387,30 @@ impl DiscrepancyChecker {
             .read_log::<Report>(&reports_stream(), limit, None)
             .await?;
         Ok(page.items.into_iter().map(|e| e.entry).collect())
+    }
+}
+
+/// Compares one bucket's (id, version) pairs: the source's against the
+/// store's.
+fn diff(report: &mut Report, upstream: &[(String, String)], stored: &[(String, String)]) {
+    let ours: HashMap<&str, &str> = stored
+        .iter()
+        .map(|(id, v)| (id.as_str(), v.as_str()))
+        .collect();
+    let theirs: HashMap<&str, &str> = upstream
+        .iter()
+        .map(|(id, v)| (id.as_str(), v.as_str()))
+        .collect();
+    report.compared += (ours.len() + theirs.len()) as u64;
+    for (id, version) in &theirs {
+        match ours.get(id) {
+            None => push(&mut report.missing, &mut report.missing_total, id),
+            Some(v) if v != version => push(&mut report.stale, &mut report.stale_total, id),
+            Some(_) => {}
+        }
+    }
+    for id in ours.keys().filter(|id| !theirs.contains_key(*id)) {
+        push(&mut report.extra, &mut report.extra_total, id);
     }
 }
 

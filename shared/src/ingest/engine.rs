@@ -19,7 +19,9 @@ use crate::model::{
 };
 use crate::queue::RetryQueue;
 use crate::retry::{RetryEnvelope, WorkHandler, kinds};
-use crate::store::{BatchOutcome, Change, KvExpect, KvKey, LogId, LogStream, Store, Trail};
+use crate::store::{
+    BatchOutcome, BulkWrite, Change, KvExpect, KvKey, LogId, LogStream, Store, Trail,
+};
 
 /// Time kept in hand before the invocation's deadline: the rest of the run
 /// is handed on while a page can still be written and the message sent.
@@ -384,7 +386,7 @@ impl SyncEngine {
                 }
                 Err(error) => return self.fail(run, &error).await,
             };
-            let mut changes: Vec<(RecordId, Change)> = Vec::with_capacity(page.items.len());
+            let mut changes: Vec<BulkWrite> = Vec::with_capacity(page.items.len());
             let mut ids = HashSet::new();
             for item in &page.items {
                 run.c.counts.seen += 1;
@@ -410,9 +412,9 @@ impl SyncEngine {
                         }
                         // A page that repeats an id keeps its last version.
                         if !ids.insert(item.id.clone()) {
-                            changes.retain(|(id, _)| *id != item.id);
+                            changes.retain(|w| w.id != item.id);
                         }
-                        changes.push((item.id, item.change));
+                        changes.push(item.into_write());
                     }
                     Err(reason) => {
                         let id = item.pointer(&spec.id).map(|id| match id {
@@ -455,10 +457,10 @@ impl SyncEngine {
         &self,
         spec: &crate::connectors::SourceSpec,
         run: &Run,
-        changes: Vec<(RecordId, Change)>,
+        changes: Vec<BulkWrite>,
     ) -> Result<BatchOutcome> {
         self.store
-            .upsert_batch(
+            .upsert_marked(
                 &spec.tenant,
                 &spec.entity,
                 Some(&run.c.source),
@@ -477,12 +479,16 @@ impl SyncEngine {
                 .store
                 .list_record_heads(&spec.tenant, &spec.entity, 1000, after.as_ref())
                 .await?;
-            let gone: Vec<(RecordId, Change)> = page
+            let gone: Vec<BulkWrite> = page
                 .items
                 .iter()
                 .filter(|r| !r.deleted && r.source.as_ref() == Some(&run.c.source))
                 .filter(|r| !run.seen.contains(r.id.as_str()))
-                .map(|r| (r.id.clone(), Change::Delete))
+                .map(|r| BulkWrite {
+                    id: r.id.clone(),
+                    change: Change::Delete,
+                    mark: None,
+                })
                 .collect();
             if !gone.is_empty() {
                 let outcome = self.write_batch(spec, run, gone).await?;
@@ -641,8 +647,12 @@ impl SyncEngine {
     pub async fn force_sync(&self, source_id: &SourceId, id: &RecordId) -> Result<BatchOutcome> {
         let source = self.sources.get(source_id)?;
         let spec = source.spec();
-        let change = match source.fetch_one(id.as_str()).await? {
-            None => Change::Delete,
+        let write = match source.fetch_one(id.as_str()).await? {
+            None => BulkWrite {
+                id: id.clone(),
+                change: Change::Delete,
+                mark: None,
+            },
             Some(item) => {
                 let item = transform(spec, &item).map_err(Error::Unprocessable)?;
                 if &item.id != id {
@@ -652,15 +662,15 @@ impl SyncEngine {
                         retryable: false,
                     });
                 }
-                item.change
+                item.into_write()
             }
         };
         self.store
-            .upsert_batch(
+            .upsert_marked(
                 &spec.tenant,
                 &spec.entity,
                 Some(source_id),
-                vec![(id.clone(), change)],
+                vec![write],
                 &Trail::new("force_sync", source_id.as_str(), id.as_str()),
             )
             .await

@@ -234,6 +234,11 @@ pub struct Record {
     pub seq: Seq,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// The source's own version of the record (its updated-at as the source
+    /// wrote it), from the pull that last wrote it; empty after any other
+    /// write. What range digests compare (docs/DISCREPANCIES.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<String>,
 }
 
 #[cfg(test)]

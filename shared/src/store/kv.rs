@@ -28,6 +28,8 @@ impl KvKey {
     pub const LEASE: &'static str = "lease";
     pub const SETTINGS: &'static str = "settings";
     pub const SOURCE_STATE: &'static str = "source";
+    /// A source's range digests on the store side.
+    pub const DIGESTS: &'static str = "digests";
 
     /// `namespace` is one of the constants above (or another fixed name
     /// without `#`); `id` is any text.

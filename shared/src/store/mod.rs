@@ -26,7 +26,7 @@ pub use commit::{ChangeSet, ClientProgress, Committed};
 pub use kv::{KvExpect, KvKey, StoredValue};
 pub use logs::{LogEntry, LogId, LogStream};
 pub use paging::{Page, PageToken};
-pub use records::{BatchOutcome, Change, Changes, Expect, RecordWrite};
+pub use records::{BatchOutcome, BulkWrite, Change, Changes, Expect, RecordMark, RecordWrite};
 pub use trail::{TRAIL_RETENTION, Trail, TrailChange, TrailEntry, trail_stream};
 
 use crate::error::Error;

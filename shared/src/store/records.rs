@@ -51,6 +51,18 @@ pub struct RecordWrite {
     pub source: Option<SourceId>,
     /// The client write's own clock, kept for last-write-wins.
     pub origin: Option<Origin>,
+    /// The source's own version of the record (its updated-at, as the
+    /// source wrote it), set by pulls; other writers leave it empty.
+    pub mark: Option<String>,
+}
+
+/// One record of a bulk write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkWrite {
+    pub id: RecordId,
+    pub change: Change,
+    /// The source's version of the record (see [`RecordWrite::mark`]).
+    pub mark: Option<String>,
 }
 
 /// What `changes_since` returns: changed records in commit order and the
@@ -99,6 +111,8 @@ pub(super) struct RecordItem {
     expires_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     origin: Option<Origin>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mark: Option<String>,
 }
 
 /// A query over the record items of one partition (tenant and entity).
@@ -123,6 +137,7 @@ const HEAD: &[&str] = &[
     "expires_at",
     "origin",
     "ord",
+    "mark",
 ];
 
 /// A record without its data, from a projected item; `None` when it is a
@@ -150,6 +165,51 @@ fn decode_head(
         updated_at: head.updated_at,
         seq: Seq::new(head.ord),
         origin: head.origin,
+        mark: head.mark,
+    }))
+}
+
+/// A stored record reduced to its id, state, owner and the source's version
+/// of it: what a range digest is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMark {
+    pub id: RecordId,
+    pub deleted: bool,
+    pub source: Option<SourceId>,
+    pub mark: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MarkItem {
+    sk: String,
+    deleted: bool,
+    #[serde(default)]
+    source: Option<SourceId>,
+    #[serde(default)]
+    mark: Option<String>,
+    #[serde(default)]
+    expires_at: Option<i64>,
+}
+
+/// A projected record item as a [`RecordMark`]; `None` when it is a
+/// tombstone past its retention.
+fn decode_mark(
+    item: HashMap<String, AttributeValue>,
+    now: Timestamp,
+) -> Result<Option<RecordMark>> {
+    let item: MarkItem = serde_dynamo::from_item(item).map_err(|e| mapping_error("record", e))?;
+    if item.expires_at.is_some_and(|at| now.as_secs() >= at) {
+        return Ok(None);
+    }
+    let id = item
+        .sk
+        .strip_prefix("R#")
+        .ok_or_else(|| Error::internal(format!("not a record key: {}", item.sk)))?;
+    Ok(Some(RecordMark {
+        id: RecordId::parse(id)?,
+        deleted: item.deleted,
+        source: item.source,
+        mark: item.mark,
     }))
 }
 
@@ -169,6 +229,8 @@ struct RecordHead {
     #[serde(default)]
     origin: Option<Origin>,
     ord: u64,
+    #[serde(default)]
+    mark: Option<String>,
 }
 
 impl RecordItem {
@@ -191,6 +253,7 @@ impl RecordItem {
                 .deleted
                 .then(|| super::kv::ttl_secs(record.updated_at, tombstone_retention)),
             origin: record.origin.clone(),
+            mark: record.mark.clone(),
         }
     }
 
@@ -208,6 +271,7 @@ impl RecordItem {
             updated_at: self.updated_at,
             seq: Seq::new(self.ord),
             origin: self.origin,
+            mark: self.mark,
         }
     }
 
@@ -260,7 +324,12 @@ pub(super) fn apply_change(
         Change::Delete => (Map::new(), true),
     };
     let hash = ContentHash::of(&data, deleted);
-    if current.is_some_and(|c| c.hash == hash && c.deleted == deleted) {
+    // A write that carries the source's version is also a change when only
+    // that version moved (range digests compare it); a write without one
+    // leaves an unchanged record alone and clears it from a changed one.
+    if current.is_some_and(|c| {
+        c.hash == hash && c.deleted == deleted && (write.mark.is_none() || c.mark == write.mark)
+    }) {
         return None;
     }
     Some(Record {
@@ -279,6 +348,7 @@ pub(super) fn apply_change(
         updated_at: now,
         seq: Seq::ZERO,
         origin: write.origin.clone(),
+        mark: write.mark.clone(),
     })
 }
 
@@ -474,6 +544,111 @@ impl Store {
         .await
     }
 
+    /// Records of one entity type with ids from `from` (inclusive) up to
+    /// `to` (exclusive; `None`: to the end) in id order, tombstones
+    /// included, reduced to what a range digest needs.
+    pub async fn list_record_marks(
+        &self,
+        tenant: &TenantId,
+        entity: &EntityType,
+        from: &str,
+        to: Option<&str>,
+        limit: u32,
+        after: Option<&PageToken>,
+    ) -> Result<Page<RecordMark>> {
+        let low = format!("R#{from}");
+        // `$` sorts right after `#`: past every record key.
+        let high = to.map_or_else(|| "R$".to_owned(), |to| format!("R#{to}"));
+        let page = self
+            .query_page(
+                &keys::records_pk(tenant, entity),
+                |query| {
+                    query
+                        .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
+                        .expression_attribute_names("#sk", SK)
+                        .expression_attribute_names("#del", "deleted")
+                        .expression_attribute_names("#src", "source")
+                        .expression_attribute_names("#mark", "mark")
+                        .expression_attribute_names("#exp", keys::EXPIRES_AT)
+                        .expression_attribute_values(":low", s(low))
+                        .expression_attribute_values(":high", s(high))
+                        .projection_expression("#sk, #del, #src, #mark, #exp")
+                },
+                limit,
+                after,
+                decode_mark,
+            )
+            .await?;
+        // BETWEEN includes its upper end; `to` belongs to the next range.
+        let items = page
+            .items
+            .into_iter()
+            .filter(|m| to.is_none_or(|to| m.id.as_str() < to))
+            .collect();
+        Ok(Page {
+            items,
+            next: page.next,
+        })
+    }
+
+    /// A consistent query of the change-feed index (keys only) for the
+    /// records of one entity type with sequence numbers `from..=to`.
+    fn feed_query(
+        &self,
+        tenant: &TenantId,
+        entity: &EntityType,
+        from: u64,
+        to: u64,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_ORD)
+            .key_condition_expression("#pk = :pk AND #ord BETWEEN :from AND :to")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#ord", ORD)
+            .expression_attribute_values(":pk", s(keys::records_pk(tenant, entity)))
+            .expression_attribute_values(":from", n(from))
+            .expression_attribute_values(":to", n(to))
+            .consistent_read(true)
+    }
+
+    /// Ids of the records of one entity type changed after `after` in the
+    /// change feed, and the sequence number they are complete up to (every
+    /// change up to it is among them, or was overwritten by one that is).
+    pub async fn changed_record_ids(
+        &self,
+        tenant: &TenantId,
+        entity: &EntityType,
+        after: Seq,
+    ) -> Result<(Vec<RecordId>, Seq)> {
+        let upto = self.latest_seq(tenant).await?;
+        let mut ids = Vec::new();
+        if upto <= after {
+            return Ok((ids, after));
+        }
+        let mut start = None;
+        loop {
+            let out = self
+                .feed_query(tenant, entity, after.get() + 1, upto.get())
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                if let Some(AttributeValue::S(sk)) = item.get(SK)
+                    && let Some(id) = sk.strip_prefix("R#")
+                {
+                    ids.push(RecordId::parse(id)?);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok((ids, upto)),
+            }
+        }
+    }
+
     /// Current records of any entity types by key (absent ones left out).
     pub async fn get_many(
         &self,
@@ -548,17 +723,7 @@ impl Store {
         let mut page_end = watermark;
         for entity in entities {
             let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(BY_ORD)
-                .key_condition_expression("#pk = :pk AND #ord BETWEEN :from AND :to")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#ord", ORD)
-                .expression_attribute_values(":pk", s(keys::records_pk(tenant, entity)))
-                .expression_attribute_values(":from", n(from))
-                .expression_attribute_values(":to", n(watermark))
-                .consistent_read(true)
+                .feed_query(tenant, entity, from, watermark)
                 .limit(limit as i32)
                 .send()
                 .await
@@ -617,8 +782,31 @@ impl Store {
         changes: Vec<(RecordId, Change)>,
         trail: &super::Trail,
     ) -> Result<BatchOutcome> {
+        let writes = changes
+            .into_iter()
+            .map(|(id, change)| BulkWrite {
+                id,
+                change,
+                mark: None,
+            })
+            .collect();
+        self.upsert_marked(tenant, entity, source, writes, trail)
+            .await
+    }
+
+    /// [`Store::upsert_batch`] of writes that carry the source's version of
+    /// each record (see [`RecordWrite::mark`]).
+    pub async fn upsert_marked(
+        &self,
+        tenant: &TenantId,
+        entity: &EntityType,
+        source: Option<&SourceId>,
+        changes: Vec<BulkWrite>,
+        trail: &super::Trail,
+    ) -> Result<BatchOutcome> {
         let mut seen = std::collections::HashSet::new();
-        if let Some((dup, _)) = changes.iter().find(|(id, _)| !seen.insert(id)) {
+        if let Some(dup) = changes.iter().find(|w| !seen.insert(&w.id)) {
+            let dup = &dup.id;
             return Err(Error::validation(
                 "records",
                 format!("record {dup} appears twice in one batch"),
@@ -626,18 +814,18 @@ impl Store {
         }
         // Puts and deletes replace the content: the stored heads are all they
         // need, read for the whole batch at once.
-        let merges = changes.iter().any(|(_, c)| matches!(c, Change::Merge(_)));
+        let merges = changes.iter().any(|w| matches!(w.change, Change::Merge(_)));
         let mut heads = if merges {
             HashMap::new()
         } else {
-            let ids: Vec<&RecordId> = changes.iter().map(|(id, _)| id).collect();
+            let ids: Vec<&RecordId> = changes.iter().map(|w| &w.id).collect();
             self.read_records(tenant, entity, &ids, true).await?
         };
         let mut outcome = BatchOutcome::default();
         let mut chunk = Vec::new();
         let mut chunk_bytes = 0;
         let mut changes = changes.into_iter().peekable();
-        while let Some((id, change)) = changes.next() {
+        while let Some(BulkWrite { id, change, mark }) = changes.next() {
             chunk_bytes += approximate_size(&change) + id.as_str().len();
             chunk.push(RecordWrite {
                 entity: entity.clone(),
@@ -646,12 +834,13 @@ impl Store {
                 expect: Expect::Any,
                 source: source.cloned(),
                 origin: None,
+                mark,
             });
             let full = chunk.len() == BULK_CHUNK
                 || chunk_bytes
                     + changes
                         .peek()
-                        .map_or(0, |(id, c)| approximate_size(c) + id.as_str().len())
+                        .map_or(0, |w| approximate_size(&w.change) + w.id.as_str().len())
                     > BULK_CHUNK_BYTES;
             if full || changes.peek().is_none() {
                 let writes = std::mem::take(&mut chunk);

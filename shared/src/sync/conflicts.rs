@@ -140,6 +140,7 @@ impl SyncService {
             expect: Expect::Version(conflict.version),
             source: None,
             origin: None,
+            mark: None,
         }];
         if let Some(change) = change {
             writes.push(RecordWrite {
@@ -149,6 +150,7 @@ impl SyncService {
                 expect: expect_for(current.as_ref()),
                 source: None,
                 origin: None,
+                mark: None,
             });
         }
         let committed = self

@@ -328,6 +328,7 @@ impl SyncService {
                 },
                 source: None,
                 origin: w.origin.clone(),
+                mark: None,
             })
             .collect();
         writes.extend(conflict_writes);
@@ -351,6 +352,7 @@ impl SyncService {
                 },
                 source: None,
                 origin: None,
+                mark: None,
             });
         }
         let committed = self
@@ -685,6 +687,7 @@ fn conflict_write(
         expect: Expect::Absent,
         source: None,
         origin: None,
+        mark: None,
     })
 }
 

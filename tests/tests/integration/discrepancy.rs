@@ -2,7 +2,8 @@
 
 use serde_json::{Value, json};
 use syncline::discrepancy::DiscrepancyChecker;
-use syncline::model::{EntityType, RecordId, SourceId, TenantId};
+use syncline::ingest::{RunRequest, Trigger};
+use syncline::model::{EntityType, RecordId, RunKind, SourceId, TenantId, Timestamp};
 use syncline::store::Change;
 use syncline_tests::upstream::Upstream;
 use syncline_tests::{demo_sources, sync_rig};
@@ -130,15 +131,161 @@ async fn the_sample_events_run_through_the_function_handler() {
         json!(120),
         "{scheduled}"
     );
-    // On demand with repair: a full resync is queued (the demo source has no record_path).
+    // On demand with repair: a force-sync per missing record (the demo
+    // source serves single records), compared by range digests.
     let on_demand = handle_check(engine, &checker, event("on-demand"))
         .await
         .expect("on demand");
-    assert_eq!(on_demand["reports"][0]["repairs_queued"], json!(1));
+    assert_eq!(on_demand["reports"][0]["method"], json!("ranges"));
+    assert_eq!(on_demand["reports"][0]["repairs_queued"], json!(120));
     rig.drain().await;
     let after = handle_check(engine, &checker, event("schedule"))
         .await
         .expect("schedule");
     assert_eq!(after["reports"][0]["missing_total"], json!(0), "{after}");
     assert_eq!(after["reports"][0]["store_count"], json!(120));
+    assert_eq!(after["reports"][0]["compared"], json!(0), "{after}");
+}
+
+/// A demo source serving 2,419 properties with range digests, synced in
+/// full through the engine.
+async fn digest_rig() -> (syncline_tests::SyncRig, String, DiscrepancyChecker) {
+    let demo = syncline::demo::serve("127.0.0.1:0".parse().expect("addr"), 2419)
+        .await
+        .expect("demo source");
+    let base = format!("http://{demo}");
+    let document = json!({"sources": {"props": {
+        "tenant": "demo", "entity": "property", "base_url": base, "path": "/properties",
+        "records": "/data", "id": "/id", "updated_at": "/updated_at",
+        "record_path": "/properties/{id}",
+        "pagination": {"cursor_body": {"cursor_path": "/next_cursor", "param": "cursor"}},
+        "page_size": 500, "page_size_param": "limit", "requests_per_second": 1000,
+        "digests": {"path": "/properties/_digests", "list_path": "/properties/_marks"}
+    }}});
+    let rig = sync_rig(&document).await;
+    let full = rig
+        .engine
+        .run(
+            &RunRequest {
+                source: SourceId::parse("props").expect("id"),
+                kind: Some(RunKind::Full),
+                trigger: Trigger::Manual,
+            },
+            Timestamp::now().plus(std::time::Duration::from_secs(600)),
+        )
+        .await
+        .expect("run")
+        .expect("lease");
+    assert_eq!(full.counts.created, 2419, "{full:?}");
+    let checker =
+        DiscrepancyChecker::new(rig.t.store.clone(), rig.queue.clone(), rig.engine.clone());
+    (rig, base, checker)
+}
+
+fn prop(i: usize) -> RecordId {
+    RecordId::parse(&format!("prop-{i:06}")).expect("id")
+}
+
+#[tokio::test]
+async fn a_source_with_range_digests_is_compared_without_being_listed() {
+    let (rig, base, checker) = digest_rig().await;
+    let props = SourceId::parse("props").expect("id");
+    let tenant = TenantId::parse("demo").expect("t");
+    let entity = EntityType::parse("property").expect("e");
+    let write = |changes: Vec<(RecordId, Change)>| {
+        let (store, tenant, entity, props) = (&rig.t.store, &tenant, &entity, &props);
+        async move {
+            store
+                .upsert_batch(
+                    tenant,
+                    entity,
+                    Some(props),
+                    changes,
+                    &syncline_tests::trail(),
+                )
+                .await
+                .expect("write")
+        }
+    };
+
+    // The store loses 64 records, 3 go stale (another writer's content)
+    // and 2 appear that the source never had.
+    let missing: Vec<usize> = (0..2419).filter(|i| i % 37 == 5).take(64).collect();
+    write(missing.iter().map(|&i| (prop(i), Change::Delete)).collect()).await;
+    let stale = [10usize, 500, 2400];
+    let outdated = |i: usize| {
+        let mut item = syncline::demo::property(i);
+        item["price"] = json!(1);
+        let Value::Object(data) = item else {
+            unreachable!()
+        };
+        (prop(i), Change::Put(data))
+    };
+    write(stale.iter().map(|&i| outdated(i)).collect()).await;
+    let extra = |id: &str| {
+        let Value::Object(data) = json!({"id": id, "name": "gone upstream"}) else {
+            unreachable!()
+        };
+        (RecordId::parse(id).expect("id"), Change::Put(data))
+    };
+    write(vec![extra("prop-900001"), extra("prop-900002")]).await;
+
+    // First check: the store's ranges are built in one pass; the source is
+    // not listed, only its digests and the differing ranges.
+    let report = checker.check(&props, false).await.expect("check");
+    assert_eq!(report.method, "ranges");
+    assert_eq!((report.source_count, report.store_count), (2419, 2357));
+    assert_eq!(
+        (report.missing_total, report.stale_total, report.extra_total),
+        (64, 3, 2),
+        "{report:?}"
+    );
+    let expected: Vec<String> = missing.iter().map(|&i| prop(i).to_string()).collect();
+    assert_eq!(report.missing, expected);
+    assert_eq!(
+        report.stale,
+        vec!["prop-000010", "prop-000500", "prop-002400"]
+    );
+    assert_eq!(report.extra, vec!["prop-900001", "prop-900002"]);
+    assert!(report.buckets > 100, "{} ranges", report.buckets);
+    assert!(
+        report.read_source < 2419 / 2 && report.compared < (2419 + 2357) / 2,
+        "only differing ranges are listed: {report:?}"
+    );
+
+    // Repair through the retry worker; the next check reads only the
+    // ranges the repairs touched on the store side.
+    let repaired = checker.check(&props, true).await.expect("check and repair");
+    assert_eq!(repaired.repairs_queued, 69);
+    rig.drain().await;
+    let after = checker.check(&props, false).await.expect("check");
+    assert_eq!(after.differences(), 0, "{after:?}");
+    assert_eq!((after.source_count, after.store_count), (2419, 2419));
+    assert!(after.read_store < 2419 / 2, "{after:?}");
+
+    // Nothing changed on either side: nothing is read one by one.
+    let quiet = checker.check(&props, false).await.expect("check");
+    assert_eq!(
+        (quiet.differences(), quiet.read_source, quiet.read_store),
+        (0, 0, 0),
+        "{quiet:?}"
+    );
+    assert_eq!(quiet.compared, 0);
+
+    // One record changes upstream: exactly it is stale, found in one range.
+    let changed: Value = reqwest::Client::new()
+        .post(format!("{base}/_demo/properties/change"))
+        .json(&json!({"count": 1}))
+        .send()
+        .await
+        .expect("change")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(changed["changed"], json!(["prop-000000"]));
+    let one = checker.check(&props, false).await.expect("check");
+    assert_eq!(one.stale, vec!["prop-000000"], "{one:?}");
+    assert_eq!((one.missing_total, one.extra_total), (0, 0));
+    assert_eq!(one.buckets_differing, 1);
+    assert!(one.compared <= 64, "{one:?}");
 }

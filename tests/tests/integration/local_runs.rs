@@ -28,6 +28,7 @@ fn booking(id: &str) -> RecordWrite {
         expect: Expect::Absent,
         source: None,
         origin: None,
+        mark: None,
     }
 }
 
