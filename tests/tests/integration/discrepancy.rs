@@ -289,3 +289,74 @@ async fn a_source_with_range_digests_is_compared_without_being_listed() {
     assert_eq!(one.buckets_differing, 1);
     assert!(one.compared <= 64, "{one:?}");
 }
+
+#[tokio::test]
+async fn range_digests_follow_growth_and_emptied_ranges() {
+    let (rig, base, checker) = digest_rig().await;
+    let props = SourceId::parse("props").expect("id");
+    let first = checker.check(&props, false).await.expect("check");
+    assert_eq!(first.differences(), 0, "{first:?}");
+    let ranges_before = first.buckets;
+
+    // 100 records appear upstream, all after the last stored id: the last
+    // range grows past twice its size and is split when it is re-listed.
+    reqwest::Client::new()
+        .post(format!("{base}/_demo/properties/add"))
+        .json(&json!({"count": 100}))
+        .send()
+        .await
+        .expect("add")
+        .error_for_status()
+        .expect("added");
+    let missing = checker.check(&props, false).await.expect("check");
+    assert_eq!(missing.missing_total, 100, "{missing:?}");
+    let synced = rig
+        .engine
+        .run(
+            &RunRequest {
+                source: props.clone(),
+                kind: Some(RunKind::Full),
+                trigger: Trigger::Manual,
+            },
+            Timestamp::now().plus(std::time::Duration::from_secs(600)),
+        )
+        .await
+        .expect("run")
+        .expect("lease");
+    assert_eq!(synced.counts.created, 100, "{synced:?}");
+    let grown = checker.check(&props, false).await.expect("check");
+    assert_eq!(grown.differences(), 0, "{grown:?}");
+    assert_eq!(grown.store_count, 2519);
+    assert!(
+        grown.buckets >= ranges_before + 5,
+        "{ranges_before} ranges became {}",
+        grown.buckets
+    );
+    assert!(grown.read_store < 200, "only the grown range: {grown:?}");
+
+    // Every record of a stretch of ids disappears from the store: emptied
+    // ranges merge into the one before, and the comparison still names
+    // each missing id.
+    let gone: Vec<(RecordId, Change)> = (1000..1040).map(|i| (prop(i), Change::Delete)).collect();
+    rig.t
+        .store
+        .upsert_batch(
+            &TenantId::parse("demo").expect("t"),
+            &EntityType::parse("property").expect("e"),
+            Some(&props),
+            gone,
+            &syncline_tests::trail(),
+        )
+        .await
+        .expect("deletes");
+    let emptied = checker.check(&props, false).await.expect("check");
+    assert_eq!(emptied.missing_total, 40, "{emptied:?}");
+    assert_eq!(
+        emptied.missing,
+        (1000..1040)
+            .map(|i| prop(i).to_string())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!((emptied.extra_total, emptied.stale_total), (0, 0));
+    assert!(emptied.buckets < grown.buckets, "{emptied:?}");
+}
