@@ -186,16 +186,20 @@ impl Store {
         Ok(Seq::new(self.read_counter(tenant).await?.value))
     }
 
-    async fn read_snapshot(&self, set: &ChangeSet) -> Result<Snapshot> {
+    /// The counter, the client's progress and (with `with_records`) the
+    /// records `set` writes, in one consistent batch read.
+    async fn read_snapshot(&self, set: &ChangeSet, with_records: bool) -> Result<Snapshot> {
         let mut keys = vec![counter_key(&set.tenant)];
         if let Some(progress) = &set.client {
             keys.push(client_key(&set.tenant, &progress.client));
         }
-        keys.extend(
-            set.writes
-                .iter()
-                .map(|w| record_key(&set.tenant, &w.entity, &w.id)),
-        );
+        if with_records {
+            keys.extend(
+                set.writes
+                    .iter()
+                    .map(|w| record_key(&set.tenant, &w.entity, &w.id)),
+            );
+        }
         let now = Timestamp::now();
         let mut snapshot = Snapshot {
             counter: Counter::default(),
@@ -230,9 +234,36 @@ impl Store {
     /// of what the caller expected give [`Error::Conflict`]; contention on
     /// the tenant counter is retried.
     pub async fn commit(&self, set: &ChangeSet) -> Result<Vec<Committed>> {
+        self.commit_over(set, None).await
+    }
+
+    /// [`Store::commit`] over records the caller has just read (absent ones
+    /// left out): the first attempt reads only the counter and the client's
+    /// progress; the transaction still holds every write to the version it
+    /// was based on, so a record that moved meanwhile is a conflict (or, for
+    /// [`Expect::Any`], a retry from a fresh read).
+    pub async fn commit_known(
+        &self,
+        set: &ChangeSet,
+        known: HashMap<(EntityType, RecordId), Record>,
+    ) -> Result<Vec<Committed>> {
+        self.commit_over(set, Some(known)).await
+    }
+
+    async fn commit_over(
+        &self,
+        set: &ChangeSet,
+        mut known: Option<HashMap<(EntityType, RecordId), Record>>,
+    ) -> Result<Vec<Committed>> {
         validate(set)?;
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
-            let snapshot = self.read_snapshot(set).await?;
+            let snapshot = match known.take() {
+                Some(records) => Snapshot {
+                    records,
+                    ..self.read_snapshot(set, false).await?
+                },
+                None => self.read_snapshot(set, true).await?,
+            };
             if let Some(committed) = self.try_commit(set, &snapshot, attempt).await? {
                 return Ok(committed);
             }

@@ -256,11 +256,14 @@ impl SyncService {
             guard_keys.push((guard_entity.clone(), RecordId::parse(entity.as_str())?));
         }
         let mut guards = self.store.get_many(tenant, &guard_keys).await?;
+        // What the commit is based on: the records and guards as read now.
+        let mut known = guards.clone();
         let mut bookings: HashMap<EntityType, OverlapIndex> = HashMap::new();
         for entity in &guarded {
             bookings.insert(entity.clone(), self.bookings(tenant, entity).await?);
         }
         let mut stored = self.store.get_many(tenant, &keys).await?;
+        known.extend(stored.iter().map(|(k, r)| (k.clone(), r.clone())));
         let mut working: HashMap<Key, Working> = keys
             .iter()
             .map(|key| (key.clone(), Working::new(stored.remove(key))))
@@ -357,31 +360,34 @@ impl SyncService {
         }
         let committed = self
             .store
-            .commit(&ChangeSet {
-                tenant: tenant.clone(),
-                writes,
-                client: progress.map(|expected| ClientProgress {
-                    client: client.clone(),
-                    expected,
-                    last_mutation_id: chunk.last().map_or(expected, |m| m.id),
-                }),
-                once: Vec::new(),
-                trail: Some(Trail::new(
-                    if progress.is_some() {
-                        "push"
-                    } else {
-                        "legacy_push"
-                    },
-                    client.as_str(),
-                    match (chunk.first(), chunk.last()) {
-                        (Some(first), Some(last)) if first.id != last.id => {
-                            format!("mutations {}-{}", first.id, last.id)
-                        }
-                        (Some(first), _) => format!("mutation {}", first.id),
-                        _ => String::new(),
-                    },
-                )),
-            })
+            .commit_known(
+                &ChangeSet {
+                    tenant: tenant.clone(),
+                    writes,
+                    client: progress.map(|expected| ClientProgress {
+                        client: client.clone(),
+                        expected,
+                        last_mutation_id: chunk.last().map_or(expected, |m| m.id),
+                    }),
+                    once: Vec::new(),
+                    trail: Some(Trail::new(
+                        if progress.is_some() {
+                            "push"
+                        } else {
+                            "legacy_push"
+                        },
+                        client.as_str(),
+                        match (chunk.first(), chunk.last()) {
+                            (Some(first), Some(last)) if first.id != last.id => {
+                                format!("mutations {}-{}", first.id, last.id)
+                            }
+                            (Some(first), _) => format!("mutation {}", first.id),
+                            _ => String::new(),
+                        },
+                    )),
+                },
+                known,
+            )
             .await?;
         let after: HashMap<Key, Record> = committed
             .into_iter()
