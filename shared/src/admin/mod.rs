@@ -24,8 +24,8 @@ use crate::store::{KvExpect, KvKey, LogStream, PageToken, Store};
 
 /// How long audit entries are kept.
 const AUDIT_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
-/// Runs read per source to judge failing / last run.
-const RECENT_RUNS: u32 = 200;
+/// Runs read per source to judge failing / last run / last error.
+const RECENT_RUNS: u32 = 20;
 /// Change-trail entries read for one request at most (a record filter may
 /// match few of them; `next` continues).
 const TRAIL_SCAN: u32 = 2000;
@@ -107,7 +107,7 @@ impl AdminService {
 
     /// Stored discrepancy reports, newest first.
     pub async fn discrepancies(&self, limit: u32) -> Result<Vec<Report>> {
-        self.checker.reports(limit.clamp(1, 200)).await
+        self.checker.reports(None, limit.clamp(1, 200)).await
     }
 
     /// Runs a check now (and queues repairs when asked).
@@ -124,24 +124,24 @@ impl AdminService {
         Ok(report)
     }
 
-    async fn recent_runs(&self) -> Result<Vec<RunLog>> {
+    /// The newest runs of one source.
+    async fn recent_runs(&self, source: &SourceId) -> Result<Vec<RunLog>> {
         let page = self
             .store
-            .read_log::<RunLog>(&runs_stream(), RECENT_RUNS, None)
+            .read_log::<RunLog>(&LogStream::runs_of(source), RECENT_RUNS, None)
             .await?;
         Ok(page.items.into_iter().map(|e| e.entry).collect())
     }
 
     /// Every source's state, judged at `now`.
     pub async fn status(&self, now: Timestamp) -> Result<Vec<SourceStatus>> {
-        let runs = self.recent_runs().await?;
-        let reports = self.checker.reports(200).await?;
         let mut statuses = Vec::new();
         for source in self.engine.sources().ids() {
             let settings = self.engine.settings(source).await?;
             let state: SourceState = self.engine.state(source).await?;
-            let mine: Vec<&RunLog> = runs.iter().filter(|r| &r.source == source).collect();
-            let finished: Vec<&&RunLog> = mine
+            let mine = self.recent_runs(source).await?;
+            let report = self.checker.reports(Some(source), 1).await?.pop();
+            let finished: Vec<&RunLog> = mine
                 .iter()
                 .filter(|r| matches!(r.status, RunStatus::Succeeded | RunStatus::Failed))
                 .collect();
@@ -177,7 +177,7 @@ impl AdminService {
                     reasons.push("failing: the last run failed".to_owned());
                 }
             }
-            if let Some(report) = reports.iter().find(|r| &r.source == source)
+            if let Some(report) = &report
                 && report.differences() > 0
             {
                 if health == Health::Healthy {
@@ -192,7 +192,7 @@ impl AdminService {
                 source: source.clone(),
                 enabled: settings.enabled,
                 interval: settings.interval,
-                last_run: mine.first().map(|r| (*r).clone()),
+                last_run: mine.first().cloned(),
                 last_success: state.last_success,
                 next_due,
                 running,
@@ -241,15 +241,20 @@ impl AdminService {
         let limit = limit.clamp(1, 200);
         let mut found = Vec::new();
         let mut token = after.cloned();
-        // Filters apply after reading; keep reading until the page is full.
+        // One source's runs have a stream of their own; a status filter
+        // applies after reading: keep reading until the page is full.
+        let stream = source.map_or_else(runs_stream, LogStream::runs_of);
         loop {
             let page = self
                 .store
-                .read_log::<RunLog>(&runs_stream(), limit, token.as_ref())
+                .read_log::<RunLog>(&stream, limit, token.as_ref())
                 .await?;
-            found.extend(page.items.into_iter().map(|e| e.entry).filter(|r| {
-                source.is_none_or(|s| &r.source == s) && status.is_none_or(|st| r.status == st)
-            }));
+            found.extend(
+                page.items
+                    .into_iter()
+                    .map(|e| e.entry)
+                    .filter(|r| status.is_none_or(|st| r.status == st)),
+            );
             token = page.next;
             if found.len() >= limit as usize || token.is_none() {
                 return Ok((found, token));

@@ -175,8 +175,17 @@ impl DiscrepancyChecker {
             report.repairs_queued = self.repair(source_id, &report).await?;
         }
         report.duration_ms = started.elapsed().as_millis() as u64;
-        self.store
+        let id = self
+            .store
             .append_log(&reports_stream(), &report, REPORT_RETENTION)
+            .await?;
+        self.store
+            .put_log(
+                &LogStream::discrepancies_of(source_id),
+                &id,
+                &report,
+                REPORT_RETENTION,
+            )
             .await?;
         Ok(report)
     }
@@ -380,12 +389,10 @@ impl DiscrepancyChecker {
         Ok(())
     }
 
-    /// Stored reports, newest first.
-    pub async fn reports(&self, limit: u32) -> Result<Vec<Report>> {
-        let page = self
-            .store
-            .read_log::<Report>(&reports_stream(), limit, None)
-            .await?;
+    /// Stored reports, newest first: of every source, or of one.
+    pub async fn reports(&self, source: Option<&SourceId>, limit: u32) -> Result<Vec<Report>> {
+        let stream = source.map_or_else(reports_stream, LogStream::discrepancies_of);
+        let page = self.store.read_log::<Report>(&stream, limit, None).await?;
         Ok(page.items.into_iter().map(|e| e.entry).collect())
     }
 }

@@ -283,6 +283,14 @@ impl SyncEngine {
             .store
             .append_log(&runs_stream(), &log, RUN_LOG_RETENTION)
             .await?;
+        self.store
+            .put_log(
+                &LogStream::runs_of(&request.source),
+                &log_id,
+                &log,
+                RUN_LOG_RETENTION,
+            )
+            .await?;
         let incremental = kind == RunKind::Incremental;
         let run = Run {
             c: Continuation {
@@ -530,6 +538,17 @@ impl SyncEngine {
             .await
     }
 
+    /// Rewrites a run's log entry, in the stream of all runs and in its
+    /// source's.
+    async fn write_run_log(&self, id: &LogId, log: &RunLog) -> Result<()> {
+        for stream in [runs_stream(), LogStream::runs_of(&log.source)] {
+            self.store
+                .put_log(&stream, id, log, RUN_LOG_RETENTION)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn close(&self, run: Run, status: RunStatus, error: Option<String>) -> Result<RunLog> {
         let log = RunLog {
             id: run.c.run_id.clone(),
@@ -543,9 +562,7 @@ impl SyncEngine {
             error,
             rejected: run.c.rejected.clone(),
         };
-        self.store
-            .put_log(&runs_stream(), &run.c.log_id, &log, RUN_LOG_RETENTION)
-            .await?;
+        self.write_run_log(&run.c.log_id, &log).await?;
         let counts = &log.counts;
         crate::metrics::emit(
             &[
@@ -634,9 +651,7 @@ impl SyncEngine {
             error: None,
             rejected: run.c.rejected.clone(),
         };
-        self.store
-            .put_log(&runs_stream(), &run.c.log_id, &log, RUN_LOG_RETENTION)
-            .await?;
+        self.write_run_log(&run.c.log_id, &log).await?;
         Ok(log)
     }
 }

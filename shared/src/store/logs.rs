@@ -48,6 +48,17 @@ impl LogStream {
         Self("runs".to_owned())
     }
 
+    /// The run logs of one source (each also in [`LogStream::runs`]).
+    pub fn runs_of(source: &crate::model::SourceId) -> Self {
+        Self(format!("runs.{source}"))
+    }
+
+    /// The discrepancy reports of one source (each also in
+    /// [`LogStream::discrepancies`]).
+    pub fn discrepancies_of(source: &crate::model::SourceId) -> Self {
+        Self(format!("discrepancies.{source}"))
+    }
+
     fn pk(&self) -> String {
         format!("L#{}", self.0)
     }

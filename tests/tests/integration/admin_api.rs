@@ -522,3 +522,40 @@ async fn discrepancies_are_checked_on_demand_listed_and_repaired() {
     let (status, _) = call(&rig, "POST", "/v1/admin/discrepancies/nope", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_source_that_ran_long_ago_keeps_its_status_behind_many_newer_runs() {
+    let rig = rig().await;
+    sync(&rig, "broken").await;
+    let props = sync(&rig, "props").await;
+    // 250 newer run logs of another source in the log of all runs.
+    for _ in 0..250 {
+        rig.t
+            .store
+            .append_log(
+                &syncline::store::LogStream::runs(),
+                &props,
+                Duration::from_secs(3600),
+            )
+            .await
+            .expect("run log");
+    }
+    let (status, body) = call(&rig, "GET", "/v1/admin/status", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let broken = body["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .find(|s| s["source"] == json!("broken"))
+        .expect("broken")
+        .clone();
+    assert_eq!(broken["last_run"]["status"], json!("failed"), "{broken}");
+    assert!(
+        broken["reasons"].to_string().contains("failing"),
+        "{broken}"
+    );
+    let (_, runs) = call(&rig, "GET", "/v1/admin/runs?source=broken", None).await;
+    let runs = runs["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], json!("failed"));
+}

@@ -99,7 +99,7 @@ async fn the_2419_vs_2355_case_is_found_exactly_and_repaired() {
     let after = checker.check(&zoho, false).await.expect("check");
     assert_eq!(after.differences(), 0, "{after:?}");
     assert_eq!((after.source_count, after.store_count), (2419, 2419));
-    let reports = checker.reports(10).await.expect("reports");
+    let reports = checker.reports(None, 10).await.expect("reports");
     assert_eq!(reports.len(), 3);
     assert_eq!(reports[0].id, after.id, "newest first");
 }
