@@ -88,20 +88,17 @@ struct CounterGuard {
 }
 
 impl CounterGuard {
-    /// Expression names: the guard's plus `extra`. Every update of the
-    /// counter also sets `#value`.
-    fn names(&self, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    /// Expression names of `SET #value = :new` under the guard.
+    fn names(&self) -> HashMap<String, String> {
         [self.name, ("#value", "value")]
             .iter()
-            .chain(extra)
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
     }
 
-    fn values(&self, values: Vec<(&str, AttributeValue)>) -> HashMap<String, AttributeValue> {
-        values
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
+    /// Expression values of `SET #value = :new` under the guard.
+    fn values(&self, new_value: u64) -> HashMap<String, AttributeValue> {
+        std::iter::once((":new".to_owned(), n(new_value)))
             .chain(self.old.clone().map(|old| (":old".to_owned(), old)))
             .collect()
     }
@@ -460,8 +457,8 @@ impl Store {
             .set_key(Some(counter_key(tenant)))
             .update_expression("SET #value = :new")
             .condition_expression(guard.expression)
-            .set_expression_attribute_names(Some(guard.names(&[])))
-            .set_expression_attribute_values(Some(guard.values(vec![(":new", n(new_value))])))
+            .set_expression_attribute_names(Some(guard.names()))
+            .set_expression_attribute_values(Some(guard.values(new_value)))
             .build()
             .map_err(build_error)?;
         Ok(TransactWriteItem::builder().update(update).build())
