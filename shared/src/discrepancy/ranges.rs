@@ -24,7 +24,7 @@ const MIN_RANGE: u64 = 16;
 const CHUNK_RANGES: usize = 256;
 /// Records read per store query page.
 const PAGE: u32 = 1000;
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// A record's digest entry: the first 16 bytes of SHA-256 over its id, a
 /// zero byte, and the source's version of it (its updated-at as text).
@@ -111,24 +111,33 @@ pub struct Refresh {
 struct StoredHead {
     format: u32,
     scope: String,
-    generation: String,
     seq: u64,
     target: u64,
-    chunks: u32,
+    /// The content hash of each chunk, in order: a save rewrites only the
+    /// chunks whose hash changed, and a load checks every chunk against it.
+    chunks: Vec<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct StoredChunk {
     /// (lower bound, count, digest hex) per range.
     ranges: Vec<(String, u64, String)>,
+}
+
+impl StoredChunk {
+    fn content_hash(&self) -> Result<String> {
+        let text = serde_json::to_vec(&self.ranges)
+            .map_err(|e| Error::internal(format!("serializing range digests: {e}")))?;
+        Ok(hex::encode(&Sha256::digest(&text)[..8]))
+    }
 }
 
 fn head_key(source: &SourceId) -> KvKey {
     KvKey::new(KvKey::DIGESTS, source.as_str())
 }
 
-fn chunk_key(source: &SourceId, generation: &str, n: u32) -> KvKey {
-    KvKey::new(KvKey::DIGESTS, format!("{source}#{generation}#{n}"))
+fn chunk_key(source: &SourceId, n: usize) -> KvKey {
+    KvKey::new(KvKey::DIGESTS, format!("{source}#{n}"))
 }
 
 fn scope(tenant: &TenantId, entity: &EntityType) -> String {
@@ -302,19 +311,28 @@ impl StoreRanges {
         if head.format != FORMAT || head.scope != scope(tenant, entity) {
             return Ok(None);
         }
+        let keys: Vec<KvKey> = (0..head.chunks.len())
+            .map(|n| chunk_key(source, n))
+            .collect();
+        let chunks = futures_util::future::try_join_all(
+            keys.iter().map(|key| store.kv_get::<StoredChunk>(key)),
+        )
+        .await?;
         let mut ranges = Self {
             bounds: Vec::new(),
             digests: Vec::new(),
             seq: Seq::new(head.seq),
             target: head.target,
         };
-        for n in 0..head.chunks {
-            let key = chunk_key(source, &head.generation, n);
-            // A chunk replaced by a concurrent save: build afresh.
-            let Some(chunk) = store.kv_get::<StoredChunk>(&key).await? else {
+        for (chunk, expected) in chunks.into_iter().zip(&head.chunks) {
+            // A chunk missing or rewritten by a concurrent save: build afresh.
+            let Some(chunk) = chunk.map(|c| c.value) else {
                 return Ok(None);
             };
-            for (bound, count, digest) in chunk.value.ranges {
+            if &chunk.content_hash()? != expected {
+                return Ok(None);
+            }
+            for (bound, count, digest) in chunk.ranges {
                 let digest = RangeDigest::from_hex(count, &digest)
                     .ok_or_else(|| Error::internal("a stored range digest is malformed"))?;
                 ranges.bounds.push(bound);
@@ -327,8 +345,8 @@ impl StoreRanges {
         Ok(Some(ranges))
     }
 
-    /// Writes the ranges under a new generation, then points the head at
-    /// it and removes the previous generation's chunks.
+    /// Writes the chunks whose content changed, then the head naming every
+    /// chunk's content, then removes chunks past the new end.
     async fn save(
         &self,
         store: &Store,
@@ -336,9 +354,12 @@ impl StoreRanges {
         entity: &EntityType,
         source: &SourceId,
     ) -> Result<()> {
-        let previous = store.kv_get::<StoredHead>(&head_key(source)).await?;
-        let generation = uuid::Uuid::new_v4().simple().to_string();
-        let mut chunks = 0;
+        let previous = store
+            .kv_get::<StoredHead>(&head_key(source))
+            .await?
+            .map(|head| head.value.chunks)
+            .unwrap_or_default();
+        let mut hashes = Vec::new();
         for (n, (bounds, digests)) in self
             .bounds
             .chunks(CHUNK_RANGES)
@@ -352,26 +373,27 @@ impl StoreRanges {
                     .map(|(bound, d)| (bound.clone(), d.count, d.hex()))
                     .collect(),
             };
-            let key = chunk_key(source, &generation, n as u32);
-            store.kv_put(&key, &chunk, None, KvExpect::Absent).await?;
-            chunks += 1;
+            let hash = chunk.content_hash()?;
+            if previous.get(n) != Some(&hash) {
+                store
+                    .kv_put(&chunk_key(source, n), &chunk, None, KvExpect::Any)
+                    .await?;
+            }
+            hashes.push(hash);
         }
+        let count = hashes.len();
         let head = StoredHead {
             format: FORMAT,
             scope: scope(tenant, entity),
-            generation,
             seq: self.seq.get(),
             target: self.target,
-            chunks,
+            chunks: hashes,
         };
         store
             .kv_put(&head_key(source), &head, None, KvExpect::Any)
             .await?;
-        if let Some(previous) = previous {
-            for n in 0..previous.value.chunks {
-                let key = chunk_key(source, &previous.value.generation, n);
-                store.kv_delete(&key, None).await?;
-            }
+        for n in count..previous.len() {
+            store.kv_delete(&chunk_key(source, n), None).await?;
         }
         Ok(())
     }

@@ -360,3 +360,106 @@ async fn range_digests_follow_growth_and_emptied_ranges() {
     assert_eq!((emptied.extra_total, emptied.stale_total), (0, 0));
     assert!(emptied.buckets < grown.buckets, "{emptied:?}");
 }
+
+#[tokio::test]
+async fn the_store_side_ranges_are_kept_from_the_change_feed_and_rebuilt_when_torn() {
+    use syncline::discrepancy::ranges::StoreRanges;
+    use syncline::store::{KvExpect, KvKey};
+    let t = syncline_tests::test_store().await;
+    let (tenant, entity) = (
+        TenantId::parse("demo").expect("t"),
+        EntityType::parse("property").expect("e"),
+    );
+    let source = SourceId::parse("props").expect("id");
+    // Writes as a pull does: each record with the source's updated-at.
+    let write = |range: std::ops::Range<usize>, version: u64| {
+        let changes = range
+            .map(|i| {
+                let Value::Object(data) = json!({"i": i, "version": version}) else {
+                    unreachable!()
+                };
+                syncline::store::BulkWrite {
+                    id: prop(i),
+                    change: Change::Put(data),
+                    mark: Some(format!("2026-11-0{version}")),
+                }
+            })
+            .collect();
+        let (store, tenant, entity, source) = (&t.store, &tenant, &entity, &source);
+        async move {
+            store
+                .upsert_marked(
+                    tenant,
+                    entity,
+                    Some(source),
+                    changes,
+                    &syncline_tests::trail(),
+                )
+                .await
+                .expect("write")
+        }
+    };
+    write(0..5000, 1).await;
+
+    // Built in one pass: 5,000 records in ranges of 16, two stored chunks.
+    let (built, refresh) = StoreRanges::refresh(&t.store, &tenant, &entity, &source)
+        .await
+        .expect("build");
+    assert!(refresh.built);
+    assert_eq!(refresh.records_read, 5000);
+    assert_eq!((built.count(), built.bounds.len()), (5000, 313));
+    let head = KvKey::new(KvKey::DIGESTS, "props");
+    let first_head = t
+        .store
+        .kv_get::<Value>(&head)
+        .await
+        .expect("head")
+        .expect("saved");
+
+    // Nothing changed: nothing is read.
+    let (same, refresh) = StoreRanges::refresh(&t.store, &tenant, &entity, &source)
+        .await
+        .expect("refresh");
+    assert!(same == built, "unchanged ranges");
+    assert_eq!((refresh.built, refresh.records_read), (false, 0));
+
+    // Two records change: only their ranges are listed again, and the
+    // digests equal those of a build from scratch.
+    write(3..4, 2).await;
+    write(4001..4002, 2).await;
+    let (kept, refresh) = StoreRanges::refresh(&t.store, &tenant, &entity, &source)
+        .await
+        .expect("refresh");
+    assert_eq!(
+        (refresh.built, refresh.changed, refresh.ranges_listed),
+        (false, 2, 2)
+    );
+    assert!(refresh.records_read <= 32, "{refresh:?}");
+    let moved = kept
+        .digests
+        .iter()
+        .zip(&built.digests)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(moved, 2, "the two ranges holding the changes");
+    t.store.kv_delete(&head, None).await.expect("drop");
+    let (fresh, refresh) = StoreRanges::refresh(&t.store, &tenant, &entity, &source)
+        .await
+        .expect("rebuild");
+    assert!(refresh.built);
+    assert!(
+        fresh.digests == kept.digests && fresh.bounds == kept.bounds,
+        "kept up to date = built from scratch"
+    );
+
+    // Chunks that no longer match their head (a concurrent save tore them
+    // apart) are not trusted: the ranges are built again.
+    t.store
+        .kv_put(&head, &first_head.value, None, KvExpect::Any)
+        .await
+        .expect("an older head over newer chunks");
+    let (_, refresh) = StoreRanges::refresh(&t.store, &tenant, &entity, &source)
+        .await
+        .expect("refresh");
+    assert!(refresh.built, "{refresh:?}");
+}
