@@ -5,7 +5,7 @@
 //!
 //! | route | shape | collection |
 //! |---|---|---|
-//! | `GET /properties[/{id}]` | cursor in body, `updated_since` filter | generated properties |
+//! | `GET /properties[/{id}]` | cursor in body, `updated_since` filter, `fields` (sparse field set) | generated properties |
 //! | `POST /properties/_digests`, `GET /properties/_marks` | range digests and (id, updated-at) listing (docs/DISCREPANCIES.md) | generated properties |
 //! | `GET /scheduled_events[/{id}]` | Calendly | events |
 //! | `GET /v1/payment_intents[/{id}]` | Stripe (`starting_after`, `created[gte]`) | payments |
@@ -279,6 +279,9 @@ struct PropertyParams {
     limit: Option<usize>,
     #[serde(default)]
     updated_since: Option<String>,
+    /// A sparse field set: `fields=id,updated_at` returns those alone.
+    #[serde(default)]
+    fields: Option<String>,
 }
 
 async fn properties(State(demo): State<Shared>, Query(params): Query<PropertyParams>) -> Response {
@@ -298,7 +301,20 @@ async fn properties(State(demo): State<Shared>, Query(params): Query<PropertyPar
             .as_deref()
             .is_none_or(|since| item["updated_at"].as_str().is_some_and(|u| u >= since));
         if fresh {
-            data.push(item);
+            data.push(match &params.fields {
+                Some(fields) => {
+                    let keep: Vec<&str> = fields.split(',').map(str::trim).collect();
+                    let Value::Object(map) = item else {
+                        continue;
+                    };
+                    Value::Object(
+                        map.into_iter()
+                            .filter(|(k, _)| keep.contains(&k.as_str()))
+                            .collect(),
+                    )
+                }
+                None => item,
+            });
         }
     }
     let cursor = (next < count).then_some(next);

@@ -3,6 +3,7 @@
 //! honours `Retry-After`, and exponential backoff with jitter on 429, 5xx,
 //! timeouts and malformed pages.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -150,6 +151,19 @@ impl HttpSource {
         if requests_per_second > 0.0 {
             spec.requests_per_second = requests_per_second;
         }
+        self.with_spec(spec)
+    }
+
+    /// The same source listing with `extra` query parameters too (a sparse
+    /// field set: ids and updated-at only).
+    pub fn with_query(&self, extra: &BTreeMap<String, String>) -> Self {
+        let mut spec = self.spec.clone();
+        spec.query
+            .extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.with_spec(spec)
+    }
+
+    fn with_spec(&self, spec: SourceSpec) -> Self {
         let burst = spec.requests_per_second.max(1.0);
         Self {
             spec,

@@ -210,6 +210,19 @@ pub struct SourceSpec {
     /// compare without listing it (docs/DISCREPANCIES.md).
     #[serde(default)]
     pub digests: Option<DigestSpec>,
+    /// The source can list ids and updated-at alone: discrepancy checks
+    /// list it with these extra query parameters (a sparse field set) and
+    /// compare without downloading whole records.
+    #[serde(default)]
+    pub id_listing: Option<IdListing>,
+}
+
+/// Query parameters that make the source's listing return ids and
+/// updated-at only (`{"fields": "id,updated_at"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdListing {
+    pub query: BTreeMap<String, String>,
 }
 
 /// Where a source serves range digests over its record ids and the
@@ -365,9 +378,9 @@ impl SourceSpec {
         if !matches!(spec.method.as_str(), "GET" | "POST") {
             return problem("`method` must be GET or POST");
         }
-        if spec.digests.is_some() && spec.updated_at.is_none() {
+        if (spec.digests.is_some() || spec.id_listing.is_some()) && spec.updated_at.is_none() {
             return problem(
-                "`digests` compare each record's updated-at: set `updated_at` (a JSON pointer)",
+                "`digests` and `id_listing` compare each record's updated-at: set `updated_at` (a JSON pointer)",
             );
         }
         Ok(spec)

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::connectors::{Bounds, Fetched, HttpSource, PageState, transform};
@@ -77,6 +78,7 @@ fn listing() -> String {
 
 const METHOD_LISTING: &str = "listing";
 const METHOD_RANGES: &str = "ranges";
+const METHOD_ID_LISTING: &str = "id_listing";
 /// Pairs asked for per page of a source's range listing.
 const RANGE_PAGE: u32 = 1000;
 
@@ -165,6 +167,8 @@ impl DiscrepancyChecker {
         };
         if source.spec().digests.is_some() {
             self.compare_ranges(source, &mut report).await?;
+        } else if source.spec().id_listing.is_some() {
+            self.compare_id_listing(source, &mut report).await?;
         } else {
             self.compare_listings(source, &mut report).await?;
         }
@@ -239,6 +243,49 @@ impl DiscrepancyChecker {
         Ok(())
     }
 
+    /// The source listed with ids and updated-at only, into the store's
+    /// ranges (kept up to date from the change feed); only differing ranges
+    /// are listed on the store side.
+    async fn compare_id_listing(&self, source: &HttpSource, report: &mut Report) -> Result<()> {
+        let spec = source.spec();
+        let Some(listing) = &spec.id_listing else {
+            return Err(Error::internal("the source has no id listing"));
+        };
+        let source_id = report.source.clone();
+        let (tenant, entity) = (&spec.tenant, &spec.entity);
+        let (stored, refresh) =
+            StoreRanges::refresh(&self.store, tenant, entity, &source_id).await?;
+        report.method = METHOD_ID_LISTING.into();
+        report.buckets = stored.bounds.len() as u64;
+        report.read_store = refresh.records_read;
+        report.store_count = stored.count();
+
+        let lister = source.with_query(&listing.query);
+        let mut theirs = vec![ranges::RangeDigest::default(); stored.bounds.len()];
+        let mut pairs: Vec<Vec<(String, String)>> = vec![Vec::new(); stored.bounds.len()];
+        report.read_source += list_source(&lister, |item| {
+            if let Some((id, mark)) = id_and_mark(spec, item) {
+                let i = stored.range_of(&id);
+                theirs[i].add(&id, &mark);
+                pairs[i].push((id, mark));
+            }
+        })
+        .await?;
+        report.source_count = theirs.iter().map(|d| d.count).sum();
+        for (i, (digest, upstream)) in theirs.iter().zip(&pairs).enumerate() {
+            if digest == &stored.digests[i] {
+                continue;
+            }
+            report.buckets_differing += 1;
+            let (from, to) = (stored.bounds[i].as_str(), stored.upper(i));
+            let local =
+                ranges::list_range(&self.store, tenant, entity, &source_id, from, to).await?;
+            report.read_store += local.read;
+            diff(report, upstream, &local.records);
+        }
+        Ok(())
+    }
+
     /// Both sides listed in full into hash buckets; only differing buckets
     /// are compared record by record.
     async fn compare_listings(&self, source: &HttpSource, report: &mut Report) -> Result<()> {
@@ -246,34 +293,16 @@ impl DiscrepancyChecker {
 
         // The source, page by page: ids and content hashes only are kept.
         let mut upstream = Side::default();
-        let mut page = PageState::First;
-        loop {
-            let fetched = match source.fetch(&page, &Bounds::default()).await? {
-                Fetched::Page(fetched) => fetched,
-                Fetched::Gone => {
-                    return Err(Error::Upstream {
-                        service: "source".into(),
-                        reason: "the source refused a full listing (HTTP 410)".into(),
-                        retryable: true,
-                    });
-                }
-            };
-            report.read_source += fetched.items.len() as u64;
-            for item in &fetched.items {
-                // Items that cannot become records are not compared.
-                if let Ok(item) = transform(spec, item) {
-                    let hash = match &item.change {
-                        Change::Put(data) => ContentHash::of(data, false),
-                        _ => continue,
-                    };
-                    upstream.add(item.id.to_string(), hash.as_str().to_owned());
-                }
+        report.read_source += list_source(source, |item| {
+            // Items that cannot become records are not compared.
+            if let Ok(item) = transform(spec, item)
+                && let Change::Put(data) = &item.change
+            {
+                let hash = ContentHash::of(data, false);
+                upstream.add(item.id.to_string(), hash.as_str().to_owned());
             }
-            match fetched.next {
-                Some(next) => page = next,
-                None => break,
-            }
-        }
+        })
+        .await?;
 
         // The store: the source's live records.
         let mut stored = Side::default();
@@ -395,6 +424,54 @@ impl DiscrepancyChecker {
         let page = self.store.read_log::<Report>(&stream, limit, None).await?;
         Ok(page.items.into_iter().map(|e| e.entry).collect())
     }
+}
+
+/// Lists `source` in full (no incremental bound), handing each item to
+/// `each`; returns how many items were read.
+async fn list_source(source: &HttpSource, mut each: impl FnMut(&Value)) -> Result<u64> {
+    let mut read = 0;
+    let mut page = PageState::First;
+    loop {
+        let fetched = match source.fetch(&page, &Bounds::default()).await? {
+            Fetched::Page(fetched) => fetched,
+            Fetched::Gone => {
+                return Err(Error::Upstream {
+                    service: "source".into(),
+                    reason: "the source refused a full listing (HTTP 410)".into(),
+                    retryable: true,
+                });
+            }
+        };
+        read += fetched.items.len() as u64;
+        fetched.items.iter().for_each(&mut each);
+        match fetched.next {
+            Some(next) => page = next,
+            None => return Ok(read),
+        }
+    }
+}
+
+/// A listed item's id and updated-at (as text); `None` for items without an
+/// id and for deletion markers.
+fn id_and_mark(spec: &crate::connectors::SourceSpec, item: &Value) -> Option<(String, String)> {
+    let id = match item.pointer(&spec.id)? {
+        Value::String(id) => id.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    if let Some((pointer, value)) = &spec.deleted_when
+        && item.pointer(pointer) == Some(value)
+    {
+        return None;
+    }
+    let mark = spec
+        .updated_at
+        .as_ref()
+        .and_then(|p| item.pointer(p))
+        .filter(|v| !v.is_null())
+        .map(crate::connectors::mark_text)
+        .unwrap_or_default();
+    Some((id, mark))
 }
 
 /// Compares one bucket's (id, version) pairs: the source's against the

@@ -1,10 +1,13 @@
 //! Discrepancy checks against a fake upstream, on the embedded store.
 
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 use syncline::discrepancy::DiscrepancyChecker;
 use syncline::ingest::{RunRequest, Trigger};
 use syncline::model::{EntityType, RecordId, RunKind, SourceId, TenantId, Timestamp};
 use syncline::store::Change;
+
+use syncline_tests::service::demo_control;
 use syncline_tests::upstream::Upstream;
 use syncline_tests::{demo_sources, sync_rig};
 
@@ -149,19 +152,31 @@ async fn the_sample_events_run_through_the_function_handler() {
 
 /// A demo source serving 2,419 properties with range digests, synced in
 /// full through the engine.
-async fn digest_rig() -> (syncline_tests::SyncRig, String, DiscrepancyChecker) {
+async fn digest_rig() -> (syncline_tests::SyncRig, SocketAddr, DiscrepancyChecker) {
+    props_rig(json!({
+        "digests": {"path": "/properties/_digests", "list_path": "/properties/_marks"}
+    }))
+    .await
+}
+
+/// A demo source serving 2,419 properties, compared as `compare` says,
+/// synced in full through the engine.
+async fn props_rig(compare: Value) -> (syncline_tests::SyncRig, SocketAddr, DiscrepancyChecker) {
     let demo = syncline::demo::serve("127.0.0.1:0".parse().expect("addr"), 2419)
         .await
         .expect("demo source");
     let base = format!("http://{demo}");
-    let document = json!({"sources": {"props": {
+    let mut spec = json!({
         "tenant": "demo", "entity": "property", "base_url": base, "path": "/properties",
         "records": "/data", "id": "/id", "updated_at": "/updated_at",
         "record_path": "/properties/{id}",
         "pagination": {"cursor_body": {"cursor_path": "/next_cursor", "param": "cursor"}},
-        "page_size": 500, "page_size_param": "limit", "requests_per_second": 1000,
-        "digests": {"path": "/properties/_digests", "list_path": "/properties/_marks"}
-    }}});
+        "page_size": 500, "page_size_param": "limit", "requests_per_second": 1000
+    });
+    if let (Value::Object(spec), Value::Object(compare)) = (&mut spec, compare) {
+        spec.extend(compare);
+    }
+    let document = json!({"sources": {"props": spec}});
     let rig = sync_rig(&document).await;
     let full = rig
         .engine
@@ -179,7 +194,23 @@ async fn digest_rig() -> (syncline_tests::SyncRig, String, DiscrepancyChecker) {
     assert_eq!(full.counts.created, 2419, "{full:?}");
     let checker =
         DiscrepancyChecker::new(rig.t.store.clone(), rig.queue.clone(), rig.engine.clone());
-    (rig, base, checker)
+    (rig, demo, checker)
+}
+
+/// Tombstones properties `ids` in the store as source `props` (the store
+/// loses them; the source still has them).
+async fn forget(rig: &syncline_tests::SyncRig, ids: impl Iterator<Item = usize>) {
+    rig.t
+        .store
+        .upsert_batch(
+            &TenantId::parse("demo").expect("t"),
+            &EntityType::parse("property").expect("e"),
+            Some(&SourceId::parse("props").expect("id")),
+            ids.map(|i| (prop(i), Change::Delete)).collect(),
+            &syncline_tests::trail(),
+        )
+        .await
+        .expect("deletes");
 }
 
 fn prop(i: usize) -> RecordId {
@@ -188,7 +219,7 @@ fn prop(i: usize) -> RecordId {
 
 #[tokio::test]
 async fn a_source_with_range_digests_is_compared_without_being_listed() {
-    let (rig, base, checker) = digest_rig().await;
+    let (rig, demo, checker) = digest_rig().await;
     let props = SourceId::parse("props").expect("id");
     let tenant = TenantId::parse("demo").expect("t");
     let entity = EntityType::parse("property").expect("e");
@@ -273,15 +304,7 @@ async fn a_source_with_range_digests_is_compared_without_being_listed() {
     assert_eq!(quiet.compared, 0);
 
     // One record changes upstream: exactly it is stale, found in one range.
-    let changed: Value = reqwest::Client::new()
-        .post(format!("{base}/_demo/properties/change"))
-        .json(&json!({"count": 1}))
-        .send()
-        .await
-        .expect("change")
-        .json()
-        .await
-        .expect("json");
+    let changed = demo_control(demo, "properties/change", json!({"count": 1})).await;
     assert_eq!(changed["changed"], json!(["prop-000000"]));
     let one = checker.check(&props, false).await.expect("check");
     assert_eq!(one.stale, vec!["prop-000000"], "{one:?}");
@@ -292,7 +315,7 @@ async fn a_source_with_range_digests_is_compared_without_being_listed() {
 
 #[tokio::test]
 async fn range_digests_follow_growth_and_emptied_ranges() {
-    let (rig, base, checker) = digest_rig().await;
+    let (rig, demo, checker) = digest_rig().await;
     let props = SourceId::parse("props").expect("id");
     let first = checker.check(&props, false).await.expect("check");
     assert_eq!(first.differences(), 0, "{first:?}");
@@ -300,14 +323,8 @@ async fn range_digests_follow_growth_and_emptied_ranges() {
 
     // 100 records appear upstream, all after the last stored id: the last
     // range grows past twice its size and is split when it is re-listed.
-    reqwest::Client::new()
-        .post(format!("{base}/_demo/properties/add"))
-        .json(&json!({"count": 100}))
-        .send()
-        .await
-        .expect("add")
-        .error_for_status()
-        .expect("added");
+    let added = demo_control(demo, "properties/add", json!({"count": 100})).await;
+    assert_eq!(added["added"].as_array().map(Vec::len), Some(100));
     let missing = checker.check(&props, false).await.expect("check");
     assert_eq!(missing.missing_total, 100, "{missing:?}");
     let synced = rig
@@ -337,18 +354,7 @@ async fn range_digests_follow_growth_and_emptied_ranges() {
     // Every record of a stretch of ids disappears from the store: emptied
     // ranges merge into the one before, and the comparison still names
     // each missing id.
-    let gone: Vec<(RecordId, Change)> = (1000..1040).map(|i| (prop(i), Change::Delete)).collect();
-    rig.t
-        .store
-        .upsert_batch(
-            &TenantId::parse("demo").expect("t"),
-            &EntityType::parse("property").expect("e"),
-            Some(&props),
-            gone,
-            &syncline_tests::trail(),
-        )
-        .await
-        .expect("deletes");
+    forget(&rig, 1000..1040).await;
     let emptied = checker.check(&props, false).await.expect("check");
     assert_eq!(emptied.missing_total, 40, "{emptied:?}");
     assert_eq!(
@@ -462,4 +468,37 @@ async fn the_store_side_ranges_are_kept_from_the_change_feed_and_rebuilt_when_to
         .await
         .expect("refresh");
     assert!(refresh.built, "{refresh:?}");
+}
+
+#[tokio::test]
+async fn a_source_listing_ids_and_updated_at_is_compared_without_whole_records() {
+    let (rig, demo, checker) =
+        props_rig(json!({"id_listing": {"query": {"fields": "id,updated_at"}}})).await;
+    let props = SourceId::parse("props").expect("id");
+    let first = checker.check(&props, false).await.expect("check");
+    assert_eq!(first.method, "id_listing");
+    assert_eq!(first.differences(), 0, "{first:?}");
+    assert_eq!((first.source_count, first.store_count), (2419, 2419));
+
+    // The store loses 5 records; 2 change and 1 appears upstream.
+    let missing: Vec<usize> = vec![5, 600, 1200, 1800, 2400];
+    forget(&rig, missing.iter().copied()).await;
+    demo_control(demo, "properties/change", json!({"count": 2})).await;
+    demo_control(demo, "properties/add", json!({"count": 1})).await;
+    let report = checker.check(&props, true).await.expect("check");
+    let mut expected: Vec<String> = missing.iter().map(|&i| prop(i).to_string()).collect();
+    expected.push("prop-002419".into());
+    expected.sort();
+    assert_eq!(report.missing, expected, "{report:?}");
+    assert_eq!(report.stale, vec!["prop-000000", "prop-000001"]);
+    assert_eq!(report.extra_total, 0);
+    // Every id and updated-at was listed at the source; the store side read
+    // only the ranges that changed or differ, never all 2,419 records.
+    assert_eq!(report.read_source, 2420);
+    assert!(report.read_store < 2419 / 10, "{report:?}");
+    assert_eq!(report.repairs_queued, 8);
+    rig.drain().await;
+    let after = checker.check(&props, false).await.expect("check");
+    assert_eq!(after.differences(), 0, "{after:?}");
+    assert_eq!((after.source_count, after.store_count), (2420, 2420));
 }
