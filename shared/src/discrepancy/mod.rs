@@ -194,21 +194,56 @@ impl DiscrepancyChecker {
         Ok(report)
     }
 
+    /// The store's ranges of `source`, brought up to date, noted in the
+    /// report of a check by `method`.
+    async fn store_ranges(
+        &self,
+        source: &HttpSource,
+        report: &mut Report,
+        method: &str,
+    ) -> Result<StoreRanges> {
+        let spec = source.spec();
+        let (stored, refresh) =
+            StoreRanges::refresh(&self.store, &spec.tenant, &spec.entity, &report.source).await?;
+        report.method = method.into();
+        report.buckets = stored.bounds.len() as u64;
+        report.read_store = refresh.records_read;
+        report.store_count = stored.count();
+        Ok(stored)
+    }
+
+    /// Range `i` as the store holds it, compared with the source's pairs.
+    async fn diff_range(
+        &self,
+        source: &HttpSource,
+        report: &mut Report,
+        stored: &StoreRanges,
+        i: usize,
+        upstream: &[(String, String)],
+    ) -> Result<()> {
+        let spec = source.spec();
+        let (from, to) = (stored.bounds[i].as_str(), stored.upper(i));
+        let local = ranges::list_range(
+            &self.store,
+            &spec.tenant,
+            &spec.entity,
+            &report.source,
+            from,
+            to,
+        )
+        .await?;
+        report.read_store += local.read;
+        diff(report, upstream, &local.records);
+        Ok(())
+    }
+
     /// The source's range digests against the store's, kept up to date
     /// from the change feed; only differing ranges are listed, on both
     /// sides.
     async fn compare_ranges(&self, source: &HttpSource, report: &mut Report) -> Result<()> {
-        let spec = source.spec();
-        let source_id = report.source.clone();
-        let (tenant, entity, source_id) = (&spec.tenant, &spec.entity, &source_id);
-        let (stored, refresh) =
-            StoreRanges::refresh(&self.store, tenant, entity, source_id).await?;
+        let stored = self.store_ranges(source, report, METHOD_RANGES).await?;
         let theirs = source.range_digests(&stored.bounds).await?;
-        report.method = METHOD_RANGES.into();
-        report.buckets = stored.bounds.len() as u64;
-        report.read_store = refresh.records_read;
         report.source_count = theirs.iter().map(|(count, _)| count).sum();
-        report.store_count = stored.count();
         for (i, ((count, digest), ours)) in theirs.iter().zip(&stored.digests).enumerate() {
             if *count == ours.count && *digest == ours.hex() {
                 continue;
@@ -234,11 +269,9 @@ impl DiscrepancyChecker {
                     None => break,
                 }
             }
-            let local =
-                ranges::list_range(&self.store, tenant, entity, source_id, from, to).await?;
             report.read_source += upstream.len() as u64;
-            report.read_store += local.read;
-            diff(report, &upstream, &local.records);
+            self.diff_range(source, report, &stored, i, &upstream)
+                .await?;
         }
         Ok(())
     }
@@ -251,14 +284,7 @@ impl DiscrepancyChecker {
         let Some(listing) = &spec.id_listing else {
             return Err(Error::internal("the source has no id listing"));
         };
-        let source_id = report.source.clone();
-        let (tenant, entity) = (&spec.tenant, &spec.entity);
-        let (stored, refresh) =
-            StoreRanges::refresh(&self.store, tenant, entity, &source_id).await?;
-        report.method = METHOD_ID_LISTING.into();
-        report.buckets = stored.bounds.len() as u64;
-        report.read_store = refresh.records_read;
-        report.store_count = stored.count();
+        let stored = self.store_ranges(source, report, METHOD_ID_LISTING).await?;
 
         let lister = source.with_query(&listing.query);
         let mut theirs = vec![ranges::RangeDigest::default(); stored.bounds.len()];
@@ -277,11 +303,8 @@ impl DiscrepancyChecker {
                 continue;
             }
             report.buckets_differing += 1;
-            let (from, to) = (stored.bounds[i].as_str(), stored.upper(i));
-            let local =
-                ranges::list_range(&self.store, tenant, entity, &source_id, from, to).await?;
-            report.read_store += local.read;
-            diff(report, upstream, &local.records);
+            self.diff_range(source, report, &stored, i, upstream)
+                .await?;
         }
         Ok(())
     }

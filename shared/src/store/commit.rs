@@ -231,7 +231,7 @@ impl Store {
     /// of what the caller expected give [`Error::Conflict`]; contention on
     /// the tenant counter is retried.
     pub async fn commit(&self, set: &ChangeSet) -> Result<Vec<Committed>> {
-        self.commit_over(set, None).await
+        self.commit_over(set, None, false).await
     }
 
     /// [`Store::commit`] over records the caller has just read (absent ones
@@ -244,17 +244,60 @@ impl Store {
         set: &ChangeSet,
         known: HashMap<(EntityType, RecordId), Record>,
     ) -> Result<Vec<Committed>> {
-        self.commit_over(set, Some(known)).await
+        self.commit_over(set, Some(known), false).await
     }
 
+    /// [`Store::commit_known`] for puts and deletes over record heads
+    /// (version, hash, bookkeeping; no data): a retry reads heads again, and
+    /// an unchanged write comes back with its head (empty data).
+    pub(super) async fn commit_heads(
+        &self,
+        set: &ChangeSet,
+        known: HashMap<(EntityType, RecordId), Record>,
+    ) -> Result<Vec<Committed>> {
+        if set
+            .writes
+            .iter()
+            .any(|w| matches!(w.change, super::Change::Merge(_)))
+        {
+            return Err(Error::internal("a merge needs the stored data, not heads"));
+        }
+        self.commit_over(set, Some(known), true).await
+    }
+
+    /// The commit loop: the records from `known` on the first attempt, then
+    /// read afresh (heads only with `heads`). The tenant counter is read
+    /// only when the set writes something.
     async fn commit_over(
         &self,
         set: &ChangeSet,
         mut known: Option<HashMap<(EntityType, RecordId), Record>>,
+        heads: bool,
     ) -> Result<Vec<Committed>> {
         validate(set)?;
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
-            let snapshot = match known.take() {
+            let records = match known.take() {
+                Some(records) => Some(records),
+                None if heads => Some(self.read_heads(set).await?),
+                None => None,
+            };
+            let snapshot = match records {
+                // Nothing to write: no counter, no client, no once-only key.
+                Some(records)
+                    if set.client.is_none() && set.once.is_empty() && {
+                        let now = Timestamp::now();
+                        set.writes.iter().all(|w| {
+                            let current = records.get(&(w.entity.clone(), w.id.clone()));
+                            apply_change(&set.tenant, w, current, now).is_none()
+                        })
+                    } =>
+                {
+                    Snapshot {
+                        counter: Counter::default(),
+                        client_progress: 0,
+                        records,
+                    }
+                }
                 Some(records) => Snapshot {
                     records,
                     ..self.read_snapshot(set, false).await?
@@ -268,66 +311,19 @@ impl Store {
         Err(contention("committing a change set"))
     }
 
-    /// [`Store::commit`] for puts and deletes without a client, over record
-    /// heads (version, hash, bookkeeping; no data) that the caller may have
-    /// read already: `known` serves the first attempt, a retry reads afresh.
-    /// The tenant counter is read only when something changes; an unchanged
-    /// write comes back with its head (empty data).
-    pub(super) async fn commit_heads(
-        &self,
-        set: &ChangeSet,
-        mut known: Option<HashMap<RecordId, Record>>,
-    ) -> Result<Vec<Committed>> {
-        validate(set)?;
-        let entity = match set.writes.first() {
-            Some(first) => first.entity.clone(),
-            None => return Ok(Vec::new()),
-        };
-        if set.client.is_some()
-            || set
-                .writes
-                .iter()
-                .any(|w| w.entity != entity || matches!(w.change, super::Change::Merge(_)))
-        {
-            return Err(Error::internal(
-                "a head-only commit takes puts and deletes of one entity type without a client",
-            ));
+    /// The heads of the records `set` writes, by entity type and id.
+    async fn read_heads(&self, set: &ChangeSet) -> Result<HashMap<(EntityType, RecordId), Record>> {
+        let mut by_entity: HashMap<&EntityType, Vec<&RecordId>> = HashMap::new();
+        for write in &set.writes {
+            by_entity.entry(&write.entity).or_default().push(&write.id);
         }
-        let ids: Vec<&RecordId> = set.writes.iter().map(|w| &w.id).collect();
-        for attempt in 0..MAX_COMMIT_ATTEMPTS {
-            let heads = match known.take() {
-                Some(heads) => heads,
-                None => self.read_records(&set.tenant, &entity, &ids, true).await?,
-            };
-            let now = Timestamp::now();
-            let changes = set
-                .writes
-                .iter()
-                .any(|w| apply_change(&set.tenant, w, heads.get(&w.id), now).is_some());
-            if !changes {
-                return Ok(set
-                    .writes
-                    .iter()
-                    .filter_map(|w| heads.get(&w.id))
-                    .map(|record| Committed {
-                        record: record.clone(),
-                        changed: false,
-                    })
-                    .collect());
-            }
-            let snapshot = Snapshot {
-                counter: self.read_counter(&set.tenant).await?,
-                client_progress: 0,
-                records: heads
-                    .into_iter()
-                    .map(|(id, record)| ((entity.clone(), id), record))
-                    .collect(),
-            };
-            if let Some(committed) = self.try_commit(set, &snapshot, attempt).await? {
-                return Ok(committed);
+        let mut heads = HashMap::new();
+        for (entity, ids) in by_entity {
+            for (id, record) in self.read_records(&set.tenant, entity, &ids, true).await? {
+                heads.insert((entity.clone(), id), record);
             }
         }
-        Err(contention("committing a change set"))
+        Ok(heads)
     }
 
     /// One attempt at writing `set` over what `snapshot` read: the committed

@@ -859,8 +859,9 @@ impl Store {
                         .writes
                         .iter()
                         .filter_map(|w| heads.remove_entry(&w.id))
+                        .map(|(id, record)| ((entity.clone(), id), record))
                         .collect();
-                    self.commit_heads(&set, Some(known)).await?
+                    self.commit_heads(&set, known).await?
                 };
                 for done in committed {
                     match (done.changed, done.record.deleted, done.record.version) {

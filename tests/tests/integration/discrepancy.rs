@@ -178,8 +178,16 @@ async fn props_rig(compare: Value) -> (syncline_tests::SyncRig, SocketAddr, Disc
     }
     let document = json!({"sources": {"props": spec}});
     let rig = sync_rig(&document).await;
-    let full = rig
-        .engine
+    let full = full_sync(&rig).await;
+    assert_eq!(full.counts.created, 2419, "{full:?}");
+    let checker =
+        DiscrepancyChecker::new(rig.t.store.clone(), rig.queue.clone(), rig.engine.clone());
+    (rig, demo, checker)
+}
+
+/// A full run of source `props`.
+async fn full_sync(rig: &syncline_tests::SyncRig) -> syncline::model::RunLog {
+    rig.engine
         .run(
             &RunRequest {
                 source: SourceId::parse("props").expect("id"),
@@ -190,11 +198,7 @@ async fn props_rig(compare: Value) -> (syncline_tests::SyncRig, SocketAddr, Disc
         )
         .await
         .expect("run")
-        .expect("lease");
-    assert_eq!(full.counts.created, 2419, "{full:?}");
-    let checker =
-        DiscrepancyChecker::new(rig.t.store.clone(), rig.queue.clone(), rig.engine.clone());
-    (rig, demo, checker)
+        .expect("lease")
 }
 
 /// Tombstones properties `ids` in the store as source `props` (the store
@@ -327,19 +331,7 @@ async fn range_digests_follow_growth_and_emptied_ranges() {
     assert_eq!(added["added"].as_array().map(Vec::len), Some(100));
     let missing = checker.check(&props, false).await.expect("check");
     assert_eq!(missing.missing_total, 100, "{missing:?}");
-    let synced = rig
-        .engine
-        .run(
-            &RunRequest {
-                source: props.clone(),
-                kind: Some(RunKind::Full),
-                trigger: Trigger::Manual,
-            },
-            Timestamp::now().plus(std::time::Duration::from_secs(600)),
-        )
-        .await
-        .expect("run")
-        .expect("lease");
+    let synced = full_sync(&rig).await;
     assert_eq!(synced.counts.created, 100, "{synced:?}");
     let grown = checker.check(&props, false).await.expect("check");
     assert_eq!(grown.differences(), 0, "{grown:?}");
