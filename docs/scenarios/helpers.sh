@@ -5,7 +5,7 @@
 
 S=${SYNCLINE_URL:-http://127.0.0.1:8080}
 DEMO=${SYNCLINE_DEMO_URL:-http://127.0.0.1:8090}
-syncline_local() { cargo run -q -p syncline --features embedded --bin syncline-local -- "$@"; }
+syncline_local() { cargo run -q -p syncline-local -- "$@"; }
 ADMIN=$(syncline_local token demo admin)
 CLIENT=$(syncline_local token demo)
 

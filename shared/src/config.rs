@@ -120,18 +120,8 @@ pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The webhook sources document: the JSON in `SYNCLINE_WEBHOOK_SOURCES`, or
-/// the file named by `SYNCLINE_WEBHOOK_SOURCES_FILE`.
-pub fn webhook_sources_document() -> Result<String> {
-    document("SYNCLINE_WEBHOOK_SOURCES")
-}
-
-/// How API callers are authenticated (sync-api, admin-api).
-pub fn auth_config() -> Result<crate::auth::AuthConfig> {
-    auth_config_from(&env_var)
-}
-
-/// [`auth_config`] with the variables read through `var`.
+/// How API callers are authenticated (sync-api, admin-api), from the
+/// variables read through `var`.
 pub fn auth_config_from(var: &dyn Fn(&str) -> Option<String>) -> Result<crate::auth::AuthConfig> {
     let env_var = var;
     let jwks =
@@ -162,12 +152,7 @@ pub fn auth_config_from(var: &dyn Fn(&str) -> Option<String>) -> Result<crate::a
 }
 
 /// A JSON configuration document: the text of `{name}` or the file named by
-/// `{name}_FILE`.
-pub fn document(name: &str) -> Result<String> {
-    document_from(&env_var, name)
-}
-
-/// [`document`] with the variables read through `var`.
+/// `{name}_FILE`, read through `var`.
 pub fn document_from(var: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<String> {
     let env_var = var;
     if let Some(json) = env_var(name) {
@@ -181,11 +166,6 @@ pub fn document_from(var: &dyn Fn(&str) -> Option<String>, name: &str) -> Result
 
 /// A JSON document that may be absent: `None` when neither `{name}` nor
 /// `{name}_FILE` is set.
-pub fn optional_document(name: &str) -> Result<Option<String>> {
-    optional_document_from(&env_var, name)
-}
-
-/// [`optional_document`] with the variables read through `var`.
 pub fn optional_document_from(
     var: &dyn Fn(&str) -> Option<String>,
     name: &str,

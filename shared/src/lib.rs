@@ -4,18 +4,13 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backoff;
 pub mod config;
 pub mod connectors;
-#[cfg(feature = "embedded")]
-pub mod demo;
 pub mod discrepancy;
-#[cfg(feature = "embedded")]
-pub mod embedded;
 pub mod error;
 pub mod ingest;
 pub mod lambda;
-#[cfg(feature = "embedded")]
-pub mod local;
 pub mod metrics;
 pub mod model;
 pub mod queue;
@@ -26,6 +21,7 @@ pub mod sync;
 pub mod telemetry;
 pub mod validation;
 pub mod webhooks;
+pub mod wiring;
 
 pub use config::Config;
 pub use error::{Error, Result};

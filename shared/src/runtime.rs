@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use crate::config::{Config, QueueBackend, StoreBackend};
-#[cfg(not(feature = "embedded"))]
-use crate::error::Error;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::queue::{LocalQueue, RetryQueue, SqsQueue};
 use crate::store::Store;
 
@@ -18,9 +16,9 @@ pub struct Adapters {
     /// The AWS configuration the adapters were built from, for other
     /// clients (Secrets Manager).
     pub sdk: aws_config::SdkConfig,
-    /// Keeps an in-process embedded engine alive as long as the adapters.
-    #[cfg(feature = "embedded")]
-    _engine: Option<Arc<crate::embedded::EmbeddedEngine>>,
+    /// Whatever must live as long as the adapters (an in-process store
+    /// engine of the local run).
+    _keep: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The root CAs of AWS's service endpoints (Amazon Trust Services: Amazon
@@ -96,31 +94,28 @@ impl Adapters {
     }
 
     /// The adapters `config` names, reaching AWS (or a local endpoint)
-    /// through `sdk`. An embedded store ignores `sdk`.
+    /// through `sdk`. The embedded store is the local run's
+    /// (`syncline_local::adapters`): a Lambda build has none.
     pub async fn with_sdk_config(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Self> {
-        #[cfg(feature = "embedded")]
-        let mut engine = None;
         let store = match &config.store {
             StoreBackend::DynamoDb { table } => Store::from_sdk_config(sdk, table.as_str()),
-            #[cfg(feature = "embedded")]
-            StoreBackend::Embedded { data_dir } => {
-                let (store, started) = crate::embedded::start_store(
-                    crate::embedded::Storage::File(data_dir.join("store.db")),
-                    crate::config::DEFAULT_TABLE,
-                )
-                .await?;
-                engine = Some(Arc::new(started));
-                store
-            }
-            #[cfg(not(feature = "embedded"))]
             StoreBackend::Embedded { .. } => {
                 return Err(Error::Config(
-                    "SYNCLINE_TABLE is not set and this build has no embedded store \
-                     (build with the `embedded` feature, or set SYNCLINE_TABLE)"
+                    "SYNCLINE_TABLE is not set and a function has no embedded store \
+                     (set SYNCLINE_TABLE, or run it with syncline-local)"
                         .into(),
                 ));
             }
         };
+        Self::with_store(config, sdk, store).await
+    }
+
+    /// The adapters over `store`, with the queue `config` names.
+    pub async fn with_store(
+        config: &Config,
+        sdk: &aws_config::SdkConfig,
+        store: Store,
+    ) -> Result<Self> {
         let queue: Arc<dyn RetryQueue> = match &config.queue {
             QueueBackend::Sqs {
                 url,
@@ -137,9 +132,14 @@ impl Adapters {
             store,
             queue,
             sdk: sdk.clone(),
-            #[cfg(feature = "embedded")]
-            _engine: engine,
+            _keep: None,
         })
+    }
+
+    /// Keeps `guard` alive as long as these adapters (and their clones).
+    pub fn keeping(mut self, guard: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self._keep = Some(guard);
+        self
     }
 }
 

@@ -12,11 +12,11 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use syncline::discrepancy::DiscrepancyChecker;
-use syncline::embedded::{EmbeddedEngine, Storage};
 use syncline::ingest::{SourceSet, SyncEngine, local_secret};
 use syncline::model::{EntityType, RecordId, SourceId, TenantId};
 use syncline::queue::{LocalQueue, RetryQueue};
 use syncline::store::{BulkWrite, Change, Store};
+use syncline_local::embedded::{EmbeddedEngine, Storage};
 
 const RECORDS: usize = 1_000_000;
 /// Deleted from the store after the first check (missing).
@@ -59,7 +59,7 @@ async fn main() {
     .expect("engine");
     let store = Store::from_sdk_config(&engine.sdk_config().await, "syncline-bench");
     store.ensure_table().await.expect("table");
-    let upstream = syncline::demo::serve("127.0.0.1:0".parse().expect("addr"), RECORDS)
+    let upstream = syncline_local::demo::serve("127.0.0.1:0".parse().expect("addr"), RECORDS)
         .await
         .expect("upstream");
     let base = format!("http://{upstream}");
@@ -74,7 +74,7 @@ async fn main() {
     for start in (0..RECORDS).step_by(1000) {
         let batch = (start..start + 1000)
             .map(|i| {
-                let item = syncline::demo::property(i);
+                let item = syncline_local::demo::property(i);
                 BulkWrite {
                     id: id(i),
                     mark: item["updated_at"].as_str().map(str::to_owned),
@@ -161,7 +161,7 @@ async fn main() {
     }
     let mut changes: Vec<(RecordId, Change)> =
         DELETED.iter().map(|&i| (id(i), Change::Delete)).collect();
-    let mut rewritten = syncline::demo::property(REWRITTEN);
+    let mut rewritten = syncline_local::demo::property(REWRITTEN);
     rewritten["price"] = json!(1);
     changes.push((id(REWRITTEN), Change::Put(object(rewritten))));
     for extra in ["extra-1", "extra-2", "extra-3"] {

@@ -74,7 +74,7 @@ async fn main() {
                 tenant: tenant.clone(),
                 writes,
                 client: None,
-                once: Vec::new(),
+                once_only: Vec::new(),
                 trail: None,
             })
             .await

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use serde::Serialize;
 use serde_json::{Value, json};
-use syncline::embedded::{EmbeddedEngine, Storage};
 use syncline::ingest::{RunRequest, SourceSet, SyncEngine, Trigger, local_secret};
 use syncline::model::{RunKind, SourceId, Timestamp};
 use syncline::queue::{LocalQueue, RetryQueue};
 use syncline::store::Store;
+use syncline_local::embedded::{EmbeddedEngine, Storage};
 
 const RECORDS: usize = 100_000;
 const PAGE: usize = 500;
@@ -55,7 +55,7 @@ async fn bare_write(store: &Store, pk: &str, indexed: bool) -> Duration {
     let started = Instant::now();
     for page_start in (0..RECORDS).step_by(PAGE) {
         let records: Vec<Value> = (page_start..page_start + PAGE)
-            .map(syncline::demo::property)
+            .map(syncline_local::demo::property)
             .collect();
         for (n, chunk) in records.chunks(25).enumerate() {
             let mut requests: Vec<WriteRequest> = chunk
@@ -110,7 +110,7 @@ async fn main() {
     .expect("engine");
     let store = Store::from_sdk_config(&engine.sdk_config().await, "syncline-bench");
     store.ensure_table().await.expect("table");
-    let upstream = syncline::demo::serve("127.0.0.1:0".parse().expect("addr"), RECORDS)
+    let upstream = syncline_local::demo::serve("127.0.0.1:0".parse().expect("addr"), RECORDS)
         .await
         .expect("upstream");
     let base = format!("http://{upstream}");

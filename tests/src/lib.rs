@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use syncline::embedded::{EmbeddedEngine, Storage};
 use syncline::store::Store;
+use syncline_local::embedded::{EmbeddedEngine, Storage};
 
 pub mod service;
 pub mod upstream;
@@ -348,5 +348,5 @@ pub fn data(value: serde_json::Value) -> serde_json::Map<String, serde_json::Val
 
 /// The change-trail note of writes the tests make directly.
 pub fn trail() -> syncline::store::Trail {
-    syncline::store::Trail::new("test", "tests", "")
+    syncline::store::Trail::new(syncline::store::TrailPath::Sync, "tests", "")
 }

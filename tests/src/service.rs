@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use syncline::auth::AuthConfig;
-use syncline::embedded::Storage;
-use syncline::local::{Documents, Running, Schedules, UpSettings, local_token, local_var};
 use syncline::queue::RetryQueue;
 use syncline::retry::RetryPolicy;
+use syncline_local::embedded::Storage;
+use syncline_local::run::{Running, Schedules, UpSettings, local_token, local_var};
 
 /// The repository root, where the sample configuration lives.
 pub fn repo_root() -> String {
@@ -45,7 +45,7 @@ pub struct Service {
 }
 
 impl std::ops::Deref for Service {
-    type Target = syncline::local::Functions;
+    type Target = syncline_local::run::Functions;
     fn deref(&self) -> &Self::Target {
         &self.running.functions
     }
@@ -95,7 +95,6 @@ impl Service {
             storage: Storage::Memory,
             store_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            documents: Documents::from_vars(&var).expect("documents"),
             auth: AuthConfig {
                 hs256_secret: Some(JWT_SECRET.into()),
                 tenant_claim: "tenant".into(),
@@ -105,7 +104,7 @@ impl Service {
             schedules: config.schedules,
             queue: config.queue,
         };
-        let running = syncline::local::up(settings, &var, |_| {})
+        let running = syncline_local::run::up(settings, &var, |_| {})
             .await
             .expect("the local service starts");
         Self {
@@ -239,8 +238,8 @@ pub fn scenario_document(scenario: &str, file: &str, demo: SocketAddr) -> Value 
 }
 
 /// The bundled demo source with `counts`, on a free port.
-pub async fn demo_source(counts: syncline::demo::DemoCounts) -> SocketAddr {
-    syncline::demo::serve_demo(SocketAddr::from(([127, 0, 0, 1], 0)), counts)
+pub async fn demo_source(counts: syncline_local::demo::DemoCounts) -> SocketAddr {
+    syncline_local::demo::serve_demo(SocketAddr::from(([127, 0, 0, 1], 0)), counts)
         .await
         .expect("demo source")
 }

@@ -19,7 +19,7 @@ use crate::model::{
     Timestamp,
 };
 use crate::queue::{MessageId, RetryQueue};
-use crate::retry::{RetryEnvelope, kinds};
+use crate::retry::{RetryEnvelope, WorkKind};
 use crate::store::{KvExpect, KvKey, LogStream, PageToken, Store};
 
 /// How long audit entries are kept.
@@ -354,7 +354,7 @@ impl AdminService {
             kind: trigger.kind,
         };
         let audit = json!({"action": "sync", "source": trigger.source, "kind": trigger.kind});
-        self.enqueue(kinds::SYNC_RUN, &work, trigger.source.clone(), who, audit)
+        self.enqueue(WorkKind::SyncRun, &work, trigger.source.clone(), who, audit)
             .await
     }
 
@@ -366,14 +366,14 @@ impl AdminService {
             id: crate::model::RecordId::parse(id)?,
         };
         let audit = json!({"action": "force_sync", "source": source, "id": id});
-        self.enqueue(kinds::FORCE_SYNC, &work, Some(source.clone()), who, audit)
+        self.enqueue(WorkKind::ForceSync, &work, Some(source.clone()), who, audit)
             .await
     }
 
     /// Puts operator-requested work on the queue and audits it.
     async fn enqueue(
         &self,
-        kind: &str,
+        kind: WorkKind,
         work: &impl Serialize,
         source: Option<SourceId>,
         who: &str,

@@ -148,6 +148,17 @@ pub struct NoOverlap {
     pub end: String,
 }
 
+/// The HTTP method a source's list endpoint takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum Method {
+    #[default]
+    #[serde(rename = "GET")]
+    Get,
+    /// A query in the body (Notion's database query).
+    #[serde(rename = "POST")]
+    Post,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
@@ -158,8 +169,8 @@ pub struct SourceSpec {
     pub base_url: String,
     #[serde(default)]
     pub auth: Option<AuthSpec>,
-    #[serde(default = "get")]
-    pub method: String,
+    #[serde(default)]
+    pub method: Method,
     #[serde(default)]
     pub path: String,
     #[serde(default)]
@@ -237,10 +248,6 @@ pub struct DigestSpec {
     pub list_path: String,
 }
 
-fn get() -> String {
-    "GET".into()
-}
-
 fn yes() -> bool {
     true
 }
@@ -315,7 +322,7 @@ fn apply_preset(mut spec: SourceSpec) -> Result<SourceSpec> {
                 .get_or_insert_with(|| "max_records".into());
         }
         "notion" => {
-            spec.method = "POST".into();
+            spec.method = Method::Post;
             set(&mut spec.records, "/results");
             set(&mut spec.id, "/id");
             spec.updated_at
@@ -374,9 +381,6 @@ impl SourceSpec {
         }
         if spec.requests_per_second.is_nan() || spec.requests_per_second <= 0.0 {
             return problem("`requests_per_second` must be positive");
-        }
-        if !matches!(spec.method.as_str(), "GET" | "POST") {
-            return problem("`method` must be GET or POST");
         }
         if (spec.digests.is_some() || spec.id_listing.is_some()) && spec.updated_at.is_none() {
             return problem(

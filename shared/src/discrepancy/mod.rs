@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::ingest::{ForceSyncWork, SyncEngine};
 use crate::model::{ContentHash, RecordId, SourceId, Timestamp};
 use crate::queue::RetryQueue;
-use crate::retry::{RetryEnvelope, kinds};
+use crate::retry::{RetryEnvelope, WorkKind};
 use crate::store::{Change, LogStream, Store};
 
 /// Buckets over the id space (the first 12 bits of SHA-256 of the id).
@@ -390,7 +390,7 @@ impl DiscrepancyChecker {
                 kind: Some(crate::model::RunKind::Full),
             };
             self.send(
-                kinds::SYNC_RUN,
+                WorkKind::SyncRun,
                 &work,
                 source,
                 &format!("repair:{}", report.id),
@@ -409,7 +409,7 @@ impl DiscrepancyChecker {
                 id: RecordId::parse(id)?,
             };
             self.send(
-                kinds::FORCE_SYNC,
+                WorkKind::ForceSync,
                 &work,
                 source,
                 &format!("repair:{}:{id}", report.id),
@@ -422,7 +422,7 @@ impl DiscrepancyChecker {
 
     async fn send(
         &self,
-        kind: &str,
+        kind: WorkKind,
         work: &impl Serialize,
         source: &SourceId,
         key: &str,

@@ -5,31 +5,35 @@
 //! queue (docs/SOURCES.md).
 
 mod engine;
+mod handlers;
+mod run;
 mod sources;
 
-pub use engine::{
-    Continuation, ForceSyncHandler, ForceSyncWork, RunRequest, SyncContinuationHandler, SyncEngine,
-    SyncRunHandler, SyncRunWork, Trigger, runs_stream,
+pub use crate::model::Trigger;
+pub use engine::{SyncEngine, runs_stream};
+pub use handlers::{
+    ForceSyncHandler, ForceSyncWork, SyncContinuationHandler, SyncRunHandler, SyncRunWork,
 };
+pub use run::{Continuation, RunRequest};
 pub use sources::{SourceSet, SourceState, local_secret};
 
+use crate::retry::WorkKind;
 use std::sync::Arc;
 
 /// Registers the sync work kinds (`sync_run`, `force_sync`,
 /// `sync_continuation`) with a
 /// retry worker.
 pub fn register_sync_work(worker: &mut crate::retry::RetryWorker, engine: Arc<SyncEngine>) {
-    use crate::retry::kinds;
     worker.register(
-        kinds::SYNC_RUN,
+        WorkKind::SyncRun,
         Arc::new(SyncRunHandler::new(engine.clone())),
     );
     worker.register(
-        kinds::FORCE_SYNC,
+        WorkKind::ForceSync,
         Arc::new(ForceSyncHandler::new(engine.clone())),
     );
     worker.register(
-        kinds::SYNC_CONTINUATION,
+        WorkKind::SyncContinuation,
         Arc::new(SyncContinuationHandler::new(engine)),
     );
 }

@@ -60,17 +60,6 @@ impl SourceSet {
         Ok(Self { sources })
     }
 
-    /// Reads the sources document as the functions do: the shared HTTP
-    /// client (built on first use), secrets from the environment (or
-    /// inline).
-    pub fn load(document: &str) -> Result<Self> {
-        Self::parse(
-            document,
-            crate::connectors::SourceClient::lazy(),
-            local_secret(crate::config::env_var),
-        )
-    }
-
     pub fn get(&self, id: &SourceId) -> Result<&Arc<HttpSource>> {
         self.sources
             .get(id)

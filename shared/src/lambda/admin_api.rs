@@ -48,11 +48,18 @@ pub async fn handle_admin(
     })
 }
 
-fn body<T: for<'de> Deserialize<'de> + Default>(request: &Request) -> Result<T> {
+/// The request body, refused when larger than the admin API takes.
+fn bytes(request: &Request) -> Result<&[u8]> {
     let bytes = request.body().as_ref();
     if bytes.len() > MAX_BODY {
         return Err(Error::PayloadTooLarge { limit: MAX_BODY });
     }
+    Ok(bytes)
+}
+
+/// A JSON body; an empty one is `T::default()`.
+fn body<T: for<'de> Deserialize<'de> + Default>(request: &Request) -> Result<T> {
+    let bytes = bytes(request)?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -75,37 +82,65 @@ fn paging(request: &Request, default: u32) -> Result<(u32, Option<PageToken>)> {
     Ok((limit, after))
 }
 
+/// The admin API's routes; path parameters are still raw text.
+enum Route<'a> {
+    Status,
+    Health,
+    Runs,
+    Changes,
+    Settings,
+    ChangeSettings,
+    Sync,
+    ForceSync { source: &'a str, id: &'a str },
+    Discrepancies,
+    Check { source: &'a str },
+    DeadLetters,
+    Redrive,
+    Dashboard,
+}
+
+/// The route at `path` and the method it takes; an unknown path is
+/// `NotFound` before any authentication.
+fn route<'a>(method: &Method, path: &'a str) -> Result<(Method, Route<'a>)> {
+    let route = match path {
+        "/v1/admin/status" => (Method::GET, Route::Status),
+        "/v1/admin/health" => (Method::GET, Route::Health),
+        "/v1/admin/runs" => (Method::GET, Route::Runs),
+        "/v1/admin/changes" => (Method::GET, Route::Changes),
+        "/v1/admin/settings" if *method == Method::PUT => (Method::PUT, Route::ChangeSettings),
+        "/v1/admin/settings" => (Method::GET, Route::Settings),
+        "/v1/admin/sync" => (Method::POST, Route::Sync),
+        "/v1/admin/discrepancies" => (Method::GET, Route::Discrepancies),
+        "/v1/admin/dead-letters" => (Method::GET, Route::DeadLetters),
+        "/v1/admin/dead-letters/redrive" => (Method::POST, Route::Redrive),
+        "/v1/admin/dashboard" => (Method::GET, Route::Dashboard),
+        _ => {
+            let single = |s: &&str| !s.is_empty() && !s.contains('/');
+            if let Some((source, id)) = path
+                .strip_prefix("/v1/admin/sync/")
+                .and_then(|rest| rest.split_once("/records/"))
+                .filter(|(source, id)| single(source) && !id.is_empty())
+            {
+                (Method::POST, Route::ForceSync { source, id })
+            } else if let Some(source) =
+                path.strip_prefix("/v1/admin/discrepancies/").filter(single)
+            {
+                (Method::POST, Route::Check { source })
+            } else {
+                return Err(Error::NotFound("route".into()));
+            }
+        }
+    };
+    Ok(route)
+}
+
 async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
     let path = match request.raw_http_path() {
         "" => request.uri().path().to_owned(),
         raw => raw.to_owned(),
     };
     let path = path.trim_end_matches('/');
-    let method = request.method().clone();
-    let known = [
-        "/v1/admin/status",
-        "/v1/admin/health",
-        "/v1/admin/runs",
-        "/v1/admin/settings",
-        "/v1/admin/sync",
-        "/v1/admin/dead-letters",
-        "/v1/admin/dead-letters/redrive",
-        "/v1/admin/dashboard",
-        "/v1/admin/discrepancies",
-        "/v1/admin/changes",
-    ];
-    // POST /v1/admin/sync/{source}/records/{id}
-    let force = path
-        .strip_prefix("/v1/admin/sync/")
-        .and_then(|rest| rest.split_once("/records/"))
-        .filter(|(source, id)| !source.is_empty() && !id.is_empty() && !source.contains('/'));
-    // POST /v1/admin/discrepancies/{source}
-    let check = path
-        .strip_prefix("/v1/admin/discrepancies/")
-        .filter(|s| !s.is_empty() && !s.contains('/'));
-    if !known.contains(&path) && force.is_none() && check.is_none() {
-        return Err(Error::NotFound("route".into()));
-    }
+    let (expected, route) = route(request.method(), path)?;
     let authorization = request
         .headers()
         .get("authorization")
@@ -120,30 +155,14 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
     let service = &api.service;
     let now = Timestamp::now();
     let ok = |value: serde_json::Value| Ok(json_response(StatusCode::OK, &value));
-    if let Some(source) = check {
-        if method != Method::POST {
-            return Err(Error::MethodNotAllowed);
-        }
-        let source = SourceId::parse(source).map_err(|_| Error::NotFound("source".into()))?;
-        let request: CheckRequest = body(request)?;
-        let report = service.check(&source, request.repair, &who).await?;
-        return Ok(json_response(StatusCode::OK, &report));
+    if request.method() != expected {
+        return Err(Error::MethodNotAllowed);
     }
-    if let Some((source, id)) = force {
-        if method != Method::POST {
-            return Err(Error::MethodNotAllowed);
-        }
-        let source = SourceId::parse(source).map_err(|_| Error::NotFound("source".into()))?;
-        let id = super::http::percent_decode(id);
-        let message = service.force_sync(&source, &id, &who).await?;
-        return Ok(json_response(
-            StatusCode::ACCEPTED,
-            &json!({"status": "queued", "message_id": message.as_str()}),
-        ));
-    }
-    match (method, path) {
-        (Method::GET, "/v1/admin/status") => ok(json!({"sources": service.status(now).await?})),
-        (Method::GET, "/v1/admin/health") => {
+    let source_id =
+        |source: &str| SourceId::parse(source).map_err(|_| Error::NotFound("source".into()));
+    match route {
+        Route::Status => ok(json!({"sources": service.status(now).await?})),
+        Route::Health => {
             let (health, body) = service.health(now).await?;
             let status = if health == Health::Healthy {
                 StatusCode::OK
@@ -152,7 +171,7 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
             };
             Ok(json_response(status, &body))
         }
-        (Method::GET, "/v1/admin/runs") => {
+        Route::Runs => {
             let source = query_parameter(request, "source")
                 .as_deref()
                 .map(SourceId::parse)
@@ -170,7 +189,7 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
                 .await?;
             ok(json!({"runs": runs, "next": next.map(|n| n.to_string())}))
         }
-        (Method::GET, "/v1/admin/changes") => {
+        Route::Changes => {
             let (limit, after) = paging(request, 50)?;
             let entity = query_parameter(request, "entity")
                 .as_deref()
@@ -195,7 +214,7 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
                 .await?;
             ok(json!({"changes": changes, "next": next.map(|n| n.to_string())}))
         }
-        (Method::GET, "/v1/admin/settings") => {
+        Route::Settings => {
             let settings: Vec<_> = service
                 .settings()
                 .await?
@@ -204,14 +223,13 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
                 .collect();
             ok(json!({"sources": settings}))
         }
-        (Method::PUT, "/v1/admin/settings") => {
-            let bytes = request.body().as_ref();
-            let change: SettingsChange = serde_json::from_slice(bytes)
+        Route::ChangeSettings => {
+            let change: SettingsChange = serde_json::from_slice(bytes(request)?)
                 .map_err(|e| Error::validation("settings", e.to_string()))?;
             let settings = service.change_settings(&change, &who).await?;
             ok(json!({"source": change.source, "settings": settings}))
         }
-        (Method::POST, "/v1/admin/sync") => {
+        Route::Sync => {
             let trigger: SyncTrigger = body(request)?;
             let id = service.trigger(&trigger, &who).await?;
             Ok(json_response(
@@ -219,20 +237,16 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
                 &json!({"status": "queued", "message_id": id.as_str()}),
             ))
         }
-        (Method::GET, "/v1/admin/discrepancies") => {
-            ok(json!({"reports": service.discrepancies(50).await?}))
-        }
-        (Method::GET, "/v1/admin/dead-letters") => {
-            ok(json!({"dead_letters": service.dead_letters(100).await?}))
-        }
-        (Method::POST, "/v1/admin/dead-letters/redrive") => {
+        Route::Discrepancies => ok(json!({"reports": service.discrepancies(50).await?})),
+        Route::DeadLetters => ok(json!({"dead_letters": service.dead_letters(100).await?})),
+        Route::Redrive => {
             let redrive: RedriveRequest = body(request)?;
             let ids = redrive
                 .ids
                 .map(|ids| ids.into_iter().map(MessageId::new).collect());
             ok(json!({"moved": service.redrive(ids, &who).await?}))
         }
-        (Method::GET, "/v1/admin/dashboard") => {
+        Route::Dashboard => {
             let statuses = service.status(now).await?;
             let (health, _) = service.health(now).await?;
             let (failures, _) = service
@@ -247,6 +261,20 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
             );
             Ok(response)
         }
-        _ => Err(Error::MethodNotAllowed),
+        Route::Check { source } => {
+            let request: CheckRequest = body(request)?;
+            let report = service
+                .check(&source_id(source)?, request.repair, &who)
+                .await?;
+            Ok(json_response(StatusCode::OK, &report))
+        }
+        Route::ForceSync { source, id } => {
+            let id = super::http::percent_decode(id);
+            let message = service.force_sync(&source_id(source)?, &id, &who).await?;
+            Ok(json_response(
+                StatusCode::ACCEPTED,
+                &json!({"status": "queued", "message_id": message.as_str()}),
+            ))
+        }
     }
 }

@@ -2,6 +2,19 @@ use serde::{Deserialize, Serialize};
 
 use super::{SourceId, Timestamp};
 
+/// What started a sync run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The EventBridge schedule (or the local run's emulation of it).
+    #[default]
+    Schedule,
+    /// An operator, through the admin API or an on-demand invocation.
+    Manual,
+    /// A run continued in a new invocation from its checkpoint.
+    Continuation,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunKind {
@@ -38,7 +51,7 @@ pub struct RunLog {
     pub kind: RunKind,
     /// What started it: `schedule`, `manual`, `continuation`.
     #[serde(default)]
-    pub trigger: String,
+    pub trigger: Trigger,
     pub status: RunStatus,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,

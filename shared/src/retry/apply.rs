@@ -92,7 +92,7 @@ impl ApplyChanges {
             None => Vec::new(),
         };
         let trail = crate::store::Trail::new(
-            "webhook",
+            crate::store::TrailPath::Webhook,
             self.source.as_ref().map_or("unknown", SourceId::as_str),
             self.dedupe
                 .as_ref()
@@ -102,7 +102,7 @@ impl ApplyChanges {
             tenant: self.tenant.clone(),
             writes,
             client: None,
-            once,
+            once_only: once,
             trail: Some(trail),
         })
     }
@@ -134,7 +134,7 @@ impl WorkHandler for ApplyChangesHandler {
         match self.store.commit(&set).await {
             Ok(_) => Ok(()),
             // The dedupe key exists: this event was applied already.
-            Err(Error::Conflict(_)) if !set.once.is_empty() => Ok(()),
+            Err(Error::Conflict(_)) if !set.once_only.is_empty() => Ok(()),
             Err(err) => Err(err),
         }
     }

@@ -19,31 +19,45 @@ pub use worker::{IncomingMessage, Outcome, RetryWorker, WorkHandler};
 use crate::error::{Error, Result};
 use crate::model::{SourceId, TenantId, Timestamp};
 
-/// The kinds of work syncline retries. A kind listed here whose handler is
-/// not registered in a worker (a producer deployed ahead of the worker) is
-/// retried with backoff; a kind not listed here cannot be handled and is
-/// dead-lettered at once.
-pub mod kinds {
+/// The kinds of work syncline retries. Work of a kind whose handler is not
+/// registered in a worker (a producer deployed ahead of the worker) is
+/// retried with backoff; a message naming no kind here cannot be read and
+/// is dead-lettered at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkKind {
     /// Apply record changes (and a webhook's dedupe key) that could not be
     /// stored when they were accepted.
-    pub const APPLY_CHANGES: &str = "apply_changes";
+    ApplyChanges,
     /// Run a source (or every due one) now, as an operator asked.
-    pub const SYNC_RUN: &str = "sync_run";
+    SyncRun,
     /// Continue a scheduled sync run from its checkpoint.
-    pub const SYNC_CONTINUATION: &str = "sync_continuation";
+    SyncContinuation,
     /// Re-fetch one record from its source and write it.
-    pub const FORCE_SYNC: &str = "force_sync";
+    ForceSync,
     /// Repair the differences a discrepancy check found.
-    pub const DISCREPANCY_REPAIR: &str = "discrepancy_repair";
+    DiscrepancyRepair,
     /// A message whose body could not be read; kept for inspection only.
-    pub const UNREADABLE: &str = "unreadable";
+    Unreadable,
+}
 
-    pub const KNOWN: &[&str] = &[
-        APPLY_CHANGES,
-        SYNC_CONTINUATION,
-        FORCE_SYNC,
-        DISCREPANCY_REPAIR,
-    ];
+impl WorkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApplyChanges => "apply_changes",
+            Self::SyncRun => "sync_run",
+            Self::SyncContinuation => "sync_continuation",
+            Self::ForceSync => "force_sync",
+            Self::DiscrepancyRepair => "discrepancy_repair",
+            Self::Unreadable => "unreadable",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Why and when a message was dead-lettered.
@@ -57,7 +71,7 @@ pub struct DeadLettered {
 /// One unit of retried work, the body of every retry-queue message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetryEnvelope {
-    pub kind: String,
+    pub kind: WorkKind,
     pub payload: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<TenantId>,
@@ -83,13 +97,13 @@ pub struct RetryEnvelope {
 impl RetryEnvelope {
     /// New work of `kind` that failed once in its producer with `error`.
     pub fn new(
-        kind: &str,
+        kind: WorkKind,
         payload: Value,
         idempotency_key: impl Into<String>,
         error: impl Into<String>,
     ) -> Self {
         Self {
-            kind: kind.to_owned(),
+            kind,
             payload,
             tenant: None,
             source: None,
@@ -104,10 +118,10 @@ impl RetryEnvelope {
     pub fn parse(body: &str) -> Result<Self> {
         let envelope: Self = serde_json::from_str(body)
             .map_err(|e| Error::validation("retry message", e.to_string()))?;
-        if envelope.kind.is_empty() || envelope.idempotency_key.is_empty() {
+        if envelope.idempotency_key.is_empty() {
             return Err(Error::validation(
                 "retry message",
-                "kind and idempotency_key must not be empty",
+                "idempotency_key must not be empty",
             ));
         }
         Ok(envelope)
@@ -128,10 +142,28 @@ mod tests {
 
     #[test]
     fn an_envelope_round_trips_through_its_body() {
-        let mut envelope = RetryEnvelope::new(kinds::APPLY_CHANGES, json!({"a": 1}), "k1", "boom");
+        let mut envelope =
+            RetryEnvelope::new(WorkKind::ApplyChanges, json!({"a": 1}), "k1", "boom");
         envelope.tenant = Some(TenantId::parse("acme").expect("tenant"));
         let parsed = RetryEnvelope::parse(&envelope.to_body().expect("body")).expect("parse");
         assert_eq!(parsed, envelope);
+    }
+
+    #[test]
+    fn every_kind_keeps_its_wire_name() {
+        for kind in [
+            WorkKind::ApplyChanges,
+            WorkKind::SyncRun,
+            WorkKind::SyncContinuation,
+            WorkKind::ForceSync,
+            WorkKind::DiscrepancyRepair,
+            WorkKind::Unreadable,
+        ] {
+            assert_eq!(
+                serde_json::to_value(kind).expect("json"),
+                json!(kind.as_str())
+            );
+        }
     }
 
     #[test]
@@ -141,6 +173,8 @@ mod tests {
             "not json",
             "{}",
             r#"{"kind":"","payload":null,"idempotency_key":"k","first_failed_at":0}"#,
+            r#"{"kind":"sync_everything","payload":null,"idempotency_key":"k","first_failed_at":0}"#,
+            r#"{"kind":"sync_run","payload":null,"idempotency_key":"","first_failed_at":0}"#,
         ] {
             assert!(
                 matches!(RetryEnvelope::parse(body), Err(Error::Validation { .. })),

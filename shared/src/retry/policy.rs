@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use rand::Rng;
+use crate::backoff::Backoff;
 
 /// When to try again: exponential backoff with jitter, a cap, and a bound on
 /// attempts.
@@ -34,21 +34,19 @@ impl Default for RetryPolicy {
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 
 impl RetryPolicy {
-    /// The ceiling of the delay after `failed` attempts.
-    pub fn ceiling(&self, failed: u32) -> Duration {
-        let factor = 1u32 << failed.saturating_sub(1).min(20);
-        self.base_delay
-            .saturating_mul(factor)
-            .min(self.max_delay)
-            .min(MAX_VISIBILITY)
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.base_delay, self.max_delay.min(MAX_VISIBILITY), 0.75)
     }
 
-    /// The delay after `failed` attempts, jittered.
+    /// The ceiling of the delay after `failed` attempts.
+    pub fn ceiling(&self, failed: u32) -> Duration {
+        self.backoff().ceiling(failed.saturating_sub(1))
+    }
+
+    /// The delay after `failed` attempts, jittered, in whole seconds.
     pub fn delay(&self, failed: u32) -> Duration {
-        let ceiling = self.ceiling(failed).as_millis() as u64;
-        let floor = ceiling - ceiling / 4;
-        let millis = rand::rng().random_range(floor..=ceiling);
-        Duration::from_secs(millis.div_ceil(1000).max(1))
+        let delay = self.backoff().delay(failed.saturating_sub(1));
+        Duration::from_secs((delay.as_millis() as u64).div_ceil(1000).max(1))
     }
 
     /// Whether another attempt is allowed after `failed` attempts.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::apply::ApplyChangesHandler;
 use super::idempotency::{Claim, Idempotency};
-use super::{DeadLettered, RetryEnvelope, RetryPolicy, kinds};
+use super::{DeadLettered, RetryEnvelope, RetryPolicy, WorkKind};
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
 use crate::queue::{ReceiptHandle, RetryQueue};
@@ -61,7 +61,7 @@ pub struct RetryWorker {
     queue: Arc<dyn RetryQueue>,
     policy: RetryPolicy,
     idempotency: Idempotency,
-    handlers: HashMap<String, Arc<dyn WorkHandler>>,
+    handlers: HashMap<WorkKind, Arc<dyn WorkHandler>>,
 }
 
 impl std::fmt::Debug for RetryWorker {
@@ -87,15 +87,15 @@ impl RetryWorker {
             handlers: HashMap::new(),
         };
         worker.register(
-            kinds::APPLY_CHANGES,
+            WorkKind::ApplyChanges,
             Arc::new(ApplyChangesHandler::new(store)),
         );
         worker
     }
 
     /// Adds (or replaces) the handler of `kind`.
-    pub fn register(&mut self, kind: &str, handler: Arc<dyn WorkHandler>) {
-        self.handlers.insert(kind.to_owned(), handler);
+    pub fn register(&mut self, kind: WorkKind, handler: Arc<dyn WorkHandler>) {
+        self.handlers.insert(kind, handler);
     }
 
     pub fn policy(&self) -> RetryPolicy {
@@ -114,9 +114,10 @@ impl RetryWorker {
         // message starts from zero again.
         let attempt = message.receive_count.max(1);
         let Some(handler) = self.handlers.get(&envelope.kind) else {
-            let error = Error::Config(format!("no handler for work of kind {:?}", envelope.kind));
-            // A known kind may get its handler with the next deploy.
-            let retryable = kinds::KNOWN.contains(&envelope.kind.as_str());
+            let error = Error::Config(format!("no handler for work of kind {}", envelope.kind));
+            // The handler may come with the next deploy; an unreadable
+            // message is only ever kept for inspection.
+            let retryable = envelope.kind != WorkKind::Unreadable;
             return self
                 .after_failure(message, &mut envelope, attempt, &error, retryable)
                 .await;
@@ -207,7 +208,7 @@ impl RetryWorker {
         let text = error.chain();
         tracing::error!(message_id = %message.id, error = %text, "unreadable retry message; dead-lettering");
         let mut envelope = RetryEnvelope::new(
-            kinds::UNREADABLE,
+            WorkKind::Unreadable,
             serde_json::Value::String(message.body.clone()),
             message.id.clone(),
             text.clone(),

@@ -4,113 +4,23 @@
 //! client's last mutation id and any once-only keys: all commit or none do.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
-use serde::{Deserialize, Serialize};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
-use super::build_error;
-use super::keys::{self, COUNTER_SK, EXPIRES_AT, PK, SK};
-use super::kv::KvKey;
-use super::records::{Expect, RecordItem, RecordWrite, apply_change, decode_record, record_key};
-use super::{Store, backoff, mapping_error, n, s, store_error};
+use super::keys::{COUNTER_SK, EXPIRES_AT, PK, SK};
+use super::record_item::{RecordItem, decode_record, record_key};
+use super::tenant::{ClientItem, Counter, client_key, counter_key};
+use super::write::apply_change;
+use super::{
+    ChangeSet, Committed, Expect, RecordWrite, Store, backoff, build_error, mapping_error,
+    number_value, store_error,
+};
 use crate::error::{Error, Result};
-use crate::model::{ClientId, EntityType, Record, RecordId, Seq, TenantId, Timestamp};
+use crate::model::{EntityType, Record, RecordId, Seq, TenantId, Timestamp};
 
-/// DynamoDB's limit of actions in one transaction.
-pub const MAX_TRANSACTION_ITEMS: usize = 100;
 const MAX_COMMIT_ATTEMPTS: u32 = 64;
-
-/// Advances a client's last processed mutation id from `expected` (0 when the
-/// client never pushed) to `last_mutation_id`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientProgress {
-    pub client: ClientId,
-    pub expected: u64,
-    pub last_mutation_id: u64,
-}
-
-/// Everything one atomic write changes for one tenant.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChangeSet {
-    pub tenant: TenantId,
-    pub writes: Vec<RecordWrite>,
-    pub client: Option<ClientProgress>,
-    /// Keys that must not exist yet (a webhook's dedupe key); they are
-    /// created with the given lifetime.
-    pub once: Vec<(KvKey, Duration)>,
-    /// Who is making the change: recorded in the change trail in the same
-    /// transaction, when any record changes.
-    pub trail: Option<super::Trail>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Committed {
-    pub record: Record,
-    /// False when the content was already stored and nothing was written.
-    pub changed: bool,
-}
-
-/// The tenant's counter item: the last allocated sequence number. Every
-/// change takes its numbers in the transaction that writes it, so every
-/// number up to `value` is committed.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(super) struct Counter {
-    #[serde(default)]
-    pub value: u64,
-}
-
-impl Counter {
-    /// The condition that the counter still holds what was read.
-    fn guard(&self) -> CounterGuard {
-        if self.value == 0 {
-            CounterGuard {
-                expression: "attribute_not_exists(#pk)",
-                name: ("#pk", PK),
-                old: None,
-            }
-        } else {
-            CounterGuard {
-                expression: "#value = :old",
-                name: ("#value", "value"),
-                old: Some(n(self.value)),
-            }
-        }
-    }
-}
-
-struct CounterGuard {
-    expression: &'static str,
-    name: (&'static str, &'static str),
-    old: Option<AttributeValue>,
-}
-
-impl CounterGuard {
-    /// Expression names of `SET #value = :new` under the guard.
-    fn names(&self) -> HashMap<String, String> {
-        [self.name, ("#value", "value")]
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    /// Expression values of `SET #value = :new` under the guard.
-    fn values(&self, new_value: u64) -> HashMap<String, AttributeValue> {
-        std::iter::once((":new".to_owned(), n(new_value)))
-            .chain(self.old.clone().map(|old| (":old".to_owned(), old)))
-            .collect()
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct ClientItem {
-    pk: String,
-    sk: String,
-    last_mutation_id: u64,
-    updated_at: Timestamp,
-}
 
 /// What each transaction action is, to explain a cancellation.
 #[derive(Debug, Clone, Copy)]
@@ -122,20 +32,6 @@ enum Action {
     Trail,
 }
 
-fn counter_key(tenant: &TenantId) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        (PK.to_owned(), s(keys::tenant_pk(tenant))),
-        (SK.to_owned(), s(COUNTER_SK)),
-    ])
-}
-
-fn client_key(tenant: &TenantId, client: &ClientId) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        (PK.to_owned(), s(keys::tenant_pk(tenant))),
-        (SK.to_owned(), s(keys::client_sk(client))),
-    ])
-}
-
 struct Snapshot {
     counter: Counter,
     client_progress: u64,
@@ -143,46 +39,6 @@ struct Snapshot {
 }
 
 impl Store {
-    pub(super) async fn read_counter(&self, tenant: &TenantId) -> Result<Counter> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(counter_key(tenant)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        match out.item {
-            Some(item) => serde_dynamo::from_item(item).map_err(|e| mapping_error("counter", e)),
-            None => Ok(Counter::default()),
-        }
-    }
-
-    /// The last mutation id processed for `client` (0 if none).
-    pub async fn client_progress(&self, tenant: &TenantId, client: &ClientId) -> Result<u64> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(client_key(tenant, client)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        match out.item {
-            Some(item) => serde_dynamo::from_item::<_, ClientItem>(item)
-                .map(|c| c.last_mutation_id)
-                .map_err(|e| mapping_error("client progress", e)),
-            None => Ok(0),
-        }
-    }
-
-    /// The newest allocated change sequence number of a tenant.
-    pub async fn latest_seq(&self, tenant: &TenantId) -> Result<Seq> {
-        Ok(Seq::new(self.read_counter(tenant).await?.value))
-    }
-
     /// The counter, the client's progress and (with `with_records`) the
     /// records `set` writes, in one consistent batch read.
     async fn read_snapshot(&self, set: &ChangeSet, with_records: bool) -> Result<Snapshot> {
@@ -284,7 +140,7 @@ impl Store {
             let snapshot = match records {
                 // Nothing to write: no counter, no client, no once-only key.
                 Some(records)
-                    if set.client.is_none() && set.once.is_empty() && {
+                    if set.client.is_none() && set.once_only.is_empty() && {
                         let now = Timestamp::now();
                         set.writes.iter().all(|w| {
                             let current = records.get(&(w.entity.clone(), w.id.clone()));
@@ -372,7 +228,7 @@ impl Store {
             actions.push(self.client_put(&set.tenant, progress, now)?);
             kinds.push(Action::Client);
         }
-        for (key, ttl) in &set.once {
+        for (key, ttl) in &set.once_only {
             actions.push(
                 TransactWriteItem::builder()
                     .put(self.once_put(key, *ttl, now)?)
@@ -428,62 +284,37 @@ impl Store {
             Some(current) => put
                 .condition_expression("#version = :version")
                 .expression_attribute_names("#version", "version")
-                .expression_attribute_values(":version", n(current.version.get())),
+                .expression_attribute_values(":version", number_value(current.version.get())),
             // A tombstone past retention reads as absent; it may be replaced.
             None => put
                 .condition_expression("attribute_not_exists(#pk) OR #exp <= :now")
                 .expression_attribute_names("#pk", PK)
                 .expression_attribute_names("#exp", EXPIRES_AT)
-                .expression_attribute_values(":now", n(now.as_secs())),
+                .expression_attribute_values(":now", number_value(now.as_secs())),
         };
         Ok(TransactWriteItem::builder()
             .put(put.build().map_err(build_error)?)
             .build())
     }
 
-    fn counter_bump(
+    /// Writes one record under a condition; see [`Store::commit`] for the
+    /// atomic write of several.
+    pub async fn put_record(
         &self,
         tenant: &TenantId,
-        counter: &Counter,
-        new_value: u64,
-    ) -> Result<TransactWriteItem> {
-        let guard = counter.guard();
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(counter_key(tenant)))
-            .update_expression("SET #value = :new")
-            .condition_expression(guard.expression)
-            .set_expression_attribute_names(Some(guard.names()))
-            .set_expression_attribute_values(Some(guard.values(new_value)))
-            .build()
-            .map_err(build_error)?;
-        Ok(TransactWriteItem::builder().update(update).build())
-    }
-
-    fn client_put(
-        &self,
-        tenant: &TenantId,
-        progress: &ClientProgress,
-        now: Timestamp,
-    ) -> Result<TransactWriteItem> {
-        let item = ClientItem {
-            pk: keys::tenant_pk(tenant),
-            sk: keys::client_sk(&progress.client),
-            last_mutation_id: progress.last_mutation_id,
-            updated_at: now,
+        write: RecordWrite,
+    ) -> Result<super::Committed> {
+        let set = super::ChangeSet {
+            tenant: tenant.clone(),
+            writes: vec![write],
+            client: None,
+            once_only: Vec::new(),
+            trail: None,
         };
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(
-                serde_dynamo::to_item(&item).map_err(|e| mapping_error("client progress", e))?,
-            ))
-            .condition_expression("attribute_not_exists(#pk) OR #last = :expected")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#last", "last_mutation_id")
-            .expression_attribute_values(":expected", n(progress.expected))
-            .build()
-            .map_err(build_error)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        let mut committed = self.commit(&set).await?;
+        committed
+            .pop()
+            .ok_or_else(|| Error::internal("a one-write commit returned nothing"))
     }
 }
 
@@ -497,15 +328,15 @@ fn contention(what: &str) -> Error {
 }
 
 fn validate(set: &ChangeSet) -> Result<()> {
-    let fixed =
-        1 + usize::from(set.client.is_some()) + set.once.len() + usize::from(set.trail.is_some());
-    if set.writes.len() + fixed > MAX_TRANSACTION_ITEMS {
+    let room = ChangeSet::record_room(
+        set.client.is_some(),
+        set.once_only.len(),
+        set.trail.is_some(),
+    );
+    if set.writes.len() > room {
         return Err(Error::validation(
             "change set",
-            format!(
-                "at most {} record writes fit in one atomic write",
-                MAX_TRANSACTION_ITEMS - fixed
-            ),
+            format!("at most {room} record writes fit in one atomic write"),
         ));
     }
     let mut seen = HashSet::new();

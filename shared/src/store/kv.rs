@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::keys::{PK, SK};
-use super::{Store, is_condition_failure, mapping_error, n, s, store_error};
+use super::{Store, is_condition_failure, mapping_error, number_value, store_error, string_value};
 use crate::error::{Error, Result};
 use crate::model::{DedupeKey, Lease, Timestamp};
 
@@ -50,7 +50,10 @@ impl KvKey {
     }
 
     fn key(&self) -> HashMap<String, AttributeValue> {
-        HashMap::from([(PK.to_owned(), s(self.pk())), (SK.to_owned(), s("X"))])
+        HashMap::from([
+            (PK.to_owned(), string_value(self.pk())),
+            (SK.to_owned(), string_value("X")),
+        ])
     }
 }
 
@@ -196,7 +199,7 @@ impl Store {
             delete = delete
                 .condition_expression("#rev = :rev")
                 .expression_attribute_names("#rev", "revision")
-                .expression_attribute_values(":rev", n(revision));
+                .expression_attribute_values(":rev", number_value(revision));
         }
         delete.send().await.map_err(|err| {
             if is_condition_failure(&err) {
@@ -250,7 +253,7 @@ impl Store {
                 names
             }))
             .set_expression_attribute_values(put.values.map(|mut values| {
-                values.insert(":owner".into(), s(owner));
+                values.insert(":owner".into(), string_value(owner));
                 values
             }))
             .send()
@@ -272,7 +275,7 @@ impl Store {
             .set_key(Some(key.key()))
             .condition_expression("#owner = :owner")
             .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":owner", s(lease.owner.as_str()))
+            .expression_attribute_values(":owner", string_value(lease.owner.as_str()))
             .send()
             .await;
         match sent {
@@ -328,7 +331,10 @@ impl Store {
                     ("#pk".to_owned(), PK.to_owned()),
                     ("#exp".to_owned(), "expires_ms".to_owned()),
                 ])),
-                Some(HashMap::from([(":now_ms".to_owned(), n(now.as_millis()))])),
+                Some(HashMap::from([(
+                    ":now_ms".to_owned(),
+                    number_value(now.as_millis()),
+                )])),
             ),
             KvExpect::Revision(r) => (
                 Some("#rev = :rev AND (attribute_not_exists(#exp) OR #exp > :now_ms)".to_owned()),
@@ -337,8 +343,8 @@ impl Store {
                     ("#exp".to_owned(), "expires_ms".to_owned()),
                 ])),
                 Some(HashMap::from([
-                    (":rev".to_owned(), n(r)),
-                    (":now_ms".to_owned(), n(now.as_millis())),
+                    (":rev".to_owned(), number_value(r)),
+                    (":now_ms".to_owned(), number_value(now.as_millis())),
                 ])),
             ),
         };

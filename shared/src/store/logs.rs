@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::kv::ttl_secs;
 use super::paging::{Page, PageToken};
-use super::{Store, is_condition_failure, mapping_error, s, store_error};
+use super::{Store, is_condition_failure, mapping_error, store_error, string_value};
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
 
@@ -87,7 +87,7 @@ impl LogId {
         Self::new(at)
     }
 
-    fn new(at: Timestamp) -> Self {
+    pub(crate) fn new(at: Timestamp) -> Self {
         Self(format!(
             "{:015}-{}",
             at.as_millis().max(0),
@@ -204,8 +204,8 @@ impl Store {
             .get_item()
             .table_name(&self.table)
             .set_key(Some(HashMap::from([
-                ("pk".to_owned(), s(stream.pk())),
-                ("sk".to_owned(), s(id.as_str())),
+                ("pk".to_owned(), string_value(stream.pk())),
+                ("sk".to_owned(), string_value(id.as_str())),
             ])))
             .consistent_read(true)
             .send()

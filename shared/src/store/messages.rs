@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::build_error;
 use super::keys::{BY_ORD, ORD, PK, SK};
-use super::{Store, is_condition_failure, mapping_error, n, s, store_error};
+use super::{Store, is_condition_failure, mapping_error, number_value, store_error, string_value};
 use crate::error::Result;
 use crate::model::Timestamp;
 
@@ -66,8 +66,8 @@ fn message_sk(id: &str) -> String {
 
 fn message_key(queue: &str, id: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
-        (PK.to_owned(), s(queue_pk(queue))),
-        (SK.to_owned(), s(message_sk(id))),
+        (PK.to_owned(), string_value(queue_pk(queue))),
+        (SK.to_owned(), string_value(message_sk(id))),
     ])
 }
 
@@ -99,8 +99,8 @@ impl Store {
             .key_condition_expression("#pk = :pk AND #ord <= :now")
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#ord", ORD)
-            .expression_attribute_values(":pk", s(queue_pk(queue)))
-            .expression_attribute_values(":now", n(now.as_millis()))
+            .expression_attribute_values(":pk", string_value(queue_pk(queue)))
+            .expression_attribute_values(":now", number_value(now.as_millis()))
             .consistent_read(true)
             .limit(limit.clamp(1, 1000) as i32)
             .send()
@@ -150,7 +150,7 @@ impl Store {
                 .table_name(&self.table)
                 .key_condition_expression("#pk = :pk")
                 .expression_attribute_names("#pk", PK)
-                .expression_attribute_values(":pk", s(queue_pk(queue)))
+                .expression_attribute_values(":pk", string_value(queue_pk(queue)))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
@@ -184,11 +184,11 @@ impl Store {
             .expression_attribute_names("#ord", ORD)
             .expression_attribute_names("#count", "receive_count")
             .expression_attribute_names("#receipt", "receipt")
-            .expression_attribute_values(":visible", n(visible_at.as_millis()))
-            .expression_attribute_values(":count", n(message.receive_count + 1))
-            .expression_attribute_values(":receipt", s(receipt))
-            .expression_attribute_values(":old", n(message.ord))
-            .expression_attribute_values(":old_count", n(message.receive_count))
+            .expression_attribute_values(":visible", number_value(visible_at.as_millis()))
+            .expression_attribute_values(":count", number_value(message.receive_count + 1))
+            .expression_attribute_values(":receipt", string_value(receipt))
+            .expression_attribute_values(":old", number_value(message.ord))
+            .expression_attribute_values(":old_count", number_value(message.receive_count))
             .send()
             .await;
         match sent {
@@ -212,7 +212,7 @@ impl Store {
             .set_key(Some(message_key(queue, id)))
             .condition_expression("#receipt = :receipt")
             .expression_attribute_names("#receipt", "receipt")
-            .expression_attribute_values(":receipt", s(receipt))
+            .expression_attribute_values(":receipt", string_value(receipt))
             .send()
             .await;
         match sent {
@@ -240,8 +240,8 @@ impl Store {
             .condition_expression("#receipt = :receipt")
             .expression_attribute_names("#ord", ORD)
             .expression_attribute_names("#receipt", "receipt")
-            .expression_attribute_values(":visible", n(visible_at.as_millis()))
-            .expression_attribute_values(":receipt", s(receipt))
+            .expression_attribute_values(":visible", number_value(visible_at.as_millis()))
+            .expression_attribute_values(":receipt", string_value(receipt))
             .send()
             .await;
         match sent {
@@ -266,8 +266,8 @@ impl Store {
             .condition_expression("#ord = :old AND #count = :old_count")
             .expression_attribute_names("#ord", ORD)
             .expression_attribute_names("#count", "receive_count")
-            .expression_attribute_values(":old", n(message.ord))
-            .expression_attribute_values(":old_count", n(message.receive_count))
+            .expression_attribute_values(":old", number_value(message.ord))
+            .expression_attribute_values(":old_count", number_value(message.receive_count))
             .build()
             .map_err(build_error)?;
         let put = Put::builder()

@@ -6,15 +6,20 @@
 //! One table holds every item type; `docs/ARCHITECTURE.md` lists the keys,
 //! the index and the access patterns.
 
+mod bulk;
 mod commit;
+mod items;
 mod keys;
 mod kv;
 mod logs;
 pub(crate) mod messages;
 mod paging;
+mod record_item;
 mod records;
 pub mod schema;
+mod tenant;
 mod trail;
+mod write;
 
 use std::time::Duration;
 
@@ -22,12 +27,16 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
-pub use commit::{ChangeSet, ClientProgress, Committed};
 pub use kv::{KvExpect, KvKey, StoredValue};
 pub use logs::{LogEntry, LogId, LogStream};
 pub use paging::{Page, PageToken};
-pub use records::{BatchOutcome, BulkWrite, Change, Changes, Expect, RecordMark, RecordWrite};
-pub use trail::{TRAIL_RETENTION, Trail, TrailChange, TrailEntry, trail_stream};
+pub use record_item::RecordMark;
+pub use records::Changes;
+pub use trail::{TRAIL_RETENTION, Trail, TrailChange, TrailEntry, TrailPath, trail_stream};
+pub use write::{
+    BatchOutcome, BulkWrite, Change, ChangeSet, ClientProgress, Committed, Expect,
+    MAX_TRANSACTION_ITEMS, RecordWrite,
+};
 
 use crate::error::Error;
 
@@ -125,20 +134,24 @@ pub(crate) fn mapping_error(what: &'static str, err: serde_dynamo::Error) -> Err
     }
 }
 
-pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+/// A DynamoDB string value.
+pub(crate) fn string_value(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-pub(crate) fn n(value: impl ToString) -> AttributeValue {
+/// A DynamoDB number value.
+pub(crate) fn number_value(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-/// Exponential backoff with full jitter for retried storage calls.
+/// Between retried storage calls: full jitter under a ceiling of 10 ms
+/// doubling to 1 s.
+const STORE_BACKOFF: crate::backoff::Backoff =
+    crate::backoff::Backoff::new(Duration::from_millis(10), Duration::from_secs(1), 0.0);
+
+/// Waits before retrying a storage call after `attempt` failed ones.
 pub(crate) async fn backoff(attempt: u32) {
-    use rand::Rng;
-    let ceiling_ms = 10u64.saturating_mul(1 << attempt.min(8)).min(1_000);
-    let delay = rand::rng().random_range(0..=ceiling_ms);
-    tokio::time::sleep(Duration::from_millis(delay)).await;
+    STORE_BACKOFF.wait(attempt).await;
 }
 
 /// A request the SDK refused to build (a missing required field: a bug).

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 
 use super::keys::PK;
-use super::{Store, s, store_error};
+use super::{Store, store_error, string_value};
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
 
@@ -89,7 +89,7 @@ impl Store {
             .query()
             .table_name(&self.table)
             .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":pk", string_value(pk))
             .consistent_read(true)
             .limit(limit.clamp(1, 1000) as i32)
             .set_exclusive_start_key(start);

@@ -1,7 +1,7 @@
 //! The change trail: who changed which records, to which version. One entry
-//! per atomic change set (written in the same transaction as the records)
-//! and one per bulk batch (written right after it), in a log stream per
-//! tenant, read newest first and filtered by record.
+//! per atomic change set, a bulk chunk included (written in the same
+//! transaction as the records), in a log stream per tenant, read newest
+//! first and filtered by record.
 
 use std::time::Duration;
 
@@ -17,13 +17,29 @@ use crate::model::{EntityType, Record, RecordId, TenantId, Timestamp};
 /// How long change-trail entries are kept.
 pub const TRAIL_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 
+/// The path a change came by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrailPath {
+    /// A webhook event (or its retry).
+    Webhook,
+    /// A scheduled or manual sync run of a REST source.
+    Sync,
+    /// A client push through `/v1/sync/push`.
+    Push,
+    /// A client push through the older `/api/client/sync/push`.
+    LegacyPush,
+    /// An operator or client resolving a stored conflict.
+    ConflictResolution,
+    /// One record re-fetched from its source.
+    ForceSync,
+}
+
 /// Who made a change: the path it came by, the actor on that path and the
 /// reference that identifies the cause there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trail {
-    /// `webhook`, `sync`, `push`, `legacy_push`, `conflict_resolution`,
-    /// `force_sync`.
-    pub via: String,
+    pub via: TrailPath,
     /// The webhook or REST source, or the client id.
     pub actor: String,
     /// The event id, run id or mutation ids.
@@ -31,9 +47,9 @@ pub struct Trail {
 }
 
 impl Trail {
-    pub fn new(via: &str, actor: impl Into<String>, reference: impl Into<String>) -> Self {
+    pub fn new(via: TrailPath, actor: impl Into<String>, reference: impl Into<String>) -> Self {
         Self {
-            via: via.to_owned(),
+            via,
             actor: actor.into(),
             reference: reference.into(),
         }

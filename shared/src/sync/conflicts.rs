@@ -159,9 +159,9 @@ impl SyncService {
                 tenant: tenant.clone(),
                 writes,
                 client: None,
-                once: Vec::new(),
+                once_only: Vec::new(),
                 trail: Some(crate::store::Trail::new(
-                    "conflict_resolution",
+                    crate::store::TrailPath::ConflictResolution,
                     who,
                     conflict_id,
                 )),

@@ -15,13 +15,13 @@ use super::wire::{Mutation, MutationResult, Op, PushRequest, PushResponse, Recor
 use crate::connectors::OverlapIndex;
 use crate::error::{Error, Result};
 use crate::model::{ClientId, EntityType, Origin, Record, RecordId, TenantId, Timestamp};
-use crate::store::{Change, ChangeSet, ClientProgress, Expect, RecordWrite, Trail};
+use crate::store::{Change, ChangeSet, ClientProgress, Expect, RecordWrite, Trail, TrailPath};
 
 type Key = (EntityType, RecordId);
 
-/// Record writes per transaction: 100 actions, less the counter, the
-/// client's progress and the change-trail entry.
-const MAX_WRITES_PER_COMMIT: usize = 97;
+/// Record writes per transaction beside the client's progress and the
+/// change-trail entry.
+const MAX_WRITES_PER_COMMIT: usize = ChangeSet::record_room(true, 0, true);
 const MAX_ATTEMPTS: u32 = 16;
 
 /// A record as this push sees it while resolving.
@@ -369,12 +369,12 @@ impl SyncService {
                         expected,
                         last_mutation_id: chunk.last().map_or(expected, |m| m.id),
                     }),
-                    once: Vec::new(),
+                    once_only: Vec::new(),
                     trail: Some(Trail::new(
                         if progress.is_some() {
-                            "push"
+                            TrailPath::Push
                         } else {
-                            "legacy_push"
+                            TrailPath::LegacyPush
                         },
                         client.as_str(),
                         match (chunk.first(), chunk.last()) {

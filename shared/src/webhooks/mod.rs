@@ -23,7 +23,7 @@ pub use verify::{Encoding, Verified, Verifier, VerifierSpec};
 use crate::error::{Error, Result};
 use crate::model::{SourceId, Timestamp};
 use crate::queue::RetryQueue;
-use crate::retry::{ApplyChanges, DedupeSpec, RetryEnvelope, kinds};
+use crate::retry::{ApplyChanges, DedupeSpec, RetryEnvelope, WorkKind};
 use crate::store::Store;
 
 /// Request headers by lower-case name.
@@ -149,7 +149,7 @@ impl WebhookService {
             source: Some(Box::new(e)),
         })?;
         let mut envelope = RetryEnvelope::new(
-            kinds::APPLY_CHANGES,
+            WorkKind::ApplyChanges,
             payload,
             format!("webhook:{source}:{event_id}"),
             error.to_string(),

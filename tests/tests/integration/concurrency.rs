@@ -112,7 +112,7 @@ async fn eight_tasks_bumping_the_tenant_counter_never_get_the_same_value() {
                         mark: None,
                     }],
                     client: None,
-                    once: Vec::new(),
+                    once_only: Vec::new(),
                     trail: None,
                 };
                 let committed = store.commit(&set).await.expect("commit");
@@ -172,7 +172,7 @@ async fn a_pull_running_while_writers_commit_never_skips_a_change() {
                             })
                             .collect(),
                         client: None,
-                        once: Vec::new(),
+                        once_only: Vec::new(),
                         trail: None,
                     };
                     store.commit(&set).await.expect("commit");

@@ -109,7 +109,7 @@ async fn the_2419_vs_2355_case_is_found_exactly_and_repaired() {
 
 #[tokio::test]
 async fn the_sample_events_run_through_the_function_handler() {
-    let demo = syncline::demo::serve("127.0.0.1:0".parse().expect("addr"), 120)
+    let demo = syncline_local::demo::serve("127.0.0.1:0".parse().expect("addr"), 120)
         .await
         .expect("demo");
     let rig = sync_rig(&demo_sources(demo)).await;
@@ -162,7 +162,7 @@ async fn digest_rig() -> (syncline_tests::SyncRig, SocketAddr, DiscrepancyChecke
 /// A demo source serving 2,419 properties, compared as `compare` says,
 /// synced in full through the engine.
 async fn props_rig(compare: Value) -> (syncline_tests::SyncRig, SocketAddr, DiscrepancyChecker) {
-    let demo = syncline::demo::serve("127.0.0.1:0".parse().expect("addr"), 2419)
+    let demo = syncline_local::demo::serve("127.0.0.1:0".parse().expect("addr"), 2419)
         .await
         .expect("demo source");
     let base = format!("http://{demo}");
@@ -249,7 +249,7 @@ async fn a_source_with_range_digests_is_compared_without_being_listed() {
     write(missing.iter().map(|&i| (prop(i), Change::Delete)).collect()).await;
     let stale = [10usize, 500, 2400];
     let outdated = |i: usize| {
-        let mut item = syncline::demo::property(i);
+        let mut item = syncline_local::demo::property(i);
         item["price"] = json!(1);
         let Value::Object(data) = item else {
             unreachable!()

@@ -9,10 +9,10 @@ use std::time::Duration;
 use serde_json::json;
 use syncline::Config;
 use syncline::config::{DEFAULT_TABLE, QueueBackend, StoreBackend};
-use syncline::embedded::{EmbeddedEngine, Storage};
 use syncline::model::{EntityType, RecordId, TenantId};
 use syncline::runtime::Adapters;
 use syncline::store::{Change, Expect, RecordWrite};
+use syncline_local::embedded::{EmbeddedEngine, Storage};
 use syncline_tests::data;
 
 fn config(vars: &[(&str, &str)]) -> Config {
@@ -41,7 +41,9 @@ async fn the_embedded_default_keeps_records_and_queued_work_across_restarts() {
     assert!(matches!(config.queue, QueueBackend::Local { .. }));
     let acme = TenantId::parse("acme").expect("tenant");
 
-    let first = Adapters::from_config(&config).await.expect("adapters");
+    let first = syncline_local::embedded::adapters(&config)
+        .await
+        .expect("adapters");
     first
         .store
         .put_record(&acme, booking("b1"))
@@ -55,7 +57,7 @@ async fn the_embedded_default_keeps_records_and_queued_work_across_restarts() {
     drop(first);
     assert!(data_dir.join("store.db").exists());
 
-    let second = Adapters::from_config(&config)
+    let second = syncline_local::embedded::adapters(&config)
         .await
         .expect("adapters again");
     let record = second

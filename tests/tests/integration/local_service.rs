@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use syncline::local::{LOCAL_DEFAULTS, Schedules};
+use syncline_local::run::{LOCAL_DEFAULTS, Schedules};
 use syncline_tests::demo_sources;
 use syncline_tests::service::{Service, ServiceConfig, repo_root, sample};
 
 async fn demo_source(records: usize) -> SocketAddr {
-    syncline::demo::serve(SocketAddr::from(([127, 0, 0, 1], 0)), records)
+    syncline_local::demo::serve(SocketAddr::from(([127, 0, 0, 1], 0)), records)
         .await
         .expect("demo source")
 }

@@ -78,7 +78,7 @@ fn unrouted(status: u16, body: &serde_json::Value) -> bool {
 
 #[tokio::test]
 async fn the_code_serves_every_documented_route() {
-    let demo = syncline::demo::serve(SocketAddr::from(([127, 0, 0, 1], 0)), 5)
+    let demo = syncline_local::demo::serve(SocketAddr::from(([127, 0, 0, 1], 0)), 5)
         .await
         .expect("demo");
     let service = Service::start(ServiceConfig {

@@ -14,7 +14,7 @@ use syncline::lambda::sqs::{handle_retry_batch, poll_once};
 use syncline::model::{EntityType, RecordId, TenantId, Timestamp};
 use syncline::queue::{LocalQueue, ReceiptHandle, RetryQueue, SqsQueue, create_sqs_queues};
 use syncline::retry::{
-    IncomingMessage, Outcome, RetryEnvelope, RetryPolicy, RetryWorker, WorkHandler, kinds,
+    IncomingMessage, Outcome, RetryEnvelope, RetryPolicy, RetryWorker, WorkHandler, WorkKind,
 };
 use syncline::store::Store;
 use syncline_tests::{TestStore, moto, test_store};
@@ -108,11 +108,11 @@ struct Rig {
 }
 
 impl Rig {
-    fn register(&mut self, kind: &str, handler: Arc<dyn WorkHandler>) {
+    fn register(&mut self, kind: WorkKind, handler: Arc<dyn WorkHandler>) {
         self.worker.register(kind, handler);
     }
 
-    async fn send(&self, kind: &str, key: &str) -> String {
+    async fn send(&self, kind: WorkKind, key: &str) -> String {
         let envelope = RetryEnvelope::new(kind, json!({}), key, "first try failed");
         self.queue
             .send(&envelope.to_body().expect("body"), Duration::ZERO)
@@ -220,12 +220,32 @@ on_both_queues!(
     a_transient_failure_succeeds_on_a_later_attempt_after_a_growing_delay,
     an_unreadable_message_is_dead_lettered_at_once,
     a_redelivered_message_has_its_effect_once,
+    work_of_a_kind_without_a_handler_yet_is_retried_not_dead_lettered,
 );
+
+async fn work_of_a_kind_without_a_handler_yet_is_retried_not_dead_lettered(mut rig: Rig) {
+    // A worker deployed without the sync handlers (no REST sources) gets an
+    // operator's sync run: the handler may come with the next deploy.
+    rig.send(WorkKind::SyncRun, "sync-run-1").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rig.poll().await == 0 && Instant::now() < deadline {}
+    assert!(
+        rig.dead_letters().await.is_empty(),
+        "a known kind is never dead-lettered for want of a handler"
+    );
+    // The next deploy brings the handler: the same message is done then.
+    let counting = Arc::new(Counting::default());
+    rig.register(WorkKind::SyncRun, counting.clone());
+    rig.run_until(|| counting.effects.load(Ordering::SeqCst) == 1)
+        .await;
+    assert_eq!(counting.effects.load(Ordering::SeqCst), 1);
+    assert!(rig.dead_letters().await.is_empty());
+}
 
 async fn poison_work_is_dead_lettered_after_the_configured_attempts_with_its_error(mut rig: Rig) {
     let always = Flaky::failing(u32::MAX);
-    rig.register("test_always_failing", always.clone());
-    rig.send("test_always_failing", "poison-1").await;
+    rig.register(WorkKind::SyncRun, always.clone());
+    rig.send(WorkKind::SyncRun, "poison-1").await;
 
     rig.run_until(|| always.calls().len() >= 3).await;
     // Give a fourth attempt every chance to happen: it must not.
@@ -237,7 +257,7 @@ async fn poison_work_is_dead_lettered_after_the_configured_attempts_with_its_err
 
     let dead = rig.dead_letters().await;
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].kind, "test_always_failing");
+    assert_eq!(dead[0].kind, WorkKind::SyncRun);
     assert_eq!(dead[0].idempotency_key, "poison-1");
     assert!(
         dead[0]
@@ -252,8 +272,8 @@ async fn poison_work_is_dead_lettered_after_the_configured_attempts_with_its_err
 
 async fn a_transient_failure_succeeds_on_a_later_attempt_after_a_growing_delay(mut rig: Rig) {
     let flaky = Flaky::failing(2);
-    rig.register("test_flaky", flaky.clone());
-    rig.send("test_flaky", "flaky-1").await;
+    rig.register(WorkKind::ForceSync, flaky.clone());
+    rig.send(WorkKind::ForceSync, "flaky-1").await;
 
     rig.run_until(|| flaky.calls().len() >= 3).await;
     let calls = flaky.calls();
@@ -285,7 +305,7 @@ async fn an_unreadable_message_is_dead_lettered_at_once(rig: Rig) {
         }
     };
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].kind, kinds::UNREADABLE);
+    assert_eq!(dead[0].kind, WorkKind::Unreadable);
     assert_eq!(dead[0].payload, json!("{definitely not an envelope"));
     assert!(
         dead[0]
@@ -298,10 +318,10 @@ async fn an_unreadable_message_is_dead_lettered_at_once(rig: Rig) {
 
 async fn a_redelivered_message_has_its_effect_once(mut rig: Rig) {
     let counting = Arc::new(Counting::default());
-    rig.register("test_counting", counting.clone());
+    rig.register(WorkKind::SyncContinuation, counting.clone());
     // The same work enqueued twice (a producer retried its send).
-    rig.send("test_counting", "once-1").await;
-    rig.send("test_counting", "once-1").await;
+    rig.send(WorkKind::SyncContinuation, "once-1").await;
+    rig.send(WorkKind::SyncContinuation, "once-1").await;
 
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
@@ -328,8 +348,8 @@ fn incoming(id: &str, body: &str, receipt: &str) -> IncomingMessage {
 async fn two_invocations_handling_the_same_work_at_once_apply_it_once() {
     let mut rig = local().await;
     let counting = Arc::new(Counting::default());
-    rig.register("test_counting", counting.clone());
-    let body = RetryEnvelope::new("test_counting", json!({}), "same-work", "e")
+    rig.register(WorkKind::SyncContinuation, counting.clone());
+    let body = RetryEnvelope::new(WorkKind::SyncContinuation, json!({}), "same-work", "e")
         .to_body()
         .expect("body");
     let deadline = Timestamp::now().plus(Duration::from_secs(60));
@@ -353,8 +373,8 @@ async fn two_invocations_handling_the_same_work_at_once_apply_it_once() {
 #[tokio::test]
 async fn a_permanent_failure_is_dead_lettered_without_another_attempt() {
     let mut rig = local().await;
-    rig.register("test_invalid", Arc::new(Invalid));
-    let body = RetryEnvelope::new("test_invalid", json!({}), "invalid-1", "e")
+    rig.register(WorkKind::DiscrepancyRepair, Arc::new(Invalid));
+    let body = RetryEnvelope::new(WorkKind::DiscrepancyRepair, json!({}), "invalid-1", "e")
         .to_body()
         .expect("body");
     let outcome = rig
@@ -379,8 +399,8 @@ async fn a_redriven_dead_letter_gets_a_fresh_cycle_and_can_succeed() {
     let mut rig = local().await;
     // Fails through its first cycle of three attempts, then works.
     let flaky = Flaky::failing(3);
-    rig.register("test_flaky", flaky.clone());
-    rig.send("test_flaky", "redrive-1").await;
+    rig.register(WorkKind::ForceSync, flaky.clone());
+    rig.send(WorkKind::ForceSync, "redrive-1").await;
     let queue = rig.queue.clone();
     rig.run_until(|| flaky.calls().len() >= 3).await;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -446,7 +466,7 @@ async fn a_mixed_batch_reports_exactly_the_failed_message_ids() {
     assert_eq!(booking.data["status"], json!("canceled"));
     let dead = rig.dead_letters().await;
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].kind, kinds::UNREADABLE);
+    assert_eq!(dead[0].kind, WorkKind::Unreadable);
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 //! (docs/scenarios.md, scenario 1).
 
 use serde_json::{Value, json};
-use syncline::demo::DemoCounts;
+use syncline_local::demo::DemoCounts;
 use syncline_tests::service::{Service, demo_control, demo_source, sample};
 
 #[tokio::test]

@@ -9,7 +9,7 @@
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use syncline::demo::DemoCounts;
+use syncline_local::demo::DemoCounts;
 use syncline_tests::service::{Service, demo_control, demo_source, repo_root};
 
 const SOURCE: &str = "field-schedule";
@@ -183,7 +183,7 @@ async fn scenario_3_platform() {
     assert_eq!(entries[2]["reference"], run.body["runs"][0]["id"]);
     assert_eq!(entries[0]["reference"], json!("mutation 1"));
     // The trail is the tenant's own.
-    let other = syncline::local::local_token(
+    let other = syncline_local::run::local_token(
         syncline_tests::service::JWT_SECRET,
         "other",
         Some("admin"),

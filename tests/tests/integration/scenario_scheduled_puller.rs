@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
-use syncline::demo::DemoCounts;
+use syncline_local::demo::DemoCounts;
 use syncline_tests::demo_sources;
 use syncline_tests::service::{Service, ServiceConfig, demo_control, demo_source, sample};
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use syncline::demo::DemoCounts;
+use syncline_local::demo::DemoCounts;
 use syncline_tests::service::{Service, demo_control, demo_source};
 
 const SOURCE: &str = "zoho-jobs";

@@ -555,7 +555,7 @@ async fn only_due_and_enabled_sources_are_selected() {
 
 #[tokio::test]
 async fn the_sample_events_run_through_the_function_handler() {
-    let demo = syncline::demo::serve("127.0.0.1:0".parse().expect("addr"), 250)
+    let demo = syncline_local::demo::serve("127.0.0.1:0".parse().expect("addr"), 250)
         .await
         .expect("demo source");
     let rig = syncline_tests::sync_rig(&syncline_tests::demo_sources(demo)).await;

@@ -154,7 +154,7 @@ async fn a_multi_item_write_fails_as_a_whole_and_leaves_nothing_behind() {
             expected: 0,
             last_mutation_id: 2,
         }),
-        once: Vec::new(),
+        once_only: Vec::new(),
         trail: None,
     };
     let failed = t.store.commit(&set).await;
@@ -192,7 +192,7 @@ async fn records_counter_and_client_progress_commit_together() {
             expected: 0,
             last_mutation_id: 7,
         }),
-        once: Vec::new(),
+        once_only: Vec::new(),
         trail: None,
     };
     t.requests.take();
@@ -235,7 +235,7 @@ async fn a_once_key_applies_its_change_set_exactly_once() {
             Expect::Any,
         )],
         client: None,
-        once: vec![(key.clone(), Duration::from_secs(3600))],
+        once_only: vec![(key.clone(), Duration::from_secs(3600))],
         trail: None,
     };
     t.store.commit(&set).await.expect("first delivery applies");

@@ -19,15 +19,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use syncline::config::{Config, DEFAULT_TABLE, LocalStoreConfig};
-use syncline::embedded::{EmbeddedEngine, Storage};
-use syncline::ingest::{SourceSet, register_sync_work};
 use syncline::lambda::sqs::poll_once;
-use syncline::local::{Documents, Schedules, UpSettings, local_token, local_var, up as up_service};
 use syncline::queue::MessageId;
 use syncline::retry::RetryEnvelope;
-use syncline::retry::RetryWorker;
 use syncline::runtime::Adapters;
 use syncline::store::Store;
+use syncline::wiring::Wiring;
+use syncline_local::embedded::{EmbeddedEngine, Storage};
+use syncline_local::run::{Schedules, UpSettings, local_token, local_var, up as up_service};
 
 const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 
@@ -99,11 +98,11 @@ async fn up() -> syncline::Result<()> {
         .map_err(|_| syncline::Error::Config("SYNCLINE_LOCAL_HTTP_ADDR is not host:port".into()))?;
     let (demo_addr, demo_records) = syncline::config::demo_source()?;
     if demo_records > 0 {
-        let counts = syncline::demo::DemoCounts {
+        let counts = syncline_local::demo::DemoCounts {
             properties: demo_records,
-            ..syncline::demo::DemoCounts::default()
+            ..syncline_local::demo::DemoCounts::default()
         };
-        let bound = syncline::demo::serve_demo(demo_addr, counts).await?;
+        let bound = syncline_local::demo::serve_demo(demo_addr, counts).await?;
         println!(
             "demo source: {} properties, {} Calendly events, {} Stripe payments, {} Zoho jobs at http://{bound}",
             counts.properties, counts.events, counts.payments, counts.jobs
@@ -117,7 +116,6 @@ async fn up() -> syncline::Result<()> {
         storage: Storage::File(store.data_dir.join("store.db")),
         store_addr: store.addr,
         http_addr,
-        documents: Documents::from_vars(&var)?,
         auth: auth.clone(),
         retry: Config::from_vars(var)?.retry,
         schedules: Some(Schedules::from_vars(&var)?),
@@ -165,7 +163,7 @@ fn token(args: &[String]) -> syncline::Result<()> {
 
 async fn demo_source() -> syncline::Result<()> {
     let (addr, count) = syncline::config::demo_source()?;
-    let bound = syncline::demo::serve(addr, count).await?;
+    let bound = syncline_local::demo::serve(addr, count).await?;
     println!("demo source: {count} properties at http://{bound}/properties");
     tokio::signal::ctrl_c()
         .await
@@ -176,12 +174,8 @@ async fn demo_source() -> syncline::Result<()> {
 /// Lambda's SQS event source does in AWS (continuations included).
 async fn drain() -> syncline::Result<()> {
     let config = Config::from_env()?;
-    let adapters = Adapters::from_config(&config).await?;
-    let mut worker = RetryWorker::new(adapters.store.clone(), adapters.queue.clone(), config.retry);
-    if let Some(document) = syncline::config::optional_document("SYNCLINE_SOURCES")? {
-        let sources = SourceSet::load(&document)?;
-        register_sync_work(&mut worker, adapters.sync_engine(sources));
-    }
+    let adapters = syncline_local::embedded::adapters(&config).await?;
+    let worker = Wiring::from_env(&config, &adapters).retry_worker()?;
     let mut handled = 0;
     loop {
         let batch = poll_once(
@@ -202,7 +196,7 @@ async fn drain() -> syncline::Result<()> {
 }
 
 async fn adapters() -> syncline::Result<Adapters> {
-    Adapters::from_config(&Config::from_env()?).await
+    syncline_local::embedded::adapters(&Config::from_env()?).await
 }
 
 async fn dead_letters() -> syncline::Result<()> {

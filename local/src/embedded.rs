@@ -1,7 +1,7 @@
 //! The embedded DynamoDB-compatible engine (dynoxide) for local runs and
 //! tests: served in-process on 127.0.0.1, so the storage code talks to it
-//! over the same DynamoDB API it uses in AWS. Only built with the `embedded`
-//! feature, never into the Lambda release binaries.
+//! over the same DynamoDB API it uses in AWS. Never linked into a Lambda
+//! binary.
 //!
 //! Several processes must not open one database file each (every process
 //! caches table definitions): one process serves the engine and the others
@@ -9,14 +9,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::config::Credentials;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::error::{Error, Result};
-use crate::store::Store;
+use syncline::config::{Config, DEFAULT_TABLE, StoreBackend};
+use syncline::error::{Error, Result};
+use syncline::runtime::Adapters;
+use syncline::store::Store;
 
 /// Where the embedded engine keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,4 +126,21 @@ pub async fn start_store(storage: Storage, table: &str) -> Result<(Store, Embedd
     let store = Store::from_sdk_config(&engine.sdk_config().await, table);
     store.ensure_table().await?;
     Ok((store, engine))
+}
+
+/// The adapters `config` names, with the embedded store when it names no
+/// table: the engine then runs in this process, keeps its data under the
+/// data directory, and lives as long as the adapters.
+pub async fn adapters(config: &Config) -> Result<Adapters> {
+    match &config.store {
+        StoreBackend::Embedded { data_dir } => {
+            let (store, engine) =
+                start_store(Storage::File(data_dir.join("store.db")), DEFAULT_TABLE).await?;
+            let sdk = engine.sdk_config().await;
+            Ok(Adapters::with_store(config, &sdk, store)
+                .await?
+                .keeping(Arc::new(engine)))
+        }
+        StoreBackend::DynamoDb { .. } => Adapters::from_config(config).await,
+    }
 }

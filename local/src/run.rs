@@ -1,4 +1,4 @@
-//! The whole of syncline in one local process (feature `embedded`): every
+//! The whole of syncline in one local process: every
 //! function's handler behind one HTTP port, the schedules emulated, the
 //! retry queue drained into the retry worker.
 //!
@@ -25,23 +25,22 @@ use lambda_http::{Body, Request, Response};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 
-use crate::admin::AdminService;
-use crate::auth::{AuthConfig, Authenticator};
-use crate::config;
-use crate::discrepancy::DiscrepancyChecker;
-use crate::error::{Error, Result};
-use crate::ingest::{SourceSet, SyncEngine, register_sync_work};
-use crate::lambda::admin_api::{AdminApi, handle_admin};
-use crate::lambda::http::{error_response, json_response};
-use crate::lambda::sync_api::{SyncApi, handle_sync};
-use crate::lambda::webhook::handle_webhook;
-use crate::model::Timestamp;
-use crate::queue::RetryQueue;
-use crate::retry::{RetryPolicy, RetryWorker};
-use crate::runtime::Adapters;
-use crate::store::Store;
-use crate::sync::{EntityRegistry, SyncService};
-use crate::webhooks::{WebhookService, WebhookSources};
+use syncline::auth::AuthConfig;
+use syncline::config;
+use syncline::discrepancy::DiscrepancyChecker;
+use syncline::error::{Error, Result};
+use syncline::ingest::SyncEngine;
+use syncline::lambda::admin_api::{AdminApi, handle_admin};
+use syncline::lambda::http::{error_response, json_response};
+use syncline::lambda::sync_api::{SyncApi, handle_sync};
+use syncline::lambda::webhook::handle_webhook;
+use syncline::model::Timestamp;
+use syncline::queue::RetryQueue;
+use syncline::retry::{RetryPolicy, RetryWorker};
+use syncline::runtime::Adapters;
+use syncline::store::Store;
+use syncline::webhooks::WebhookService;
+use syncline::wiring::{DiscrepancyCheck, ScheduledSync, Vars, Wiring};
 
 /// The local defaults: the sample configuration in `events/` and the
 /// documented local secrets. The same values `[workspace.metadata.lambda]`
@@ -74,30 +73,6 @@ pub fn local_var(name: &str) -> Option<String> {
 /// limit for HTTP APIs is 10 MB).
 const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 
-/// The configuration documents the functions read.
-#[derive(Debug, Clone, Default)]
-pub struct Documents {
-    /// REST sources (scheduled-sync, discrepancy-check, admin-api).
-    pub sources: Option<String>,
-    /// Webhook sources.
-    pub webhook_sources: Option<String>,
-    /// The sync-api entity registry.
-    pub entities: String,
-}
-
-impl Documents {
-    /// The documents named by the environment (`SYNCLINE_SOURCES[_FILE]`,
-    /// `SYNCLINE_WEBHOOK_SOURCES[_FILE]`, `SYNCLINE_ENTITIES[_FILE]`) read
-    /// through `var`.
-    pub fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        Ok(Self {
-            sources: config::optional_document_from(var, "SYNCLINE_SOURCES")?,
-            webhook_sources: config::optional_document_from(var, "SYNCLINE_WEBHOOK_SOURCES")?,
-            entities: config::document_from(var, "SYNCLINE_ENTITIES")?,
-        })
-    }
-}
-
 /// Every function's handler over one store and one retry queue.
 pub struct Functions {
     pub store: Store,
@@ -117,51 +92,25 @@ impl std::fmt::Debug for Functions {
 }
 
 impl Functions {
-    /// Builds the handlers the way each function's `main` does, with secrets
-    /// named in the documents read through `var`.
+    /// Builds every function's handlers with the builders their `main`s
+    /// call, reading configuration through `var`.
     pub async fn build(
         adapters: &Adapters,
-        documents: &Documents,
-        var: &(dyn Fn(&str) -> Option<String> + Sync),
+        var: Vars<'_>,
         auth: &AuthConfig,
         retry: RetryPolicy,
     ) -> Result<Self> {
-        let sources = match &documents.sources {
-            Some(document) => SourceSet::parse(
-                document,
-                crate::connectors::SourceClient::lazy(),
-                crate::ingest::local_secret(var),
-            )?,
-            None => SourceSet::default(),
-        };
-        let engine = adapters.sync_engine(sources);
-        let webhook_document = documents
-            .webhook_sources
-            .clone()
-            .unwrap_or_else(|| r#"{"sources": {}}"#.to_owned());
-        let webhook_sources =
-            WebhookSources::load(&webhook_document, var, Some(&adapters.sdk)).await?;
-        let store = adapters.store.clone();
-        let queue = adapters.queue.clone();
-        let mut worker = RetryWorker::new(store.clone(), queue.clone(), retry);
-        register_sync_work(&mut worker, engine.clone());
+        let wiring = Wiring::new(adapters, var, retry).with_auth(auth.clone());
+        let ScheduledSync { engine, worker } = wiring.scheduled_sync()?;
+        let DiscrepancyCheck { checker, .. } = wiring.discrepancy_check()?;
         Ok(Self {
-            webhook: WebhookService::new(store.clone(), queue.clone(), webhook_sources),
-            sync: SyncApi {
-                service: SyncService::new(
-                    store.clone(),
-                    EntityRegistry::parse(&documents.entities)?,
-                ),
-                auth: Authenticator::new(auth)?,
-            },
-            admin: AdminApi {
-                service: AdminService::new(store.clone(), queue.clone(), engine.clone()),
-                auth: Authenticator::new(auth)?,
-            },
-            checker: DiscrepancyChecker::new(store.clone(), queue.clone(), engine.clone()),
+            webhook: wiring.webhook().await?,
+            sync: wiring.sync_api()?,
+            admin: wiring.admin_api()?,
+            checker,
             worker,
-            store,
-            queue,
+            store: adapters.store.clone(),
+            queue: adapters.queue.clone(),
             engine,
         })
     }
@@ -192,12 +141,12 @@ impl Functions {
         let failed = |e: lambda_runtime::Error| Error::internal(format!("{function}: {e}"));
         match function {
             "scheduled-sync" => {
-                crate::lambda::schedule::handle_schedule(&self.engine, &self.worker, event)
+                syncline::lambda::schedule::handle_schedule(&self.engine, &self.worker, event)
                     .await
                     .map_err(failed)
             }
             "discrepancy-check" => {
-                crate::lambda::discrepancy::handle_check(&self.engine, &self.checker, event)
+                syncline::lambda::discrepancy::handle_check(&self.engine, &self.checker, event)
                     .await
                     .map_err(failed)
             }
@@ -205,7 +154,7 @@ impl Functions {
                 let (payload, context) = event.into_parts();
                 let sqs: SqsEvent = serde_json::from_value(payload)
                     .map_err(|e| Error::validation("event", format!("not an SQS event: {e}")))?;
-                let response = crate::lambda::sqs::handle_retry_batch(
+                let response = syncline::lambda::sqs::handle_retry_batch(
                     &self.worker,
                     LambdaEvent::new(sqs, context),
                 )
@@ -222,7 +171,7 @@ impl Functions {
     pub async fn drain(&self) -> Result<usize> {
         let mut handled = 0;
         loop {
-            let batch = crate::lambda::sqs::poll_once(
+            let batch = syncline::lambda::sqs::poll_once(
                 &*self.queue,
                 &self.worker,
                 Duration::from_secs(900),
@@ -497,7 +446,6 @@ pub struct UpSettings {
     pub store_addr: SocketAddr,
     /// The one HTTP port for every route and the Invoke API.
     pub http_addr: SocketAddr,
-    pub documents: Documents,
     pub auth: AuthConfig,
     pub retry: RetryPolicy,
     /// Emulated schedules and queue polling; `None` leaves every invocation
@@ -533,14 +481,10 @@ impl Running {
 /// Starts the store, every function behind one HTTP port, and (when asked)
 /// the emulated schedules; secrets named in the documents are read through
 /// `var`. Lines of activity go to `report`.
-pub async fn up(
-    settings: UpSettings,
-    var: &(dyn Fn(&str) -> Option<String> + Sync),
-    report: fn(&str),
-) -> Result<Running> {
+pub async fn up(settings: UpSettings, var: Vars<'_>, report: fn(&str)) -> Result<Running> {
     let engine =
         crate::embedded::EmbeddedEngine::start(settings.storage, settings.store_addr).await?;
-    let config = crate::Config::from_vars(|name| {
+    let config = syncline::Config::from_vars(|name| {
         (name == "SYNCLINE_TABLE").then(|| config::DEFAULT_TABLE.to_owned())
     })?;
     let mut adapters = Adapters::with_sdk_config(&config, &engine.sdk_config().await).await?;
@@ -548,16 +492,8 @@ pub async fn up(
         adapters.queue = queue;
     }
     adapters.store.ensure_table().await?;
-    let functions = Arc::new(
-        Functions::build(
-            &adapters,
-            &settings.documents,
-            var,
-            &settings.auth,
-            settings.retry,
-        )
-        .await?,
-    );
+    let functions =
+        Arc::new(Functions::build(&adapters, var, &settings.auth, settings.retry).await?);
     let listener = bind(settings.http_addr).await?;
     let http = listener
         .local_addr()

@@ -1,4 +1,4 @@
-//! The demo REST source of local runs (feature `embedded`): the page shapes
+//! The demo REST source of local runs : the page shapes
 //! of the APIs syncline's presets speak, with data that can be changed
 //! through control routes, so that local walkthroughs show real changes
 //! flowing.
@@ -27,10 +27,10 @@ use axum::response::{IntoResponse, Json, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::connectors::mark_text;
-use crate::discrepancy::ranges::{self, DIGEST_BYTES, RangeDigest};
-use crate::error::{Error, Result};
-use crate::model::Timestamp;
+use syncline::connectors::mark_text;
+use syncline::discrepancy::ranges::{self, DIGEST_BYTES, RangeDigest};
+use syncline::error::{Error, Result};
+use syncline::model::Timestamp;
 
 /// How many items each collection starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,19 @@
+//! syncline on a laptop, with no AWS account: the embedded
+//! DynamoDB-compatible store, every function's handlers behind one HTTP
+//! port with the schedules and the retry queue's event source emulated, and
+//! a demo REST source.
+//!
+//! Layout:
+//! - `embedded`: the dynoxide engine served in-process on 127.0.0.1, and
+//!   adapters over it;
+//! - `run`: the one-process local run (`syncline-local up`): the handlers
+//!   built by `syncline::wiring`, the router, the emulated schedules;
+//! - `demo`: the demo upstream (a paged property API and Calendly, Stripe
+//!   and Zoho Creator shapes) the sample configuration points at.
+//!
+//! None of this is linked into a Lambda binary: the functions depend on the
+//! domain crate alone.
+
+pub mod demo;
+pub mod embedded;
+pub mod run;

@@ -1,0 +1,173 @@
+//! How each function is put together from its configuration. One builder
+//! per function, called by that function's `main.rs` and by the local run
+//! (crate `syncline-local`), so the two cannot drift apart.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::admin::AdminService;
+use crate::auth::{AuthConfig, Authenticator};
+use crate::config::{self, Config};
+use crate::connectors::SourceClient;
+use crate::discrepancy::DiscrepancyChecker;
+use crate::error::Result;
+use crate::ingest::{SourceSet, SyncEngine, local_secret, register_sync_work};
+use crate::lambda::admin_api::AdminApi;
+use crate::lambda::sync_api::SyncApi;
+use crate::retry::{RetryPolicy, RetryWorker};
+use crate::runtime::Adapters;
+use crate::sync::{EntityRegistry, SyncService};
+use crate::webhooks::{WebhookService, WebhookSources};
+
+/// Reads a configuration variable (the environment in Lambda; the
+/// environment over the local defaults in the local run).
+pub type Vars<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
+
+/// What every function is built from.
+pub struct Wiring<'a> {
+    adapters: &'a Adapters,
+    var: Vars<'a>,
+    auth: Option<AuthConfig>,
+    retry: RetryPolicy,
+    /// One sync engine per process, shared by every handler that needs it.
+    engine: OnceLock<Arc<SyncEngine>>,
+}
+
+/// scheduled-sync: the engine and the worker that runs its continuations.
+pub struct ScheduledSync {
+    pub engine: Arc<SyncEngine>,
+    pub worker: RetryWorker,
+}
+
+/// discrepancy-check: the checker and the engine whose sources it reads.
+pub struct DiscrepancyCheck {
+    pub engine: Arc<SyncEngine>,
+    pub checker: DiscrepancyChecker,
+}
+
+impl<'a> Wiring<'a> {
+    /// A function in Lambda: variables from the environment, the retry
+    /// policy of `config`.
+    pub fn from_env(config: &Config, adapters: &'a Adapters) -> Self {
+        Self::new(adapters, &config::env_var, config.retry)
+    }
+
+    /// Variables read through `var`; authentication configured from them
+    /// unless [`Wiring::with_auth`] says otherwise.
+    pub fn new(adapters: &'a Adapters, var: Vars<'a>, retry: RetryPolicy) -> Self {
+        Self {
+            adapters,
+            var,
+            auth: None,
+            retry,
+            engine: OnceLock::new(),
+        }
+    }
+
+    pub fn with_auth(mut self, auth: AuthConfig) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    fn authenticator(&self) -> Result<Authenticator> {
+        match &self.auth {
+            Some(auth) => Authenticator::new(auth),
+            None => Authenticator::new(&config::auth_config_from(self.var)?),
+        }
+    }
+
+    /// The sync engine over the REST sources document; `required`: a
+    /// missing document fails the start, otherwise it means no sources.
+    fn engine(&self, required: bool) -> Result<Arc<SyncEngine>> {
+        if let Some(engine) = self.engine.get() {
+            return Ok(engine.clone());
+        }
+        let document = if required {
+            Some(config::document_from(self.var, "SYNCLINE_SOURCES")?)
+        } else {
+            config::optional_document_from(self.var, "SYNCLINE_SOURCES")?
+        };
+        let sources = match document {
+            Some(document) => {
+                SourceSet::parse(&document, SourceClient::lazy(), local_secret(self.var))?
+            }
+            None => SourceSet::default(),
+        };
+        Ok(self
+            .engine
+            .get_or_init(|| self.adapters.sync_engine(sources))
+            .clone())
+    }
+
+    fn worker(&self) -> RetryWorker {
+        RetryWorker::new(
+            self.adapters.store.clone(),
+            self.adapters.queue.clone(),
+            self.retry,
+        )
+    }
+
+    /// sync-api: the entity registry (`SYNCLINE_ENTITIES[_FILE]`, required)
+    /// and token checks.
+    pub fn sync_api(&self) -> Result<SyncApi> {
+        let registry =
+            EntityRegistry::parse(&config::document_from(self.var, "SYNCLINE_ENTITIES")?)?;
+        Ok(SyncApi {
+            service: SyncService::new(self.adapters.store.clone(), registry),
+            auth: self.authenticator()?,
+        })
+    }
+
+    /// admin-api: the sources, when this deployment has any, and token checks.
+    pub fn admin_api(&self) -> Result<AdminApi> {
+        let engine = self.engine(false)?;
+        Ok(AdminApi {
+            service: AdminService::new(
+                self.adapters.store.clone(),
+                self.adapters.queue.clone(),
+                engine,
+            ),
+            auth: self.authenticator()?,
+        })
+    }
+
+    /// webhook: the webhook sources (`SYNCLINE_WEBHOOK_SOURCES[_FILE]`,
+    /// required) with their secrets.
+    pub async fn webhook(&self) -> Result<WebhookService> {
+        let document = config::document_from(self.var, "SYNCLINE_WEBHOOK_SOURCES")?;
+        let sources = WebhookSources::load(&document, self.var, Some(&self.adapters.sdk)).await?;
+        Ok(WebhookService::new(
+            self.adapters.store.clone(),
+            self.adapters.queue.clone(),
+            sources,
+        ))
+    }
+
+    /// scheduled-sync: the REST sources (required).
+    pub fn scheduled_sync(&self) -> Result<ScheduledSync> {
+        let engine = self.engine(true)?;
+        let mut worker = self.worker();
+        register_sync_work(&mut worker, engine.clone());
+        Ok(ScheduledSync { engine, worker })
+    }
+
+    /// discrepancy-check: the REST sources (required).
+    pub fn discrepancy_check(&self) -> Result<DiscrepancyCheck> {
+        let engine = self.engine(true)?;
+        let checker = DiscrepancyChecker::new(
+            self.adapters.store.clone(),
+            self.adapters.queue.clone(),
+            engine.clone(),
+        );
+        Ok(DiscrepancyCheck { engine, checker })
+    }
+
+    /// retry-worker: every kind of work, sync work included when this
+    /// deployment has REST sources.
+    pub fn retry_worker(&self) -> Result<RetryWorker> {
+        let mut worker = self.worker();
+        if config::optional_document_from(self.var, "SYNCLINE_SOURCES")?.is_some() {
+            register_sync_work(&mut worker, self.engine(true)?);
+        }
+        Ok(worker)
+    }
+}
