@@ -77,13 +77,13 @@ async fn main() {
                 let item = syncline_local::demo::property(i);
                 BulkWrite {
                     id: id(i),
-                    mark: item["updated_at"].as_str().map(str::to_owned),
+                    source_version: item["updated_at"].as_str().map(str::to_owned),
                     change: Change::Put(object(item)),
                 }
             })
             .collect();
         store
-            .upsert_marked(&tenant, &entity, Some(&source), batch, &trail)
+            .upsert_versioned(&tenant, &entity, Some(&source), batch, &trail)
             .await
             .expect("seed");
     }

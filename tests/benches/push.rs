@@ -66,7 +66,7 @@ async fn main() {
                 expect: Expect::Absent,
                 source: None,
                 origin: None,
-                mark: None,
+                source_version: None,
             })
             .collect();
         t.store

@@ -26,7 +26,7 @@ impl Item {
     /// The bulk write that stores the item, carrying the source's version.
     pub fn into_write(self) -> BulkWrite {
         BulkWrite {
-            mark: self.updated_at.as_ref().map(mark_text),
+            source_version: self.updated_at.as_ref().map(mark_text),
             id: self.id,
             change: self.change,
         }

@@ -79,8 +79,12 @@ impl RangeDigest {
 /// The (id, mark) of a live record `source` owns, as a range digest counts
 /// it; `None` for tombstones and other owners' records.
 pub fn counted(record: RecordMark, source: &SourceId) -> Option<(String, String)> {
-    (!record.deleted && record.source.as_ref() == Some(source))
-        .then(|| (record.id.to_string(), record.mark.unwrap_or_default()))
+    (!record.deleted && record.source.as_ref() == Some(source)).then(|| {
+        (
+            record.id.to_string(),
+            record.source_version.unwrap_or_default(),
+        )
+    })
 }
 
 /// The store side of a source: range bounds, their digests, and the

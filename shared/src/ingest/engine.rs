@@ -387,7 +387,7 @@ impl SyncEngine {
         changes: Vec<BulkWrite>,
     ) -> Result<BatchOutcome> {
         self.store
-            .upsert_marked(
+            .upsert_versioned(
                 &spec.tenant,
                 &spec.entity,
                 Some(&run.progress.source),
@@ -418,7 +418,7 @@ impl SyncEngine {
                 .map(|r| BulkWrite {
                     id: r.id.clone(),
                     change: Change::Delete,
-                    mark: None,
+                    source_version: None,
                 })
                 .collect();
             if !gone.is_empty() {

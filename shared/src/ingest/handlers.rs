@@ -25,7 +25,7 @@ impl SyncEngine {
             None => BulkWrite {
                 id: id.clone(),
                 change: Change::Delete,
-                mark: None,
+                source_version: None,
             },
             Some(item) => {
                 let item = transform(spec, &item).map_err(Error::Unprocessable)?;
@@ -40,7 +40,7 @@ impl SyncEngine {
             }
         };
         self.store
-            .upsert_marked(
+            .upsert_versioned(
                 &spec.tenant,
                 &spec.entity,
                 Some(source_id),

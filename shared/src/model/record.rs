@@ -236,9 +236,10 @@ pub struct Record {
     pub origin: Option<Origin>,
     /// The source's own version of the record (its updated-at as the source
     /// wrote it), from the pull that last wrote it; empty after any other
-    /// write. What range digests compare (docs/DISCREPANCIES.md).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mark: Option<String>,
+    /// write. What range digests compare (docs/DISCREPANCIES.md). Stored
+    /// as `mark`.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "mark")]
+    pub source_version: Option<String>,
 }
 
 #[cfg(test)]

@@ -70,7 +70,7 @@ impl ChangeSpec {
             expect: Expect::Any,
             source: None,
             origin: None,
-            mark: None,
+            source_version: None,
         })
     }
 }

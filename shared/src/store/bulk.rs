@@ -44,7 +44,7 @@ impl Store {
     /// content hash is unchanged. Meant for bulk pulls where the upstream is
     /// the source of truth: each write is applied over whatever is stored.
     ///
-    /// The records go in atomic chunks of up to [`BULK_CHUNK`] (fewer when
+    /// The records go in atomic chunks of up to `BULK_CHUNK` (fewer when
     /// they are large), each one TransactWriteItems with its sequence
     /// numbers and its change-trail entry, conditioned on the versions read
     /// (a record changed meanwhile is re-read and the chunk retried).
@@ -61,16 +61,16 @@ impl Store {
             .map(|(id, change)| BulkWrite {
                 id,
                 change,
-                mark: None,
+                source_version: None,
             })
             .collect();
-        self.upsert_marked(tenant, entity, source, writes, trail)
+        self.upsert_versioned(tenant, entity, source, writes, trail)
             .await
     }
 
     /// [`Store::upsert_batch`] of writes that carry the source's version of
-    /// each record (see [`RecordWrite::mark`]).
-    pub async fn upsert_marked(
+    /// each record (see [`crate::model::Record::source_version`]).
+    pub async fn upsert_versioned(
         &self,
         tenant: &TenantId,
         entity: &EntityType,
@@ -99,7 +99,12 @@ impl Store {
         let mut chunk = Vec::new();
         let mut chunk_bytes = 0;
         let mut changes = changes.into_iter().peekable();
-        while let Some(BulkWrite { id, change, mark }) = changes.next() {
+        while let Some(BulkWrite {
+            id,
+            change,
+            source_version,
+        }) = changes.next()
+        {
             chunk_bytes += approximate_size(&change) + id.as_str().len();
             chunk.push(RecordWrite {
                 entity: entity.clone(),
@@ -108,7 +113,7 @@ impl Store {
                 expect: Expect::Any,
                 source: source.cloned(),
                 origin: None,
-                mark,
+                source_version,
             });
             let full = chunk.len() == BULK_CHUNK
                 || chunk_bytes

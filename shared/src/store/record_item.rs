@@ -37,7 +37,8 @@ pub(super) struct RecordItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     origin: Option<Origin>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    mark: Option<String>,
+    #[serde(rename = "mark")]
+    source_version: Option<String>,
 }
 
 /// A query over the record items of one partition (tenant and entity).
@@ -90,7 +91,7 @@ pub(super) fn decode_head(
         updated_at: head.updated_at,
         seq: Seq::new(head.ord),
         origin: head.origin,
-        mark: head.mark,
+        source_version: head.source_version,
     }))
 }
 
@@ -101,7 +102,7 @@ pub struct RecordMark {
     pub id: RecordId,
     pub deleted: bool,
     pub source: Option<SourceId>,
-    pub mark: Option<String>,
+    pub source_version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,7 +112,8 @@ struct MarkItem {
     #[serde(default)]
     source: Option<SourceId>,
     #[serde(default)]
-    mark: Option<String>,
+    #[serde(rename = "mark")]
+    source_version: Option<String>,
     #[serde(default)]
     expires_at: Option<i64>,
 }
@@ -134,7 +136,7 @@ pub(super) fn decode_mark(
         id: RecordId::parse(id)?,
         deleted: item.deleted,
         source: item.source,
-        mark: item.mark,
+        source_version: item.source_version,
     }))
 }
 
@@ -155,7 +157,8 @@ struct RecordHead {
     origin: Option<Origin>,
     ord: u64,
     #[serde(default)]
-    mark: Option<String>,
+    #[serde(rename = "mark")]
+    source_version: Option<String>,
 }
 
 impl RecordItem {
@@ -178,7 +181,7 @@ impl RecordItem {
                 .deleted
                 .then(|| super::kv::ttl_secs(record.updated_at, tombstone_retention)),
             origin: record.origin.clone(),
-            mark: record.mark.clone(),
+            source_version: record.source_version.clone(),
         }
     }
 
@@ -196,7 +199,7 @@ impl RecordItem {
             updated_at: self.updated_at,
             seq: Seq::new(self.ord),
             origin: self.origin,
-            mark: self.mark,
+            source_version: self.source_version,
         }
     }
 

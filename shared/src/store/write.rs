@@ -49,9 +49,8 @@ pub struct RecordWrite {
     pub source: Option<SourceId>,
     /// The client write's own clock, kept for last-write-wins.
     pub origin: Option<Origin>,
-    /// The source's own version of the record (its updated-at, as the
-    /// source wrote it), set by pulls; other writers leave it empty.
-    pub mark: Option<String>,
+    /// [`Record::source_version`]: set by pulls, empty for other writers.
+    pub source_version: Option<String>,
 }
 
 /// One record of a bulk write.
@@ -59,8 +58,8 @@ pub struct RecordWrite {
 pub struct BulkWrite {
     pub id: RecordId,
     pub change: Change,
-    /// The source's version of the record (see [`RecordWrite::mark`]).
-    pub mark: Option<String>,
+    /// The source's version of the record ([`Record::source_version`]).
+    pub source_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -140,7 +139,9 @@ pub(super) fn apply_change(
     // that version moved (range digests compare it); a write without one
     // leaves an unchanged record alone and clears it from a changed one.
     if current.is_some_and(|c| {
-        c.hash == hash && c.deleted == deleted && (write.mark.is_none() || c.mark == write.mark)
+        c.hash == hash
+            && c.deleted == deleted
+            && (write.source_version.is_none() || c.source_version == write.source_version)
     }) {
         return None;
     }
@@ -160,6 +161,6 @@ pub(super) fn apply_change(
         updated_at: now,
         seq: Seq::ZERO,
         origin: write.origin.clone(),
-        mark: write.mark.clone(),
+        source_version: write.source_version.clone(),
     })
 }

@@ -140,7 +140,7 @@ impl SyncService {
             expect: Expect::Version(conflict.version),
             source: None,
             origin: None,
-            mark: None,
+            source_version: None,
         }];
         if let Some(change) = change {
             writes.push(RecordWrite {
@@ -150,7 +150,7 @@ impl SyncService {
                 expect: expect_for(current.as_ref()),
                 source: None,
                 origin: None,
-                mark: None,
+                source_version: None,
             });
         }
         let committed = self

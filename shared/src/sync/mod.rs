@@ -6,6 +6,7 @@ mod conflicts;
 pub mod legacy;
 mod push;
 mod registry;
+mod rules;
 mod wire;
 
 pub use conflicts::{ConflictView, Resolution, ResolveRequest};

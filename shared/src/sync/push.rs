@@ -7,14 +7,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::SyncService;
-use super::registry::{CONFLICT_ENTITY, EntitySpec, GUARD_ENTITY, Strategy};
+use super::registry::{CONFLICT_ENTITY, GUARD_ENTITY, Strategy};
+use super::rules::{OwnWrite, Resolved, Working, resolve};
 use super::wire::{Mutation, MutationResult, Op, PushRequest, PushResponse, RecordView, Status};
 use crate::connectors::OverlapIndex;
 use crate::error::{Error, Result};
-use crate::model::{ClientId, EntityType, Origin, Record, RecordId, TenantId, Timestamp};
+use crate::model::{ClientId, EntityType, Record, RecordId, TenantId, Timestamp};
 use crate::store::{Change, ChangeSet, ClientProgress, Expect, RecordWrite, Trail, TrailPath};
 
 type Key = (EntityType, RecordId);
@@ -23,66 +24,6 @@ type Key = (EntityType, RecordId);
 /// change-trail entry.
 const MAX_WRITES_PER_COMMIT: usize = ChangeSet::record_room(true, 0, true);
 const MAX_ATTEMPTS: u32 = 16;
-
-/// A record as this push sees it while resolving.
-#[derive(Debug, Clone)]
-struct Working {
-    stored: Option<Record>,
-    data: Option<Map<String, Value>>,
-    deleted: bool,
-    origin: Option<Origin>,
-    touched: bool,
-}
-
-impl Working {
-    fn new(stored: Option<Record>) -> Self {
-        Self {
-            data: stored
-                .as_ref()
-                .filter(|r| !r.deleted)
-                .map(|r| r.data.clone()),
-            deleted: stored.as_ref().is_some_and(|r| r.deleted),
-            origin: stored.as_ref().and_then(|r| r.origin.clone()),
-            stored,
-            touched: false,
-        }
-    }
-
-    fn stored_version(&self) -> Option<u64> {
-        self.stored.as_ref().map(|r| r.version.get())
-    }
-
-    /// The clock of the latest write, for last-write-wins: the writer's
-    /// own, or the server's time for server-side writes.
-    fn clock(&self) -> (i64, u32, String) {
-        match (&self.origin, &self.stored) {
-            (Some(origin), _) => (origin.at, origin.counter, origin.client.clone()),
-            (None, Some(record)) => (record.updated_at.as_millis(), 0, String::new()),
-            (None, None) => (i64::MIN, 0, String::new()),
-        }
-    }
-}
-
-/// What one mutation came to, before the versions are known.
-enum Resolved {
-    Applied,
-    Conflict {
-        resolution: Strategy,
-        fields: Vec<String>,
-    },
-    Manual {
-        conflict_id: String,
-    },
-    Rejected(String),
-}
-
-/// A record this push wrote earlier (an earlier transaction of the same
-/// push): the client's base version may still be the one before it.
-#[derive(Debug, Clone, Copy)]
-struct OwnWrite {
-    before: Option<u64>,
-    after: u64,
-}
 
 impl SyncService {
     pub async fn push(&self, tenant: &TenantId, request: &PushRequest) -> Result<PushResponse> {
@@ -217,7 +158,27 @@ impl SyncService {
         }
         Ok(())
     }
+}
 
+/// What a chunk is resolved against: the records it touches as read now,
+/// and the booking guards and bookings of its no-overlap entities.
+struct ChunkRead {
+    /// Every item read, as the commit's base.
+    known: HashMap<Key, Record>,
+    working: HashMap<Key, Working>,
+    guards: Vec<(Key, Option<Record>)>,
+    bookings: HashMap<EntityType, OverlapIndex>,
+}
+
+/// What each mutation of a chunk came to, and the stored conflicts it leaves.
+struct ChunkResolved {
+    outcomes: Vec<(u64, Key, Resolved)>,
+    conflicts: Vec<RecordWrite>,
+}
+
+impl SyncService {
+    /// One chunk of a push in one transaction: read, resolve, write, and
+    /// what each mutation came to with the records this push wrote.
     async fn apply_chunk(
         &self,
         tenant: &TenantId,
@@ -226,62 +187,135 @@ impl SyncService {
         chunk: &[&Mutation],
         own: &HashMap<Key, OwnWrite>,
     ) -> Result<(Vec<MutationResult>, Vec<(Key, OwnWrite)>)> {
+        let mut read = self.read_chunk(tenant, chunk).await?;
+        let resolved = self.resolve_chunk(chunk, &mut read, own, client)?;
+        let mut writes = record_writes(chunk, &read.working);
+        writes.extend(resolved.conflicts);
+        writes.extend(guard_writes(&read.guards));
+        let set = ChangeSet {
+            tenant: tenant.clone(),
+            writes,
+            client: progress.map(|expected| ClientProgress {
+                client: client.clone(),
+                expected,
+                last_mutation_id: chunk.last().map_or(expected, |m| m.id),
+            }),
+            once_only: Vec::new(),
+            trail: Some(trail(progress.is_some(), client, chunk)),
+        };
+        let after: HashMap<Key, Record> = self
+            .store
+            .commit_known(&set, read.known)
+            .await?
+            .into_iter()
+            .map(|c| ((c.record.entity.clone(), c.record.id.clone()), c.record))
+            .collect();
+        let written = read
+            .working
+            .iter()
+            .filter(|(_, w)| w.touched)
+            .filter_map(|(key, w)| {
+                let record = after.get(key)?;
+                Some((
+                    key.clone(),
+                    OwnWrite {
+                        before: w.stored_version(),
+                        after: record.version.get(),
+                    },
+                ))
+            })
+            .collect();
+        let results = resolved
+            .outcomes
+            .into_iter()
+            .map(|(id, key, resolved)| {
+                let record = after
+                    .get(&key)
+                    .or_else(|| read.working.get(&key).and_then(|w| w.stored.as_ref()))
+                    .map(RecordView::from);
+                result(id, resolved, record)
+            })
+            .collect();
+        Ok((results, written))
+    }
+
+    /// Reads what `chunk` touches. Entities with a no-overlap rule: their
+    /// guard is read before their bookings, and written with the chunk, so
+    /// two pushes booking the same entity at once cannot both commit (the
+    /// loser retries from a fresh read and sees the winner's booking).
+    async fn read_chunk(&self, tenant: &TenantId, chunk: &[&Mutation]) -> Result<ChunkRead> {
         let mut keys: Vec<Key> = chunk
             .iter()
             .map(|m| (m.entity.clone(), m.record_id.clone()))
             .collect();
         keys.sort();
         keys.dedup();
-        // Entities with a no-overlap rule: their guard is read before their
-        // bookings, and written with the chunk, so two pushes booking the
-        // same entity at once cannot both commit (the loser retries from a
-        // fresh read and sees the winner's booking).
-        let guarded: Vec<EntityType> = {
-            let mut guarded: Vec<EntityType> = chunk
-                .iter()
-                .filter(|m| {
-                    self.registry
-                        .get(&m.entity)
-                        .is_ok_and(|spec| spec.no_overlap.is_some())
-                })
-                .map(|m| m.entity.clone())
-                .collect();
-            guarded.sort();
-            guarded.dedup();
-            guarded
-        };
+        let mut guarded: Vec<EntityType> = chunk
+            .iter()
+            .filter(|m| {
+                self.registry
+                    .get(&m.entity)
+                    .is_ok_and(|spec| spec.no_overlap.is_some())
+            })
+            .map(|m| m.entity.clone())
+            .collect();
+        guarded.sort();
+        guarded.dedup();
         let guard_entity = EntityType::parse(GUARD_ENTITY)?;
         let mut guard_keys: Vec<Key> = Vec::new();
         for entity in &guarded {
             guard_keys.push((guard_entity.clone(), RecordId::parse(entity.as_str())?));
         }
         let mut guards = self.store.get_many(tenant, &guard_keys).await?;
-        // What the commit is based on: the records and guards as read now.
         let mut known = guards.clone();
-        let mut bookings: HashMap<EntityType, OverlapIndex> = HashMap::new();
+        let mut bookings = HashMap::new();
         for entity in &guarded {
             bookings.insert(entity.clone(), self.bookings(tenant, entity).await?);
         }
         let mut stored = self.store.get_many(tenant, &keys).await?;
         known.extend(stored.iter().map(|(k, r)| (k.clone(), r.clone())));
-        let mut working: HashMap<Key, Working> = keys
+        let working = keys
             .iter()
             .map(|key| (key.clone(), Working::new(stored.remove(key))))
             .collect();
+        let guards = guard_keys
+            .into_iter()
+            .map(|key| {
+                let guard = guards.remove(&key);
+                (key, guard)
+            })
+            .collect();
+        Ok(ChunkRead {
+            known,
+            working,
+            guards,
+            bookings,
+        })
+    }
 
+    /// Resolves each mutation in order over the records as this push sees
+    /// them; a booking that would overlap another is rejected and leaves
+    /// its record as it was.
+    fn resolve_chunk(
+        &self,
+        chunk: &[&Mutation],
+        read: &mut ChunkRead,
+        own: &HashMap<Key, OwnWrite>,
+        client: &ClientId,
+    ) -> Result<ChunkResolved> {
         let mut outcomes = Vec::with_capacity(chunk.len());
-        let mut conflict_writes = Vec::new();
+        let mut conflicts = Vec::new();
         for m in chunk {
             let key = (m.entity.clone(), m.record_id.clone());
             let spec = self.registry.get(&m.entity)?;
             let max_bytes = self.registry.max_record_bytes(spec);
-            let Some(w) = working.get_mut(&key) else {
+            let Some(w) = read.working.get_mut(&key) else {
                 return Err(Error::internal("a mutation's record was not read"));
             };
             let before = spec.no_overlap.is_some().then(|| w.clone());
             let mut resolved = resolve(m, spec, max_bytes, w, own.get(&key), client);
             if let (Some(rule), Some(before), Some(index)) =
-                (&spec.no_overlap, before, bookings.get_mut(&m.entity))
+                (&spec.no_overlap, before, read.bookings.get_mut(&m.entity))
                 && !matches!(resolved, Resolved::Rejected(_) | Resolved::Manual { .. })
             {
                 let admitted = match (&w.data, w.deleted) {
@@ -299,125 +333,90 @@ impl SyncService {
                 }
             }
             if let Resolved::Manual { conflict_id } = &resolved {
-                conflict_writes.push(conflict_write(conflict_id, m, w, client)?);
+                conflicts.push(conflict_write(conflict_id, m, w, client)?);
             }
             outcomes.push((m.id, key, resolved));
         }
+        Ok(ChunkResolved {
+            outcomes,
+            conflicts,
+        })
+    }
+}
 
-        // In the order the mutations first touched them, so the change
-        // sequence follows the client's order.
-        let mut order: Vec<&Key> = Vec::new();
-        for m in chunk {
-            if let Some((key, _)) = working.get_key_value(&(m.entity.clone(), m.record_id.clone()))
-                && !order.contains(&key)
-            {
-                order.push(key);
-            }
+/// The records the chunk changed, in the order its mutations first touched
+/// them, so the change sequence follows the client's order.
+fn record_writes(chunk: &[&Mutation], working: &HashMap<Key, Working>) -> Vec<RecordWrite> {
+    let mut order: Vec<&Key> = Vec::new();
+    for m in chunk {
+        if let Some((key, _)) = working.get_key_value(&(m.entity.clone(), m.record_id.clone()))
+            && !order.contains(&key)
+        {
+            order.push(key);
         }
-        let mut writes: Vec<RecordWrite> = order
-            .into_iter()
-            .filter_map(|key| working.get(key).map(|w| (key, w)))
-            .filter(|(_, w)| w.touched)
-            .map(|((entity, id), w)| RecordWrite {
-                entity: entity.clone(),
-                id: id.clone(),
-                change: match (&w.data, w.deleted) {
-                    (Some(data), false) => Change::Put(data.clone()),
-                    _ => Change::Delete,
-                },
-                expect: match &w.stored {
-                    Some(record) => Expect::Version(record.version),
-                    None => Expect::Absent,
-                },
-                source: None,
-                origin: w.origin.clone(),
-                mark: None,
-            })
-            .collect();
-        writes.extend(conflict_writes);
-        for (key @ (entity, id), guard) in guard_keys.iter().map(|k| (k, guards.remove(k))) {
-            let count = guard
+    }
+    order
+        .into_iter()
+        .filter_map(|key| working.get(key).map(|w| (key, w)))
+        .filter(|(_, w)| w.touched)
+        .map(|((entity, id), w)| RecordWrite {
+            entity: entity.clone(),
+            id: id.clone(),
+            change: match (&w.data, w.deleted) {
+                (Some(data), false) => Change::Put(data.clone()),
+                _ => Change::Delete,
+            },
+            expect: expect_for(w.stored.as_ref()),
+            source: None,
+            origin: w.origin.clone(),
+            source_version: None,
+        })
+        .collect()
+}
+
+/// Each booking guard rewritten (its commit count bumped), conditioned on
+/// the version read, so concurrent bookings of one entity serialize.
+fn guard_writes(guards: &[(Key, Option<Record>)]) -> Vec<RecordWrite> {
+    guards
+        .iter()
+        .map(|((entity, id), guard)| {
+            let commits = guard
                 .as_ref()
                 .and_then(|g| g.data.get("commits").and_then(Value::as_u64))
                 .unwrap_or(0);
-            writes.push(RecordWrite {
+            RecordWrite {
                 entity: entity.clone(),
                 id: id.clone(),
                 change: Change::Put(
-                    json!({"entity": key.1.as_str(), "commits": count + 1})
+                    json!({"entity": id.as_str(), "commits": commits + 1})
                         .as_object()
                         .cloned()
                         .unwrap_or_default(),
                 ),
-                expect: match &guard {
-                    Some(record) => Expect::Version(record.version),
-                    None => Expect::Absent,
-                },
+                expect: expect_for(guard.as_ref()),
                 source: None,
                 origin: None,
-                mark: None,
-            });
-        }
-        let committed = self
-            .store
-            .commit_known(
-                &ChangeSet {
-                    tenant: tenant.clone(),
-                    writes,
-                    client: progress.map(|expected| ClientProgress {
-                        client: client.clone(),
-                        expected,
-                        last_mutation_id: chunk.last().map_or(expected, |m| m.id),
-                    }),
-                    once_only: Vec::new(),
-                    trail: Some(Trail::new(
-                        if progress.is_some() {
-                            TrailPath::Push
-                        } else {
-                            TrailPath::LegacyPush
-                        },
-                        client.as_str(),
-                        match (chunk.first(), chunk.last()) {
-                            (Some(first), Some(last)) if first.id != last.id => {
-                                format!("mutations {}-{}", first.id, last.id)
-                            }
-                            (Some(first), _) => format!("mutation {}", first.id),
-                            _ => String::new(),
-                        },
-                    )),
-                },
-                known,
-            )
-            .await?;
-        let after: HashMap<Key, Record> = committed
-            .into_iter()
-            .map(|c| ((c.record.entity.clone(), c.record.id.clone()), c.record))
-            .collect();
-
-        let mut written = Vec::new();
-        for (key, w) in &working {
-            if let (true, Some(record)) = (w.touched, after.get(key)) {
-                written.push((
-                    key.clone(),
-                    OwnWrite {
-                        before: w.stored_version(),
-                        after: record.version.get(),
-                    },
-                ));
+                source_version: None,
             }
+        })
+        .collect()
+}
+
+/// The change-trail label of a chunk: the path, the client, the mutations.
+fn trail(exactly_once: bool, client: &ClientId, chunk: &[&Mutation]) -> Trail {
+    let path = if exactly_once {
+        TrailPath::Push
+    } else {
+        TrailPath::LegacyPush
+    };
+    let reference = match (chunk.first(), chunk.last()) {
+        (Some(first), Some(last)) if first.id != last.id => {
+            format!("mutations {}-{}", first.id, last.id)
         }
-        let results = outcomes
-            .into_iter()
-            .map(|(id, key, resolved)| {
-                let record = after
-                    .get(&key)
-                    .or_else(|| working.get(&key).and_then(|w| w.stored.as_ref()))
-                    .map(RecordView::from);
-                result(id, resolved, record)
-            })
-            .collect();
-        Ok((results, written))
-    }
+        (Some(first), _) => format!("mutation {}", first.id),
+        _ => String::new(),
+    };
+    Trail::new(path, client.as_str(), reference)
 }
 
 impl SyncService {
@@ -520,152 +519,6 @@ fn take_chunk<'a>(pending: &[&'a Mutation], registry: &super::EntityRegistry) ->
     chunk
 }
 
-/// What the client asks for, applied to the current content.
-fn proposed(m: &Mutation, w: &Working) -> (Option<Map<String, Value>>, bool) {
-    match m.op {
-        Op::Upsert => (m.data.clone(), false),
-        Op::Patch => {
-            let mut data = w.data.clone().unwrap_or_default();
-            data.extend(m.data.clone().unwrap_or_default());
-            (Some(data), false)
-        }
-        Op::Delete => (None, true),
-    }
-}
-
-fn check(spec: &EntitySpec, max_bytes: usize, data: &Map<String, Value>) -> Result<(), String> {
-    let size = serde_json::to_vec(data).map_or(usize::MAX, |bytes| bytes.len());
-    if size > max_bytes {
-        return Err(format!(
-            "record is {size} bytes; at most {max_bytes} allowed"
-        ));
-    }
-    spec.rules.check(data).map_err(|e| e.to_string())
-}
-
-fn resolve(
-    m: &Mutation,
-    spec: &EntitySpec,
-    max_bytes: usize,
-    w: &mut Working,
-    own: Option<&OwnWrite>,
-    client: &ClientId,
-) -> Resolved {
-    let (data, deleted) = proposed(m, w);
-    if let Some(data) = &data
-        && let Err(reason) = check(spec, max_bytes, data)
-    {
-        return Resolved::Rejected(reason);
-    }
-    let current = w.stored_version();
-    // The client's base matches what is stored, or what was stored before
-    // this same push wrote it.
-    let based_on_current = match (m.base_version, current) {
-        (_, None) => true,
-        (Some(base), Some(now)) if base == now => true,
-        (base, Some(now)) => own.is_some_and(|o| o.after == now && o.before == base),
-    };
-    let origin = Origin {
-        at: m.timestamp.0,
-        counter: m.counter,
-        client: client.to_string(),
-    };
-    let apply = |w: &mut Working, data: Option<Map<String, Value>>, deleted: bool| {
-        w.data = data;
-        w.deleted = deleted;
-        w.origin = Some(origin.clone());
-        w.touched = true;
-    };
-    if based_on_current {
-        apply(w, data, deleted);
-        return Resolved::Applied;
-    }
-    match spec.conflict {
-        Strategy::ServerWins => Resolved::Conflict {
-            resolution: Strategy::ServerWins,
-            fields: Vec::new(),
-        },
-        Strategy::ClientWins => {
-            apply(w, data, deleted);
-            Resolved::Conflict {
-                resolution: Strategy::ClientWins,
-                fields: Vec::new(),
-            }
-        }
-        Strategy::LastWriteWins => {
-            let mine = (origin.at, origin.counter, origin.client.clone());
-            if mine > w.clock() {
-                apply(w, data, deleted);
-            }
-            Resolved::Conflict {
-                resolution: Strategy::LastWriteWins,
-                fields: Vec::new(),
-            }
-        }
-        Strategy::Merge => {
-            if deleted || w.deleted {
-                // A delete against concurrent edits (or an edit of a record
-                // deleted meanwhile) keeps the server's state.
-                return Resolved::Conflict {
-                    resolution: Strategy::Merge,
-                    fields: Vec::new(),
-                };
-            }
-            let (merged, fields) = merge(m, w.data.clone().unwrap_or_default());
-            if let Err(reason) = check(spec, max_bytes, &merged) {
-                return Resolved::Rejected(reason);
-            }
-            if Some(&merged) != w.data.as_ref() {
-                apply(w, Some(merged), false);
-            }
-            Resolved::Conflict {
-                resolution: Strategy::Merge,
-                fields,
-            }
-        }
-        Strategy::Manual => Resolved::Manual {
-            conflict_id: uuid::Uuid::new_v4().simple().to_string(),
-        },
-    }
-}
-
-/// Three-way merge of the client's change into `current` against the base
-/// the client sent. Returns the merged content and the fields both sides
-/// changed (kept at the server's value).
-fn merge(m: &Mutation, mut current: Map<String, Value>) -> (Map<String, Value>, Vec<String>) {
-    let changes = m.data.clone().unwrap_or_default();
-    let mut conflicting = Vec::new();
-    let server_unchanged = |field: &str, current: &Map<String, Value>| match &m.base {
-        Some(base) => base.get(field) == current.get(field),
-        // No base: the client's fields win (patch semantics).
-        None => true,
-    };
-    for (field, value) in &changes {
-        if current.get(field) == Some(value) {
-            continue;
-        }
-        if server_unchanged(field, &current) {
-            current.insert(field.clone(), value.clone());
-        } else {
-            conflicting.push(field.clone());
-        }
-    }
-    // An upsert drops the fields it left out, where the server kept them.
-    if m.op == Op::Upsert
-        && let Some(base) = &m.base
-    {
-        for field in base.keys().filter(|f| !changes.contains_key(*f)) {
-            if server_unchanged(field, &current) {
-                current.remove(field);
-            } else {
-                conflicting.push(field.clone());
-            }
-        }
-    }
-    conflicting.sort();
-    (current, conflicting)
-}
-
 /// The stored conflict a manual-strategy mutation leaves for a person.
 fn conflict_write(
     conflict_id: &str,
@@ -693,7 +546,7 @@ fn conflict_write(
         expect: Expect::Absent,
         source: None,
         origin: None,
-        mark: None,
+        source_version: None,
     })
 }
 

@@ -35,7 +35,7 @@ async fn sixteen_writers_racing_on_one_version_have_exactly_one_winner_each_roun
                 expect: Expect::Absent,
                 source: None,
                 origin: None,
-                mark: None,
+                source_version: None,
             },
         )
         .await
@@ -57,7 +57,7 @@ async fn sixteen_writers_racing_on_one_version_have_exactly_one_winner_each_roun
                     expect: Expect::Version(version),
                     source: None,
                     origin: None,
-                    mark: None,
+                    source_version: None,
                 };
                 barrier.wait().await;
                 store.put_record(&acme, write).await
@@ -109,7 +109,7 @@ async fn eight_tasks_bumping_the_tenant_counter_never_get_the_same_value() {
                         expect: Expect::Absent,
                         source: None,
                         origin: None,
-                        mark: None,
+                        source_version: None,
                     }],
                     client: None,
                     once_only: Vec::new(),
@@ -168,7 +168,7 @@ async fn a_pull_running_while_writers_commit_never_skips_a_change() {
                                 expect: Expect::Any,
                                 source: None,
                                 origin: None,
-                                mark: None,
+                                source_version: None,
                             })
                             .collect(),
                         client: None,

@@ -379,14 +379,14 @@ async fn the_store_side_ranges_are_kept_from_the_change_feed_and_rebuilt_when_to
                 syncline::store::BulkWrite {
                     id: prop(i),
                     change: Change::Put(data),
-                    mark: Some(format!("2026-11-0{version}")),
+                    source_version: Some(format!("2026-11-0{version}")),
                 }
             })
             .collect();
         let (store, tenant, entity, source) = (&t.store, &tenant, &entity, &source);
         async move {
             store
-                .upsert_marked(
+                .upsert_versioned(
                     tenant,
                     entity,
                     Some(source),

@@ -28,7 +28,7 @@ fn booking(id: &str) -> RecordWrite {
         expect: Expect::Absent,
         source: None,
         origin: None,
-        mark: None,
+        source_version: None,
     }
 }
 

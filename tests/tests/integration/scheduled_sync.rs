@@ -288,7 +288,7 @@ async fn a_full_run_tombstones_only_its_own_records_gone_upstream() {
                 expect: syncline::store::Expect::Absent,
                 source: None,
                 origin: None,
-                mark: None,
+                source_version: None,
             },
         )
         .await

@@ -31,7 +31,7 @@ fn put(entity_name: &str, record: &str, value: serde_json::Value, expect: Expect
         expect,
         source: None,
         origin: None,
-        mark: None,
+        source_version: None,
     }
 }
 
@@ -489,7 +489,7 @@ async fn tombstones_are_returned_by_reads_and_the_change_feed() {
                 expect: Expect::Version(created.record.version),
                 source: None,
                 origin: None,
-                mark: None,
+                source_version: None,
             },
         )
         .await
@@ -587,7 +587,7 @@ async fn changes_since_a_cursor_are_complete_and_in_commit_order() {
                         expect: Expect::Any,
                         source: None,
                         origin: None,
-                        mark: None,
+                        source_version: None,
                     },
                 )
                 .await

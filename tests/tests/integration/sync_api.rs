@@ -848,7 +848,7 @@ async fn older_clients_round_trip_in_their_own_shapes() {
                 expect: syncline::store::Expect::Absent,
                 source: None,
                 origin: None,
-                mark: None,
+                source_version: None,
             },
         )
         .await
