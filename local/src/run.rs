@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 
 use syncline::auth::AuthConfig;
 use syncline::config;
+use syncline::delivery::DeliveryEngine;
 use syncline::discrepancy::DiscrepancyChecker;
 use syncline::error::{Error, Result};
 use syncline::ingest::SyncEngine;
@@ -81,8 +82,12 @@ pub struct Functions {
     webhook: WebhookService,
     sync: SyncApi,
     admin: AdminApi,
+    /// scheduled-sync's own worker (continuations inline).
+    sync_worker: RetryWorker,
+    /// retry-worker: every kind of work.
     worker: RetryWorker,
     checker: DiscrepancyChecker,
+    pub delivery: Arc<DeliveryEngine>,
 }
 
 impl std::fmt::Debug for Functions {
@@ -101,14 +106,19 @@ impl Functions {
         retry: RetryPolicy,
     ) -> Result<Self> {
         let wiring = Wiring::new(adapters, var, retry).with_auth(auth.clone());
-        let ScheduledSync { engine, worker } = wiring.scheduled_sync()?;
+        let ScheduledSync {
+            engine,
+            worker: sync_worker,
+        } = wiring.scheduled_sync()?;
         let DiscrepancyCheck { checker, .. } = wiring.discrepancy_check()?;
         Ok(Self {
             webhook: wiring.webhook().await?,
             sync: wiring.sync_api()?,
             admin: wiring.admin_api()?,
             checker,
-            worker,
+            sync_worker,
+            worker: wiring.retry_worker()?,
+            delivery: wiring.destinations()?,
             store: adapters.store.clone(),
             queue: adapters.queue.clone(),
             engine,
@@ -141,7 +151,7 @@ impl Functions {
         let failed = |e: lambda_runtime::Error| Error::internal(format!("{function}: {e}"));
         match function {
             "scheduled-sync" => {
-                syncline::lambda::schedule::handle_schedule(&self.engine, &self.worker, event)
+                syncline::lambda::schedule::handle_schedule(&self.engine, &self.sync_worker, event)
                     .await
                     .map_err(failed)
             }
@@ -150,6 +160,9 @@ impl Functions {
                     .await
                     .map_err(failed)
             }
+            "delivery" => syncline::lambda::delivery::handle_delivery(&self.delivery, event)
+                .await
+                .map_err(failed),
             "retry-worker" => {
                 let (payload, context) = event.into_parts();
                 let sqs: SqsEvent = serde_json::from_value(payload)
@@ -264,6 +277,8 @@ pub struct Schedules {
     pub check_every: Option<Duration>,
     /// The retry queue polled into retry-worker.
     pub drain_every: Duration,
+    /// delivery, as DynamoDB Streams would wake it; `None`: never.
+    pub deliver_every: Option<Duration>,
 }
 
 impl Schedules {
@@ -285,6 +300,15 @@ impl Schedules {
         Ok(Self {
             sync_every: secs("SYNCLINE_LOCAL_SYNC_SECS", 60)?,
             check_every: secs("SYNCLINE_LOCAL_CHECK_SECS", 3600)?,
+            deliver_every: match var("SYNCLINE_LOCAL_DELIVER_MS") {
+                None => Some(Duration::from_millis(250)),
+                Some(raw) => raw
+                    .parse::<u64>()
+                    .map(|ms| (ms > 0).then(|| Duration::from_millis(ms)))
+                    .map_err(|_| {
+                        Error::Config("SYNCLINE_LOCAL_DELIVER_MS must be whole milliseconds".into())
+                    })?,
+            },
             drain_every: secs("SYNCLINE_LOCAL_DRAIN_SECS", 1)?.ok_or_else(|| {
                 Error::Config("SYNCLINE_LOCAL_DRAIN_SECS must be at least 1".into())
             })?,
@@ -387,6 +411,28 @@ pub fn spawn_schedules(
                         }
                     }
                     Err(e) => report(&format!("discrepancy-check failed: {e}")),
+                }
+            }
+        }));
+    }
+    if let Some(every) = schedules.deliver_every {
+        let functions = functions.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let deadline = Timestamp::now().plus(timeout_of("delivery"));
+                match functions.delivery.deliver_all(deadline).await {
+                    Ok(runs) => {
+                        for run in runs.iter().filter(|r| r.delivered + r.failed > 0) {
+                            report(&format!(
+                                "delivery: {} delivered {}, skipped {}, failed {}",
+                                run.destination, run.delivered, run.skipped, run.failed
+                            ));
+                        }
+                    }
+                    Err(e) => report(&format!("delivery failed: {e}")),
                 }
             }
         }));

@@ -31,6 +31,7 @@ pub mod auth;
 pub mod backoff;
 pub mod config;
 pub mod connectors;
+pub mod delivery;
 pub mod discrepancy;
 pub mod error;
 pub mod ingest;

@@ -8,12 +8,13 @@ use crate::admin::AdminService;
 use crate::auth::{AuthConfig, Authenticator};
 use crate::config::{self, Config};
 use crate::connectors::SourceClient;
+use crate::delivery::{DeliveryEngine, DeliveryHandler};
 use crate::discrepancy::DiscrepancyChecker;
 use crate::error::Result;
 use crate::ingest::{SourceSet, SyncEngine, local_secret, register_sync_work};
 use crate::lambda::admin_api::AdminApi;
 use crate::lambda::sync_api::SyncApi;
-use crate::retry::{RetryPolicy, RetryWorker};
+use crate::retry::{RetryPolicy, RetryWorker, WorkKind};
 use crate::runtime::Adapters;
 use crate::sync::{EntityRegistry, SyncService};
 use crate::webhooks::{WebhookService, WebhookSources};
@@ -30,6 +31,8 @@ pub struct Wiring<'a> {
     retry: RetryPolicy,
     /// One sync engine per process, shared by every handler that needs it.
     engine: OnceLock<Arc<SyncEngine>>,
+    /// Likewise the delivery engine.
+    delivery: OnceLock<Arc<DeliveryEngine>>,
 }
 
 /// scheduled-sync: the engine and the worker that runs its continuations.
@@ -60,6 +63,7 @@ impl<'a> Wiring<'a> {
             auth: None,
             retry,
             engine: OnceLock::new(),
+            delivery: OnceLock::new(),
         }
     }
 
@@ -98,6 +102,43 @@ impl<'a> Wiring<'a> {
             .clone())
     }
 
+    /// The delivery engine over the destinations document
+    /// (`SYNCLINE_DESTINATIONS[_FILE]`); `required`: a missing document
+    /// fails the start, otherwise it means no destinations.
+    fn delivery_engine(&self, required: bool) -> Result<Arc<DeliveryEngine>> {
+        if let Some(engine) = self.delivery.get() {
+            return Ok(engine.clone());
+        }
+        let document = if required {
+            Some(config::document_from(self.var, "SYNCLINE_DESTINATIONS")?)
+        } else {
+            config::optional_document_from(self.var, "SYNCLINE_DESTINATIONS")?
+        };
+        let (store, queue) = (self.adapters.store.clone(), self.adapters.queue.clone());
+        let engine = match document {
+            Some(document) => DeliveryEngine::new(
+                store,
+                queue,
+                &document,
+                SourceClient::lazy(),
+                local_secret(self.var),
+            )?,
+            None => DeliveryEngine::none(store, queue),
+        };
+        Ok(self.delivery.get_or_init(|| Arc::new(engine)).clone())
+    }
+
+    /// delivery: the destinations (required).
+    pub fn delivery(&self) -> Result<Arc<DeliveryEngine>> {
+        self.delivery_engine(true)
+    }
+
+    /// The destinations when the deployment has any, else none (the local
+    /// run delivers whatever is configured).
+    pub fn destinations(&self) -> Result<Arc<DeliveryEngine>> {
+        self.delivery_engine(false)
+    }
+
     fn worker(&self) -> RetryWorker {
         RetryWorker::new(
             self.adapters.store.clone(),
@@ -125,7 +166,8 @@ impl<'a> Wiring<'a> {
                 self.adapters.store.clone(),
                 self.adapters.queue.clone(),
                 engine,
-            ),
+            )
+            .with_delivery(self.delivery_engine(false)?),
             auth: self.authenticator()?,
         })
     }
@@ -162,11 +204,17 @@ impl<'a> Wiring<'a> {
     }
 
     /// retry-worker: every kind of work, sync work included when this
-    /// deployment has REST sources.
+    /// deployment has REST sources, deliveries when it has destinations.
     pub fn retry_worker(&self) -> Result<RetryWorker> {
         let mut worker = self.worker();
         if config::optional_document_from(self.var, "SYNCLINE_SOURCES")?.is_some() {
             register_sync_work(&mut worker, self.engine(true)?);
+        }
+        if config::optional_document_from(self.var, "SYNCLINE_DESTINATIONS")?.is_some() {
+            worker.register(
+                WorkKind::Delivery,
+                Arc::new(DeliveryHandler::new(self.delivery_engine(true)?)),
+            );
         }
         Ok(worker)
     }

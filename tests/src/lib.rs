@@ -13,6 +13,8 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use syncline::store::Store;
 use syncline_local::embedded::{EmbeddedEngine, Storage};
 
+pub mod outbound;
+pub mod redis;
 pub mod service;
 pub mod upstream;
 
@@ -177,7 +179,7 @@ pub struct Moto {
     stdin: Option<ChildStdin>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

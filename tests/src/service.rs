@@ -26,6 +26,7 @@ pub struct ServiceConfig {
     pub sources: Option<Value>,
     pub webhook_sources: Option<Value>,
     pub entities: Option<Value>,
+    pub destinations: Option<Value>,
     /// Variables seen by the configuration (secrets named by the documents).
     pub vars: Vec<(&'static str, String)>,
     pub schedules: Option<Schedules>,
@@ -66,6 +67,7 @@ impl Service {
             ("SYNCLINE_SOURCES", config.sources.as_ref()),
             ("SYNCLINE_WEBHOOK_SOURCES", config.webhook_sources.as_ref()),
             ("SYNCLINE_ENTITIES", config.entities.as_ref()),
+            ("SYNCLINE_DESTINATIONS", config.destinations.as_ref()),
         ] {
             if let Some(value) = value {
                 vars.insert(name.to_owned(), value.to_string());

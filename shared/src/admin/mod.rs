@@ -2,6 +2,9 @@
 //! with an audit trail, sync triggers and dead letters (docs/OPERATIONS.md).
 
 mod dashboard;
+mod destinations;
+
+pub use destinations::Replay;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +26,7 @@ use crate::retry::{RetryEnvelope, WorkKind};
 use crate::store::{KvExpect, KvKey, LogStream, PageToken, Store};
 
 /// How long audit entries are kept.
-const AUDIT_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
+pub(super) const AUDIT_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
 /// Runs read per source to judge failing / last run / last error.
 const RECENT_RUNS: u32 = 20;
 /// Change-trail entries read for one request at most (a record filter may
@@ -83,6 +86,7 @@ pub struct AdminService {
     queue: Arc<dyn RetryQueue>,
     engine: Arc<SyncEngine>,
     checker: DiscrepancyChecker,
+    delivery: Arc<crate::delivery::DeliveryEngine>,
 }
 
 impl std::fmt::Debug for AdminService {
@@ -91,7 +95,7 @@ impl std::fmt::Debug for AdminService {
     }
 }
 
-fn audit_stream() -> LogStream {
+pub(super) fn audit_stream() -> LogStream {
     LogStream::audit()
 }
 
@@ -99,10 +103,20 @@ impl AdminService {
     pub fn new(store: Store, queue: Arc<dyn RetryQueue>, engine: Arc<SyncEngine>) -> Self {
         Self {
             checker: DiscrepancyChecker::new(store.clone(), queue.clone(), engine.clone()),
+            delivery: Arc::new(crate::delivery::DeliveryEngine::none(
+                store.clone(),
+                queue.clone(),
+            )),
             store,
             queue,
             engine,
         }
+    }
+
+    /// The service with the destinations of `delivery`.
+    pub fn with_delivery(mut self, delivery: Arc<crate::delivery::DeliveryEngine>) -> Self {
+        self.delivery = delivery;
+        self
     }
 
     /// Stored discrepancy reports, newest first.

@@ -12,8 +12,8 @@ use tokio::sync::Mutex;
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 
-/// Attempts of one call, the first included.
-const MAX_ATTEMPTS: u32 = 6;
+/// Attempts of one source call, the first included.
+pub const SOURCE_ATTEMPTS: u32 = 6;
 /// The longest pause a Retry-After may ask for.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 /// Between attempts: 200 ms doubling to 5 s, at least half of each ceiling.
@@ -138,11 +138,12 @@ pub fn upstream(service: &str, reason: impl Into<String>, retryable: bool) -> Er
 
 /// Sends the request `build` makes until an answer is final: after each
 /// transport error, 429 (pausing `limiter` for its Retry-After) or 5xx it
-/// waits with backoff and tries again, up to six attempts; any other
+/// waits with backoff and tries again, up to `attempts` in all; any other
 /// response goes to `read`. The last error is returned when attempts run
 /// out. `service` names the upstream in errors.
 pub async fn send_with_retry<T, R, F>(
     service: &str,
+    attempts: u32,
     limiter: &RateLimiter,
     build: impl Fn() -> Result<reqwest::RequestBuilder>,
     read: R,
@@ -152,7 +153,7 @@ where
     F: Future<Output = Result<Reading<T>>>,
 {
     let mut last_error = upstream(service, "no attempt made", true);
-    for attempt in 0..MAX_ATTEMPTS {
+    for attempt in 0..attempts.max(1) {
         if attempt > 0 {
             BACKOFF.wait(attempt).await;
         }

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use super::client::{RateLimiter, Reading, send_with_retry, upstream};
+use super::client::{RateLimiter, Reading, SOURCE_ATTEMPTS, send_with_retry, upstream};
 use super::pagination::{Bounds, Fetched, Page, PageState, next_link};
 use super::spec::{AuthSpec, Pagination, SourceSpec};
 use crate::error::{Error, Result};
@@ -45,32 +45,8 @@ impl HttpSource {
     ) -> Result<Self> {
         let (auth, oauth_secret) = match &spec.auth {
             None => (None, None),
-            Some(AuthSpec::Bearer { token }) => (
-                Some(("authorization".into(), format!("Bearer {}", secret(token)?))),
-                None,
-            ),
-            Some(AuthSpec::ApiKey { header, value }) => {
-                (Some((header.clone(), secret(value)?)), None)
-            }
-            Some(AuthSpec::Basic { username, password }) => {
-                let pair = format!("{username}:{}", secret(password)?);
-                (
-                    Some((
-                        "authorization".into(),
-                        format!("Basic {}", BASE64.encode(pair)),
-                    )),
-                    None,
-                )
-            }
-            Some(AuthSpec::Header {
-                header,
-                prefix,
-                value,
-            }) => (
-                Some((header.clone(), format!("{prefix}{}", secret(value)?))),
-                None,
-            ),
             Some(AuthSpec::Oauth2 { client_secret, .. }) => (None, Some(secret(client_secret)?)),
+            Some(auth) => (auth_header(auth, &secret)?, None),
         };
         Ok(Self {
             limiter: RateLimiter::new(spec.requests_per_second),
@@ -277,6 +253,7 @@ impl HttpSource {
         let auth = self.oauth_header().await?;
         send_with_retry(
             SOURCE,
+            SOURCE_ATTEMPTS,
             &self.limiter,
             || self.request(state, bounds, &auth),
             |response| async move {
@@ -456,21 +433,54 @@ impl HttpSource {
             }
             Ok(request)
         };
-        send_with_retry(SOURCE, &self.limiter, build, |response| async move {
-            let status = response.status();
-            if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
-                return Ok(Reading::Done(None));
-            }
-            if !status.is_success() {
-                return Err(upstream(SOURCE, format!("HTTP {status}"), false));
-            }
-            Ok(match response.json::<Value>().await {
-                Ok(body) => Reading::Done(Some(body)),
-                Err(e) => {
-                    Reading::Retry(upstream(SOURCE, format!("malformed response: {e}"), true))
+        send_with_retry(
+            SOURCE,
+            SOURCE_ATTEMPTS,
+            &self.limiter,
+            build,
+            |response| async move {
+                let status = response.status();
+                if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+                    return Ok(Reading::Done(None));
                 }
-            })
-        })
+                if !status.is_success() {
+                    return Err(upstream(SOURCE, format!("HTTP {status}"), false));
+                }
+                Ok(match response.json::<Value>().await {
+                    Ok(body) => Reading::Done(Some(body)),
+                    Err(e) => {
+                        Reading::Retry(upstream(SOURCE, format!("malformed response: {e}"), true))
+                    }
+                })
+            },
+        )
         .await
     }
+}
+
+/// The header a static auth scheme sends (name, value); `None` for OAuth2,
+/// whose token is fetched at run time. Shared by sources and destinations.
+pub fn auth_header(
+    auth: &AuthSpec,
+    secret: &impl Fn(&crate::webhooks::SecretRef) -> Result<String>,
+) -> Result<Option<(String, String)>> {
+    Ok(match auth {
+        AuthSpec::Bearer { token } => {
+            Some(("authorization".into(), format!("Bearer {}", secret(token)?)))
+        }
+        AuthSpec::ApiKey { header, value } => Some((header.clone(), secret(value)?)),
+        AuthSpec::Basic { username, password } => {
+            let pair = format!("{username}:{}", secret(password)?);
+            Some((
+                "authorization".into(),
+                format!("Basic {}", BASE64.encode(pair)),
+            ))
+        }
+        AuthSpec::Header {
+            header,
+            prefix,
+            value,
+        } => Some((header.clone(), format!("{prefix}{}", secret(value)?))),
+        AuthSpec::Oauth2 { .. } => None,
+    })
 }

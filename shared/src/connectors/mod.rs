@@ -9,7 +9,7 @@ mod spec;
 mod transform;
 
 pub use client::{RateLimiter, Reading, SourceClient, http_client, send_with_retry, upstream};
-pub use http::HttpSource;
+pub use http::{HttpSource, auth_header};
 pub use pagination::{Bounds, Fetched, Page, PageState, next_link};
 pub use spec::{AuthSpec, Incremental, MappingSpec, NoOverlap, Pagination, SourceSpec, TimeFormat};
 pub use transform::{Item, OverlapIndex, mark_text, transform};

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{error_response, json_response, query_parameter};
-use crate::admin::{AdminService, Health, SettingsChange, SyncTrigger, render_dashboard};
+use crate::admin::{AdminService, Health, Replay, SettingsChange, SyncTrigger, render_dashboard};
 use crate::auth::Authenticator;
 use crate::error::{Error, Result};
 use crate::model::{EntityType, RecordId, RunStatus, SourceId, Timestamp};
@@ -91,12 +91,33 @@ enum Route<'a> {
     Settings,
     ChangeSettings,
     Sync,
-    ForceSync { source: &'a str, id: &'a str },
+    ForceSync {
+        source: &'a str,
+        id: &'a str,
+    },
     Discrepancies,
-    Check { source: &'a str },
+    Check {
+        source: &'a str,
+    },
     DeadLetters,
     Redrive,
     Dashboard,
+    Destinations,
+    Deliveries {
+        destination: &'a str,
+    },
+    Enable {
+        destination: &'a str,
+        enabled: bool,
+    },
+    Replay {
+        destination: &'a str,
+    },
+    RetryDelivery {
+        destination: &'a str,
+        entity: &'a str,
+        id: &'a str,
+    },
 }
 
 /// The route at `path` and the method it takes; an unknown path is
@@ -114,9 +135,45 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<(Method, Route<'a>)> {
         "/v1/admin/dead-letters" => (Method::GET, Route::DeadLetters),
         "/v1/admin/dead-letters/redrive" => (Method::POST, Route::Redrive),
         "/v1/admin/dashboard" => (Method::GET, Route::Dashboard),
+        "/v1/admin/destinations" => (Method::GET, Route::Destinations),
         _ => {
             let single = |s: &&str| !s.is_empty() && !s.contains('/');
-            if let Some((source, id)) = path
+            let destination = path
+                .strip_prefix("/v1/admin/destinations/")
+                .and_then(|rest| rest.split_once('/'))
+                .filter(|(name, _)| single(name));
+            if let Some((destination, action)) = destination {
+                let segments: Vec<&str> = action.split('/').collect();
+                match segments.as_slice() {
+                    ["deliveries"] => (Method::GET, Route::Deliveries { destination }),
+                    ["enable"] => (
+                        Method::POST,
+                        Route::Enable {
+                            destination,
+                            enabled: true,
+                        },
+                    ),
+                    ["disable"] => (
+                        Method::POST,
+                        Route::Enable {
+                            destination,
+                            enabled: false,
+                        },
+                    ),
+                    ["replay"] => (Method::POST, Route::Replay { destination }),
+                    ["deliveries", entity, id, "retry"] if !entity.is_empty() && !id.is_empty() => {
+                        (
+                            Method::POST,
+                            Route::RetryDelivery {
+                                destination,
+                                entity,
+                                id,
+                            },
+                        )
+                    }
+                    _ => return Err(Error::NotFound("route".into())),
+                }
+            } else if let Some((source, id)) = path
                 .strip_prefix("/v1/admin/sync/")
                 .and_then(|rest| rest.split_once("/records/"))
                 .filter(|(source, id)| single(source) && !id.is_empty())
@@ -260,6 +317,39 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
                 HeaderValue::from_static("text/html; charset=utf-8"),
             );
             Ok(response)
+        }
+        Route::Destinations => ok(json!({"destinations": service.destinations().await?})),
+        Route::Deliveries { destination } => {
+            let (limit, after) = paging(request, 50)?;
+            let page = service
+                .deliveries(destination, limit, after.as_ref())
+                .await?;
+            ok(json!({"deliveries": page.items, "next": page.next.map(|n| n.to_string())}))
+        }
+        Route::Enable {
+            destination,
+            enabled,
+        } => {
+            let state = service
+                .set_destination_enabled(destination, enabled, &who)
+                .await?;
+            ok(json!({"destination": destination, "state": state}))
+        }
+        Route::Replay { destination } => {
+            let replay: Replay = body(request)?;
+            let state = service.replay(destination, &replay, &who).await?;
+            ok(json!({"destination": destination, "state": state}))
+        }
+        Route::RetryDelivery {
+            destination,
+            entity,
+            id,
+        } => {
+            let entity = EntityType::parse(entity)?;
+            let id = RecordId::parse(&super::http::percent_decode(id))?;
+            ok(service
+                .retry_delivery(destination, &entity, &id, &who)
+                .await?)
         }
         Route::Check { source } => {
             let request: CheckRequest = body(request)?;

@@ -2,6 +2,7 @@
 //! appear.
 
 pub mod admin_api;
+pub mod delivery;
 pub mod discrepancy;
 pub mod http;
 pub mod schedule;

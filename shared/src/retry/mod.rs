@@ -37,6 +37,8 @@ pub enum WorkKind {
     ForceSync,
     /// Repair the differences a discrepancy check found.
     DiscrepancyRepair,
+    /// Deliver one record to one destination again.
+    Delivery,
     /// A message whose body could not be read; kept for inspection only.
     Unreadable,
 }
@@ -49,6 +51,7 @@ impl WorkKind {
             Self::SyncContinuation => "sync_continuation",
             Self::ForceSync => "force_sync",
             Self::DiscrepancyRepair => "discrepancy_repair",
+            Self::Delivery => "delivery",
             Self::Unreadable => "unreadable",
         }
     }
@@ -157,6 +160,7 @@ mod tests {
             WorkKind::SyncContinuation,
             WorkKind::ForceSync,
             WorkKind::DiscrepancyRepair,
+            WorkKind::Delivery,
             WorkKind::Unreadable,
         ] {
             assert_eq!(

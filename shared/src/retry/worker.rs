@@ -23,6 +23,12 @@ use crate::store::Store;
 pub trait WorkHandler: Send + Sync {
     /// Does the work before `deadline` (the invocation's end).
     async fn handle(&self, envelope: &RetryEnvelope, deadline: Timestamp) -> Result<()>;
+
+    /// Told when work of this kind was dead-lettered with `error`, so the
+    /// handler's own records can say so (the delivery ledger's `dead`).
+    async fn dead_lettered(&self, _envelope: &RetryEnvelope, _error: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A message as the queue delivered it.
@@ -197,6 +203,11 @@ impl RetryWorker {
             attempts: attempt,
         });
         self.queue.dead_letter(&envelope.to_body()?).await?;
+        if let Some(handler) = self.handlers.get(&envelope.kind)
+            && let Err(err) = handler.dead_lettered(envelope, &text).await
+        {
+            tracing::warn!(message_id = %message.id, error = %err, "the handler could not record the dead letter");
+        }
         Ok(Outcome::DeadLettered { error: text })
     }
 

@@ -30,6 +30,8 @@ impl KvKey {
     pub const SOURCE_STATE: &'static str = "source";
     /// A source's range digests on the store side.
     pub const DIGESTS: &'static str = "digests";
+    /// Per destination: its cursor over the change feed, enabled, failures.
+    pub const DESTINATION: &'static str = "destination";
 
     /// `namespace` is one of the constants above (or another fixed name
     /// without `#`); `id` is any text.

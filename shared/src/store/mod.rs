@@ -8,6 +8,7 @@
 
 mod bulk;
 mod commit;
+mod deliveries;
 mod items;
 mod keys;
 mod kv;
@@ -27,6 +28,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
+pub use deliveries::{DeliveryStatus, LedgerEntry, Ledgered};
 pub use kv::{KvExpect, KvKey, StoredValue};
 pub use logs::{LogEntry, LogId, LogStream};
 pub use paging::{Page, PageToken};

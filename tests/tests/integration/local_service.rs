@@ -24,6 +24,7 @@ async fn the_local_run_syncs_the_demo_source_on_its_schedule_and_a_pull_returns_
             sync_every: Some(Duration::from_secs(3600)),
             check_every: None,
             drain_every: Duration::from_millis(200),
+            deliver_every: None,
         }),
         ..ServiceConfig::default()
     })

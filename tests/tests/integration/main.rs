@@ -3,6 +3,7 @@
 
 mod admin_api;
 mod concurrency;
+mod destinations;
 mod discrepancy;
 mod events_catalog;
 mod infra_template;

@@ -1,0 +1,661 @@
+//! The delivery engine: each destination reads its tenant's gap-free
+//! change feed (the one pulls read) from its own cursor, applies each
+//! change, records it in the ledger, and advances the cursor only after
+//! the changes before it were delivered or handed to the retry queue.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::config::{DestinationSpec, DestinationsDocument, KindSpec};
+use super::http::{HttpTarget, filtered};
+use super::redis::RedisTarget;
+use super::target::{Outbound, Target};
+use super::webhook::WebhookTarget;
+use crate::connectors::{SourceClient, auth_header};
+use crate::error::{Error, Result};
+use crate::model::{ContentHash, Cursor, EntityType, Record, RecordId, Seq, Timestamp};
+use crate::queue::RetryQueue;
+use crate::retry::{RetryEnvelope, WorkKind};
+use crate::store::{DeliveryStatus, KvExpect, KvKey, LedgerEntry, Store};
+use crate::webhooks::SecretRef;
+
+/// Changes read from the feed per page.
+const PAGE: u32 = 200;
+/// Consecutive retryable failures after which a run stops without
+/// advancing past them (the destination looks down; the next wake-up
+/// tries again). Webhook endpoints are disabled after their own limit.
+const DOWN_AFTER: u32 = 5;
+/// How long a delivery run holds its destination.
+const LEASE: Duration = Duration::from_secs(120);
+
+/// One configured destination.
+pub struct Destination {
+    pub name: String,
+    pub spec: DestinationSpec,
+    target: Arc<dyn Target>,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Destination {
+    /// Whether the destination takes changes of `entity`.
+    pub fn takes(&self, entity: &EntityType) -> bool {
+        self.spec.entities.contains(entity)
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self.spec.kind {
+            KindSpec::Redis(_) => "redis",
+            KindSpec::Webhook(_) => "webhook",
+            KindSpec::Http(_) => "http",
+        }
+    }
+
+    fn disable_after(&self) -> Option<u32> {
+        match &self.spec.kind {
+            KindSpec::Webhook(hook) => Some(hook.disable_after.max(1)),
+            _ => None,
+        }
+    }
+}
+
+/// A destination's place in the feed, kept in the store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DestinationState {
+    /// The last feed position delivered (or handed to the retry queue).
+    pub cursor: u64,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// A replay re-sends the changes up to here even where the ledger says
+    /// they were delivered.
+    #[serde(default)]
+    pub replay_through: u64,
+}
+
+/// What one delivery run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunSummary {
+    pub destination: String,
+    pub delivered: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    /// Set when another run held the destination.
+    pub busy: bool,
+    pub cursor: u64,
+}
+
+/// What became of one change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    Delivered,
+    Skipped(String),
+}
+
+/// The body of a `delivery` retry message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryWork {
+    pub destination: String,
+    pub entity: EntityType,
+    pub id: RecordId,
+}
+
+pub struct DeliveryEngine {
+    store: Store,
+    queue: Arc<dyn RetryQueue>,
+    destinations: BTreeMap<String, Arc<Destination>>,
+}
+
+impl std::fmt::Debug for DeliveryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryEngine")
+            .field(
+                "destinations",
+                &self.destinations.keys().collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+fn state_key(destination: &str) -> KvKey {
+    KvKey::new(KvKey::DESTINATION, destination)
+}
+
+/// The idempotency key of one version of one record at one destination.
+pub fn delivery_key(destination: &str, record: &Record) -> String {
+    let digest = Sha256::digest(
+        format!(
+            "{destination}\n{}\n{}\n{}",
+            record.entity,
+            record.id,
+            record.version.get()
+        )
+        .as_bytes(),
+    );
+    format!("sl_{}", hex::encode(&digest[..16]))
+}
+
+impl DeliveryEngine {
+    /// The destinations of `document`, secrets resolved through `secret`,
+    /// requests sent by `client`.
+    pub fn new(
+        store: Store,
+        queue: Arc<dyn RetryQueue>,
+        document: &str,
+        client: SourceClient,
+        secret: impl Fn(&SecretRef) -> Result<String>,
+    ) -> Result<Self> {
+        let document = DestinationsDocument::parse(document)?;
+        let mut destinations = BTreeMap::new();
+        for (name, spec) in document.destinations {
+            let target: Arc<dyn Target> = match &spec.kind {
+                KindSpec::Redis(redis) => Arc::new(RedisTarget::new(
+                    &secret(&redis.url)?,
+                    &redis.prefix,
+                    redis.index,
+                )?),
+                KindSpec::Webhook(hook) => Arc::new(WebhookTarget::new(
+                    &hook.url,
+                    &secret(&hook.secret)?,
+                    hook.requests_per_second,
+                    hook.timeout_secs,
+                    client.clone(),
+                )?),
+                KindSpec::Http(http) => {
+                    let http = (**http).clone().resolve(&name)?;
+                    let auth = http
+                        .auth
+                        .as_ref()
+                        .map(|auth| auth_header(auth, &secret))
+                        .transpose()?
+                        .flatten();
+                    Arc::new(HttpTarget::new(http, auth, client.clone())?)
+                }
+            };
+            destinations.insert(name.clone(), Arc::new(Destination { name, spec, target }));
+        }
+        Ok(Self {
+            store,
+            queue,
+            destinations,
+        })
+    }
+
+    /// No destinations (a deployment that only pulls).
+    pub fn none(store: Store, queue: Arc<dyn RetryQueue>) -> Self {
+        Self {
+            store,
+            queue,
+            destinations: BTreeMap::new(),
+        }
+    }
+
+    pub fn destinations(&self) -> impl Iterator<Item = &Arc<Destination>> {
+        self.destinations.values()
+    }
+
+    pub fn destination(&self, name: &str) -> Result<&Arc<Destination>> {
+        self.destinations
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("destination {name}")))
+    }
+
+    pub async fn state(&self, name: &str) -> Result<DestinationState> {
+        Ok(self
+            .store
+            .kv_get::<DestinationState>(&state_key(name))
+            .await?
+            .map(|s| s.value)
+            .unwrap_or_default())
+    }
+
+    async fn save_state(&self, name: &str, state: &DestinationState) -> Result<()> {
+        self.store
+            .kv_put(&state_key(name), state, None, KvExpect::Any)
+            .await
+            .map(|_| ())
+    }
+
+    /// Changes `f` makes to a destination's state (enable, disable, replay).
+    pub async fn update_state(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut DestinationState),
+    ) -> Result<DestinationState> {
+        self.destination(name)?;
+        let mut state = self.state(name).await?;
+        f(&mut state);
+        self.save_state(name, &state).await?;
+        Ok(state)
+    }
+
+    /// Every destination's run, one after another, each before `deadline`.
+    pub async fn deliver_all(&self, deadline: Timestamp) -> Result<Vec<RunSummary>> {
+        let mut runs = Vec::new();
+        for name in self.destinations.keys() {
+            runs.push(self.deliver(name, deadline).await?);
+        }
+        Ok(runs)
+    }
+
+    /// Delivers what the feed holds past the destination's cursor. Cheap
+    /// when nothing changed: the state and the tenant's counter are read,
+    /// nothing is written.
+    pub async fn deliver(&self, name: &str, deadline: Timestamp) -> Result<RunSummary> {
+        let destination = self.destination(name)?.clone();
+        let mut summary = RunSummary {
+            destination: name.to_owned(),
+            ..RunSummary::default()
+        };
+        let mut state = self.state(name).await?;
+        summary.cursor = state.cursor;
+        let head = self.store.latest_seq(&destination.spec.tenant).await?.get();
+        if state.disabled || head <= state.cursor {
+            return Ok(summary);
+        }
+        let owner = uuid::Uuid::new_v4().simple().to_string();
+        let lease_name = format!("deliver:{name}");
+        let Some(lease) = self.store.acquire_lease(&lease_name, &owner, LEASE).await? else {
+            summary.busy = true;
+            return Ok(summary);
+        };
+        let result = self
+            .deliver_leased(&destination, &mut state, &mut summary, deadline)
+            .await;
+        self.store.release_lease(&lease).await?;
+        result.map(|()| summary)
+    }
+
+    async fn deliver_leased(
+        &self,
+        destination: &Destination,
+        state: &mut DestinationState,
+        summary: &mut RunSummary,
+        deadline: Timestamp,
+    ) -> Result<()> {
+        let spec = &destination.spec;
+        // Re-read under the lease: another run may have moved it.
+        *state = self.state(&destination.name).await?;
+        let margin = Duration::from_secs(5);
+        // The current run of consecutive retryable failures: the cursor
+        // before its first change, and the changes in it. A success after
+        // it means they were bad records: their retries go to the queue.
+        // A streak that trips the breaker leaves them all in the feed.
+        let mut streak: Option<(u64, Vec<(Record, Error)>)> = None;
+        'pages: loop {
+            let changes = self
+                .store
+                .changes_since(
+                    &spec.tenant,
+                    &spec.entities,
+                    Cursor::at(Seq::new(state.cursor)),
+                    PAGE,
+                )
+                .await?;
+            for record in &changes.records {
+                let force = record.seq.get() <= state.replay_through;
+                match self.deliver_record(destination, record, force).await {
+                    Ok(outcome) => {
+                        match outcome {
+                            Delivered::Delivered => summary.delivered += 1,
+                            Delivered::Skipped(_) => summary.skipped += 1,
+                        }
+                        state.consecutive_failures = 0;
+                        if let Some((_, failed)) = streak.take() {
+                            for (record, error) in failed {
+                                self.queue_retry(destination, &record, &error).await?;
+                            }
+                        }
+                    }
+                    Err(error) if error.is_retryable() => {
+                        summary.failed += 1;
+                        state.consecutive_failures += 1;
+                        self.record_failure(destination, record, &error).await?;
+                        let before = state.cursor;
+                        let (start, failed) = streak.get_or_insert_with(|| (before, Vec::new()));
+                        failed.push((record.clone(), error));
+                        let start = *start;
+                        let tripped = match destination.disable_after() {
+                            Some(limit) if state.consecutive_failures >= limit => {
+                                // Disabled, with every change of the streak
+                                // and after it kept in the feed for a replay.
+                                state.disabled = true;
+                                state.disabled_reason = Some(format!(
+                                    "{} consecutive failed deliveries; last: {}",
+                                    state.consecutive_failures,
+                                    failed.last().map_or_else(String::new, |(_, e)| e.chain())
+                                ));
+                                true
+                            }
+                            // Down: the next run starts at the streak.
+                            None => state.consecutive_failures >= DOWN_AFTER,
+                            Some(_) => false,
+                        };
+                        if tripped {
+                            state.cursor = start;
+                            streak = None;
+                            break 'pages;
+                        }
+                    }
+                    Err(error) => {
+                        // Refused for good (a 4xx): recorded, and the rest go on.
+                        summary.failed += 1;
+                        self.record_failure(destination, record, &error).await?;
+                    }
+                }
+                state.cursor = record.seq.get();
+                if Timestamp::now().plus(margin) >= deadline {
+                    break 'pages;
+                }
+            }
+            if streak.is_none() {
+                state.cursor = state.cursor.max(changes.cursor.seq().get());
+            }
+            if !changes.has_more {
+                break;
+            }
+        }
+        // A streak at the end of the run: retried from the queue with
+        // backoff, not by the next wake-up at once.
+        if let Some((_, failed)) = streak {
+            for (record, error) in failed {
+                self.queue_retry(destination, &record, &error).await?;
+            }
+        }
+        summary.cursor = state.cursor;
+        self.save_state(&destination.name, state).await?;
+        crate::metrics::emit(
+            &[
+                ("function", "delivery"),
+                ("destination", destination.name.as_str()),
+            ],
+            &[
+                (
+                    "Delivered",
+                    summary.delivered as f64,
+                    crate::metrics::Unit::Count,
+                ),
+                (
+                    "DeliveryFailed",
+                    summary.failed as f64,
+                    crate::metrics::Unit::Count,
+                ),
+            ],
+        );
+        Ok(())
+    }
+
+    /// Delivers the record as stored now (a retry of an older version
+    /// delivers the newest), once per version.
+    pub async fn redeliver(&self, work: &DeliveryWork) -> Result<Delivered> {
+        let destination = self.destination(&work.destination)?.clone();
+        if self.state(&work.destination).await?.disabled {
+            // The change stays in the feed past the cursor: it goes out
+            // after the destination is enabled again.
+            return Ok(Delivered::Skipped("the destination is disabled".into()));
+        }
+        let record = self
+            .store
+            .get_record(&destination.spec.tenant, &work.entity, &work.id)
+            .await?;
+        let Some(record) = record else {
+            return Ok(Delivered::Skipped("the record is gone".into()));
+        };
+        let result = self.deliver_record(&destination, &record, false).await;
+        if let Err(error) = &result {
+            self.record_failure(&destination, &record, error).await?;
+        }
+        result
+    }
+
+    /// Applies one change unless the ledger shows it delivered, it came
+    /// from the destination's own system, or its content is what the
+    /// destination already has. The ledger entry, with the external id,
+    /// is written after the destination answered.
+    pub async fn deliver_record(
+        &self,
+        destination: &Destination,
+        record: &Record,
+        force: bool,
+    ) -> Result<Delivered> {
+        let name = destination.name.as_str();
+        let ledgered = self
+            .store
+            .ledger_get(name, &record.entity, &record.id)
+            .await?;
+        let previous = ledgered.as_ref().map(|l| &l.entry);
+        if !force && previous.is_some_and(|p| p.delivered_version >= record.version.get()) {
+            return Ok(Delivered::Skipped("already delivered".into()));
+        }
+        let data = if record.deleted {
+            serde_json::Map::new()
+        } else {
+            filtered(&record.data, destination.spec.fields.as_deref())
+        };
+        let hash = ContentHash::of(&data, record.deleted);
+        let skip = if record
+            .source
+            .as_ref()
+            .is_some_and(|s| destination.spec.echo_of.contains(s))
+        {
+            record
+                .source
+                .as_ref()
+                .map(|s| format!("echo: the change came from {s}"))
+        } else if !force && previous.is_some_and(|p| p.hash.as_ref() == Some(&hash)) {
+            Some("unchanged: the destination has this content".into())
+        } else {
+            None
+        };
+        let mut entry = LedgerEntry {
+            entity: record.entity.clone(),
+            id: record.id.clone(),
+            status: DeliveryStatus::Delivered,
+            version: record.version.get(),
+            delivered_version: record.version.get(),
+            hash: Some(hash),
+            external_id: previous.and_then(|p| p.external_id.clone()),
+            attempts: 0,
+            last_error: None,
+            reason: None,
+            updated_at: Timestamp::now(),
+        };
+        let outcome = match skip {
+            Some(reason) => {
+                entry.status = DeliveryStatus::Skipped;
+                entry.reason = Some(reason.clone());
+                Delivered::Skipped(reason)
+            }
+            None => {
+                let key = delivery_key(name, record);
+                let applied = destination
+                    .target
+                    .apply(&Outbound {
+                        destination: name,
+                        record,
+                        data: &data,
+                        external_id: entry.external_id.as_deref(),
+                        key: &key,
+                    })
+                    .await?;
+                if applied.external_id.is_some() {
+                    entry.external_id = applied.external_id;
+                }
+                if applied.stale {
+                    entry.reason = Some("the destination holds a newer version".into());
+                }
+                Delivered::Delivered
+            }
+        };
+        self.write_ledger(name, entry, ledgered.map(|l| l.revision))
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Writes `entry` unless a concurrent deliverer recorded this version
+    /// or a newer one first.
+    async fn write_ledger(&self, name: &str, entry: LedgerEntry, read: Option<u64>) -> Result<()> {
+        let mut read = read;
+        for _ in 0..4 {
+            match self.store.ledger_put(name, &entry, read).await {
+                Ok(_) => return Ok(()),
+                Err(Error::Conflict(_)) => {
+                    let now = self
+                        .store
+                        .ledger_get(name, &entry.entity, &entry.id)
+                        .await?;
+                    match now {
+                        Some(now) if now.entry.delivered_version >= entry.delivered_version => {
+                            return Ok(());
+                        }
+                        now => read = now.map(|n| n.revision),
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(Error::Conflict(format!(
+            "the ledger of {}/{} at {name} kept changing",
+            entry.entity, entry.id
+        )))
+    }
+
+    /// Marks the change failed in the ledger (its delivered version and
+    /// external id kept).
+    async fn record_failure(
+        &self,
+        destination: &Destination,
+        record: &Record,
+        error: &Error,
+    ) -> Result<()> {
+        self.mark(destination, record, DeliveryStatus::Failed, &error.chain())
+            .await
+    }
+
+    /// Sets the ledger's status for `record` at its version, keeping what
+    /// the destination last took.
+    pub async fn mark(
+        &self,
+        destination: &Destination,
+        record: &Record,
+        status: DeliveryStatus,
+        error: &str,
+    ) -> Result<()> {
+        let name = destination.name.as_str();
+        for _ in 0..4 {
+            let read = self
+                .store
+                .ledger_get(name, &record.entity, &record.id)
+                .await?;
+            if read
+                .as_ref()
+                .is_some_and(|r| r.entry.delivered_version >= record.version.get())
+            {
+                return Ok(());
+            }
+            let previous = read.as_ref().map(|r| r.entry.clone());
+            let entry = LedgerEntry {
+                entity: record.entity.clone(),
+                id: record.id.clone(),
+                status,
+                version: record.version.get(),
+                delivered_version: previous.as_ref().map_or(0, |p| p.delivered_version),
+                hash: previous.as_ref().and_then(|p| p.hash.clone()),
+                external_id: previous.as_ref().and_then(|p| p.external_id.clone()),
+                attempts: previous
+                    .as_ref()
+                    .filter(|p| p.version == record.version.get())
+                    .map_or(0, |p| p.attempts)
+                    + 1,
+                last_error: Some(error.to_owned()),
+                reason: None,
+                updated_at: Timestamp::now(),
+            };
+            match self
+                .store
+                .ledger_put(name, &entry, read.map(|r| r.revision))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(Error::Conflict(_)) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands one change to the retry queue (its retries deliver the newest
+    /// version, once).
+    pub async fn queue_retry(
+        &self,
+        destination: &Destination,
+        record: &Record,
+        error: &Error,
+    ) -> Result<()> {
+        let work = DeliveryWork {
+            destination: destination.name.clone(),
+            entity: record.entity.clone(),
+            id: record.id.clone(),
+        };
+        let payload = serde_json::to_value(&work)
+            .map_err(|e| Error::internal(format!("delivery work: {e}")))?;
+        let mut envelope = RetryEnvelope::new(
+            WorkKind::Delivery,
+            payload,
+            delivery_key(&destination.name, record),
+            error.chain(),
+        );
+        envelope.tenant = Some(destination.spec.tenant.clone());
+        self.queue
+            .send(&envelope.to_body()?, Duration::from_secs(1))
+            .await?;
+        Ok(())
+    }
+
+    /// A record as stored now.
+    pub async fn record(
+        &self,
+        tenant: &crate::model::TenantId,
+        entity: &EntityType,
+        id: &RecordId,
+    ) -> Result<Option<Record>> {
+        self.store.get_record(tenant, entity, id).await
+    }
+
+    /// Each destination with its place in the feed: lag is the tenant's
+    /// feed head minus the destination's cursor.
+    pub async fn status(&self) -> Result<Vec<serde_json::Value>> {
+        let mut out = Vec::new();
+        for destination in self.destinations.values() {
+            let state = self.state(&destination.name).await?;
+            let head = self.store.latest_seq(&destination.spec.tenant).await?.get();
+            out.push(json!({
+                "destination": destination.name,
+                "kind": destination.kind(),
+                "tenant": destination.spec.tenant,
+                "entities": destination.spec.entities,
+                "enabled": !state.disabled,
+                "disabled_reason": state.disabled_reason,
+                "cursor": Cursor::at(Seq::new(state.cursor)).to_string(),
+                "head": Cursor::at(Seq::new(head)).to_string(),
+                "lag": head.saturating_sub(state.cursor),
+                "consecutive_failures": state.consecutive_failures,
+            }));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,24 @@
+//! Destinations: the outbound half. Each destination reads its tenant's
+//! change feed from its own cursor (the feed is the outbox: nothing
+//! committed is missed, nothing needs a second write path) and writes to a
+//! Redis cache, an outbound webhook endpoint or a JSON API, exactly once
+//! per version, never echoing a change back to the system it came from
+//! (docs/DESTINATIONS.md).
+
+mod config;
+mod engine;
+mod handler;
+mod http;
+mod redis;
+mod target;
+mod webhook;
+
+pub use config::{ActionSpec, DestinationSpec, DestinationsDocument, HttpSpec, KindSpec};
+pub use engine::{
+    Delivered, DeliveryEngine, DeliveryWork, Destination, DestinationState, RunSummary,
+    delivery_key,
+};
+pub use handler::DeliveryHandler;
+pub use redis::RedisTarget;
+pub use target::{Applied, Outbound, Target};
+pub use webhook::sign;

@@ -1,0 +1,183 @@
+//! The delivery ledger: per destination and record, what was delivered
+//! (status, version, content hash, external id, attempts, last error). One
+//! partition per destination, so the admin API can list it; every write is
+//! conditioned on the revision read, so two deliverers of one record never
+//! both record a delivery.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+
+use super::keys::{PK, SK};
+use super::paging::{Page, PageToken};
+use super::{Store, is_condition_failure, mapping_error, number_value, store_error, string_value};
+use crate::error::{Error, Result};
+use crate::model::{ContentHash, EntityType, RecordId, Timestamp};
+
+/// Where a record stands with one destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// The destination has `version`.
+    Delivered,
+    /// The last attempt failed; a retry is queued (or the destination
+    /// refused the record for good, with its message in `last_error`).
+    Failed,
+    /// Retries ran out; the work is on the dead-letter queue.
+    Dead,
+    /// Not written: the change came from the destination's own system, or
+    /// its content is what the destination already has.
+    Skipped,
+}
+
+/// One ledger entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub entity: EntityType,
+    pub id: RecordId,
+    pub status: DeliveryStatus,
+    /// The record version this entry is about.
+    pub version: u64,
+    /// The version the destination last took (delivered or skipped).
+    #[serde(default)]
+    pub delivered_version: u64,
+    /// The content hash of what the destination last took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<ContentHash>,
+    /// The destination's id for the record (an event id, a page id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// Failed attempts at `version`.
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Why a change was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub updated_at: Timestamp,
+}
+
+/// A ledger entry as read, with the revision a write must be based on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ledgered {
+    pub entry: LedgerEntry,
+    pub revision: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LedgerItem {
+    pk: String,
+    sk: String,
+    revision: u64,
+    #[serde(flatten)]
+    entry: LedgerEntry,
+}
+
+fn ledger_pk(destination: &str) -> String {
+    format!("D#{destination}")
+}
+
+fn ledger_sk(entity: &EntityType, id: &RecordId) -> String {
+    format!("R#{entity}#{id}")
+}
+
+impl Store {
+    /// The ledger entry of one record at one destination.
+    pub async fn ledger_get(
+        &self,
+        destination: &str,
+        entity: &EntityType,
+        id: &RecordId,
+    ) -> Result<Option<Ledgered>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, string_value(ledger_pk(destination)))
+            .key(SK, string_value(ledger_sk(entity, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        out.item
+            .map(|item| {
+                let item: LedgerItem =
+                    serde_dynamo::from_item(item).map_err(|e| mapping_error("ledger", e))?;
+                Ok(Ledgered {
+                    entry: item.entry,
+                    revision: item.revision,
+                })
+            })
+            .transpose()
+    }
+
+    /// Writes `entry` over the revision read (`None`: the record has no
+    /// entry yet). A concurrent writer's entry is [`Error::Conflict`].
+    pub async fn ledger_put(
+        &self,
+        destination: &str,
+        entry: &LedgerEntry,
+        read: Option<u64>,
+    ) -> Result<u64> {
+        let revision = read.map_or(1, |r| r + 1);
+        let item = LedgerItem {
+            pk: ledger_pk(destination),
+            sk: ledger_sk(&entry.entity, &entry.id),
+            revision,
+            entry: entry.clone(),
+        };
+        let item = serde_dynamo::to_item(&item).map_err(|e| mapping_error("ledger", e))?;
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let put = match read {
+            None => put
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK),
+            Some(read) => put
+                .condition_expression("#rev = :rev")
+                .expression_attribute_names("#rev", "revision")
+                .expression_attribute_values(":rev", number_value(read)),
+        };
+        put.send().await.map_err(|err| {
+            if is_condition_failure(&err) {
+                Error::Conflict(format!(
+                    "the delivery of {}/{} to {destination} changed",
+                    entry.entity, entry.id
+                ))
+            } else {
+                store_error("PutItem", err)
+            }
+        })?;
+        Ok(revision)
+    }
+
+    /// A destination's ledger in record order, paged.
+    pub async fn ledger_list(
+        &self,
+        destination: &str,
+        limit: u32,
+        after: Option<&PageToken>,
+    ) -> Result<Page<LedgerEntry>> {
+        let pk = ledger_pk(destination);
+        self.query_page(
+            &pk,
+            |query| {
+                query
+                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                    .expression_attribute_names("#sk", SK)
+                    .expression_attribute_values(":prefix", AttributeValue::S("R#".into()))
+            },
+            limit,
+            after,
+            |item, _| {
+                let item: LedgerItem =
+                    serde_dynamo::from_item(item).map_err(|e| mapping_error("ledger", e))?;
+                Ok(Some(item.entry))
+            },
+        )
+        .await
+    }
+}
