@@ -135,6 +135,14 @@ fn state_key(destination: &str) -> KvKey {
     KvKey::new(KvKey::DESTINATION, destination)
 }
 
+/// How far the slowest destination is behind (the lag alarm's metric).
+fn emit_lag(lag: u64) {
+    crate::metrics::emit(
+        &[("function", "delivery")],
+        &[("DeliveryLag", lag as f64, crate::metrics::Unit::Count)],
+    );
+}
+
 /// The idempotency key of one version of one record at one destination.
 pub fn delivery_key(destination: &str, record: &Record) -> String {
     let digest = Sha256::digest(
@@ -264,6 +272,9 @@ impl DeliveryEngine {
         let mut state = self.state(name).await?;
         summary.cursor = state.cursor;
         let head = self.store.latest_seq(&destination.spec.tenant).await?.get();
+        if state.disabled {
+            emit_lag(head.saturating_sub(state.cursor));
+        }
         if state.disabled || head <= state.cursor {
             return Ok(summary);
         }
@@ -378,6 +389,8 @@ impl DeliveryEngine {
         }
         summary.cursor = state.cursor;
         self.save_state(&destination.name, state).await?;
+        let head = self.store.latest_seq(&spec.tenant).await?.get();
+        emit_lag(head.saturating_sub(state.cursor));
         crate::metrics::emit(
             &[
                 ("function", "delivery"),

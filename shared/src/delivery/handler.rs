@@ -33,6 +33,10 @@ impl WorkHandler for DeliveryHandler {
     }
 
     async fn dead_lettered(&self, envelope: &RetryEnvelope, error: &str) -> Result<()> {
+        crate::metrics::emit(
+            &[("function", "delivery")],
+            &[("DeliveriesDead", 1.0, crate::metrics::Unit::Count)],
+        );
         let work = work(envelope)?;
         let destination = self.engine.destination(&work.destination)?.clone();
         let store_record = self

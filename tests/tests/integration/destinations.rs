@@ -683,3 +683,34 @@ async fn a_bad_destinations_document_fails_the_start_with_a_clear_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_sample_event_wakes_delivery_whatever_it_carries() {
+    let prefix = prefix();
+    let service = start(redis_destination(&prefix)).await;
+    let mut redis = redis_server().connection().await;
+    for (n, sample) in ["stream", "schedule"].into_iter().enumerate() {
+        let id = format!("s{n}");
+        push(
+            &service,
+            "phone",
+            n as u64 + 1,
+            &[(id.as_str(), Some(json!({"title": sample})))],
+        )
+        .await;
+        let reply = service
+            .invoke(
+                "delivery",
+                syncline_tests::service::sample(&format!("delivery/{sample}.json")),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        assert_eq!(
+            run_of(&reply.body, "cache")["delivered"],
+            json!(1),
+            "{sample}"
+        );
+        let stored: Option<String> = redis.get(format!("{prefix}task:{id}")).await.expect("get");
+        assert!(stored.is_some_and(|v| v.contains(sample)), "{sample}");
+    }
+}

@@ -13,6 +13,8 @@ const RUN_BY_TESTS: &[(&str, &str)] = &[
     ("admin-api", "settings-change"),
     ("admin-api", "status"),
     ("admin-api", "sync-now"),
+    ("delivery", "schedule"),
+    ("delivery", "stream"),
     ("discrepancy-check", "on-demand"),
     ("discrepancy-check", "schedule"),
     ("retry-worker", "good"),

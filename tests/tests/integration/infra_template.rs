@@ -264,3 +264,54 @@ fn the_discrepancy_check_runs_daily_with_repair() {
     assert_eq!(text(&daily["ScheduleExpression"]), "rate(1 day)");
     assert!(text(&daily["Input"]).contains("\"repair\": true"));
 }
+
+#[test]
+fn delivery_is_woken_by_the_tables_stream_with_a_schedule_as_backstop() {
+    let template = template();
+    assert_eq!(
+        text(
+            &template["Resources"]["Table"]["Properties"]["StreamSpecification"]["StreamViewType"]
+        ),
+        "KEYS_ONLY"
+    );
+    let function = &template["Resources"]["DeliveryFunction"];
+    assert_eq!(
+        text(&function["Metadata"]["BuildProperties"]["Binary"]),
+        "delivery"
+    );
+    let events = &function["Properties"]["Events"];
+    assert_eq!(text(&events["Changes"]["Type"]), "DynamoDB");
+    let pattern: serde_json::Value = serde_json::from_str(&text(
+        &events["Changes"]["Properties"]["FilterCriteria"]["Filters"][0]["Pattern"],
+    ))
+    .expect("a JSON filter pattern");
+    assert_eq!(
+        pattern["dynamodb"]["Keys"]["pk"]["S"][0]["prefix"],
+        serde_json::json!("T#"),
+        "only record and counter changes wake it"
+    );
+    assert_eq!(
+        text(&events["Backstop"]["Properties"]["ScheduleExpression"]),
+        "rate(1 minute)"
+    );
+    for name in [
+        "DeliveryFunction",
+        "RetryWorkerFunction",
+        "AdminApiFunction",
+    ] {
+        let variables = &template["Resources"][name]["Properties"]["Environment"]["Variables"];
+        assert!(
+            !variables["SYNCLINE_DESTINATIONS"].is_null(),
+            "{name} reads the destinations"
+        );
+    }
+    for alarm in ["DeliveryLagAlarm", "DeliveryDeadAlarm"] {
+        let properties = &template["Resources"][alarm]["Properties"];
+        assert_eq!(text(&properties["Namespace"]), "syncline", "{alarm}");
+        assert_eq!(
+            text(&properties["Dimensions"][0]["Value"]),
+            "delivery",
+            "{alarm} watches what the delivery function emits"
+        );
+    }
+}

@@ -91,6 +91,9 @@ async fn the_code_serves_every_documented_route() {
         let (method, path) = route.split_once(' ').expect("method and path");
         let path = path
             .replace("{source}", "demo-properties")
+            .replace("{destination}", "nope")
+            .replace("{action}", "enable")
+            .replace("{entity}", "task")
             .replace("{id}", "nope");
         let path = if path.starts_with("/v1/webhooks/") {
             "/v1/webhooks/calendly".to_owned()
