@@ -71,6 +71,10 @@ pub struct WebhookSpec {
     pub disable_after: u32,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Deliveries in flight at once; 1 (the default) keeps the feed's order
+    /// across records.
+    #[serde(default = "one")]
+    pub concurrency: usize,
 }
 
 /// One action of a JSON API writer.
@@ -126,6 +130,14 @@ pub struct HttpSpec {
     pub requests_per_second: f64,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Deliveries in flight at once; 1 (the default) keeps the feed's order
+    /// across records.
+    #[serde(default = "one")]
+    pub concurrency: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn default_rate() -> f64 {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -30,6 +31,9 @@ const PAGE: u32 = 200;
 /// advancing past them (the destination looks down; the next wake-up
 /// tries again). Webhook endpoints are disabled after their own limit.
 const DOWN_AFTER: u32 = 5;
+/// Changes of one page written to a cache at once (each a different
+/// record: a page holds each record once).
+const REDIS_IN_FLIGHT: usize = 16;
 /// How long a delivery run holds its destination.
 const LEASE: Duration = Duration::from_secs(120);
 
@@ -59,6 +63,16 @@ impl Destination {
             KindSpec::Redis(_) => "redis",
             KindSpec::Webhook(_) => "webhook",
             KindSpec::Http(_) => "http",
+        }
+    }
+
+    /// Changes applied at once: a cache takes many; an API or endpoint as
+    /// many as it is configured for (one keeps the feed's order).
+    fn in_flight(&self) -> usize {
+        match &self.spec.kind {
+            KindSpec::Redis(_) => REDIS_IN_FLIGHT,
+            KindSpec::Webhook(hook) => hook.concurrency.clamp(1, 64),
+            KindSpec::Http(http) => http.concurrency.clamp(1, 64),
         }
     }
 
@@ -317,9 +331,16 @@ impl DeliveryEngine {
                     PAGE,
                 )
                 .await?;
-            for record in &changes.records {
-                let force = record.seq.get() <= state.replay_through;
-                match self.deliver_record(destination, record, force).await {
+            let outcomes = self
+                .deliver_page(
+                    destination,
+                    &changes.records,
+                    state.replay_through,
+                    state.consecutive_failures,
+                )
+                .await?;
+            for (record, outcome) in changes.records.iter().zip(outcomes) {
+                match outcome {
                     Ok(outcome) => {
                         match outcome {
                             Delivered::Delivered => summary.delivered += 1,
@@ -435,6 +456,56 @@ impl DeliveryEngine {
         result
     }
 
+    /// Delivers a page of the feed: its ledger entries in one batched
+    /// read, then the changes, several at a time where the destination
+    /// takes that (a page holds each record once, so per-record order
+    /// holds), else one by one, stopping when the failures in a row reach
+    /// the breaker (so nothing after them goes out before them). The
+    /// outcomes come in feed order, one per change attempted.
+    async fn deliver_page(
+        &self,
+        destination: &Destination,
+        records: &[Record],
+        replay_through: u64,
+        failures_in_a_row: u32,
+    ) -> Result<Vec<Result<Delivered>>> {
+        let keys: Vec<(EntityType, RecordId)> = records
+            .iter()
+            .map(|r| (r.entity.clone(), r.id.clone()))
+            .collect();
+        let mut ledgers = self.store.ledger_get_many(&destination.name, &keys).await?;
+        let work: Vec<_> = records
+            .iter()
+            .map(|record| {
+                let ledgered = ledgers.remove(&(record.entity.clone(), record.id.clone()));
+                let force = record.seq.get() <= replay_through;
+                self.deliver_known(destination, record, force, ledgered)
+            })
+            .collect();
+        let in_flight = destination.in_flight();
+        if in_flight > 1 {
+            return Ok(futures_util::stream::iter(work)
+                .buffered(in_flight)
+                .collect()
+                .await);
+        }
+        let breaker = destination.disable_after().unwrap_or(DOWN_AFTER);
+        let mut in_a_row = failures_in_a_row;
+        let mut outcomes = Vec::with_capacity(records.len());
+        for delivery in work {
+            let outcome = delivery.await;
+            in_a_row = match &outcome {
+                Err(error) if error.is_retryable() => in_a_row + 1,
+                _ => 0,
+            };
+            outcomes.push(outcome);
+            if in_a_row >= breaker {
+                break;
+            }
+        }
+        Ok(outcomes)
+    }
+
     /// Applies one change unless the ledger shows it delivered, it came
     /// from the destination's own system, or its content is what the
     /// destination already has. The ledger entry, with the external id,
@@ -445,11 +516,23 @@ impl DeliveryEngine {
         record: &Record,
         force: bool,
     ) -> Result<Delivered> {
-        let name = destination.name.as_str();
         let ledgered = self
             .store
-            .ledger_get(name, &record.entity, &record.id)
+            .ledger_get(&destination.name, &record.entity, &record.id)
             .await?;
+        self.deliver_known(destination, record, force, ledgered)
+            .await
+    }
+
+    /// [`DeliveryEngine::deliver_record`] over the ledger entry just read.
+    async fn deliver_known(
+        &self,
+        destination: &Destination,
+        record: &Record,
+        force: bool,
+        ledgered: Option<crate::store::Ledgered>,
+    ) -> Result<Delivered> {
+        let name = destination.name.as_str();
         let previous = ledgered.as_ref().map(|l| &l.entry);
         if !force && previous.is_some_and(|p| p.delivered_version >= record.version.get()) {
             return Ok(Delivered::Skipped("already delivered".into()));

@@ -4,6 +4,8 @@
 //! conditioned on the revision read, so two deliverers of one record never
 //! both record a delivery.
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
@@ -109,6 +111,38 @@ impl Store {
                 })
             })
             .transpose()
+    }
+
+    /// The ledger entries of many records at one destination, in one
+    /// consistent batched read.
+    pub async fn ledger_get_many(
+        &self,
+        destination: &str,
+        records: &[(EntityType, RecordId)],
+    ) -> Result<HashMap<(EntityType, RecordId), Ledgered>> {
+        let pk = ledger_pk(destination);
+        let keys = records
+            .iter()
+            .map(|(entity, id)| {
+                HashMap::from([
+                    (PK.to_owned(), string_value(pk.clone())),
+                    (SK.to_owned(), string_value(ledger_sk(entity, id))),
+                ])
+            })
+            .collect();
+        let mut found = HashMap::new();
+        for item in self.batch_get(keys).await? {
+            let item: LedgerItem =
+                serde_dynamo::from_item(item).map_err(|e| mapping_error("ledger", e))?;
+            found.insert(
+                (item.entry.entity.clone(), item.entry.id.clone()),
+                Ledgered {
+                    entry: item.entry,
+                    revision: item.revision,
+                },
+            );
+        }
+        Ok(found)
     }
 
     /// Writes `entry` over the revision read (`None`: the record has no
