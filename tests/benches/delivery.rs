@@ -64,6 +64,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
+    syncline::metrics::silence();
     let t = test_store().await;
     let queue: Arc<dyn RetryQueue> =
         Arc::new(LocalQueue::new(t.store.clone(), "retry", 10).expect("queue"));

@@ -26,6 +26,8 @@ use crate::retry::{RetryEnvelope, WorkKind};
 use crate::store::{KvExpect, KvKey, LogStream, PageToken, Store};
 
 /// How long audit entries are kept.
+/// A destination this many changes behind its feed makes health degraded.
+const LAGGING: u64 = 1000;
 pub(super) const AUDIT_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
 /// Runs read per source to judge failing / last run / last error.
 const RECENT_RUNS: u32 = 20;
@@ -234,13 +236,33 @@ impl AdminService {
             }
             reasons.push(format!("{dead_letters} dead letter(s) waiting"));
         }
+        let destinations = self.destinations().await?;
+        for destination in &destinations {
+            let name = destination["destination"].as_str().unwrap_or("?");
+            let lag = destination["lag"].as_u64().unwrap_or(0);
+            let why = if destination["enabled"] == json!(false) {
+                Some(format!(
+                    "destination {name} is disabled with {lag} change(s) waiting"
+                ))
+            } else if lag >= LAGGING {
+                Some(format!("destination {name} is {lag} changes behind"))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                if overall == Health::Healthy {
+                    overall = Health::Degraded;
+                }
+                reasons.push(why);
+            }
+        }
         let sources: Vec<Value> = statuses
             .iter()
             .map(|s| json!({"source": s.source, "health": s.health, "reasons": s.reasons}))
             .collect();
         Ok((
             overall,
-            json!({"health": overall, "reasons": reasons, "sources": sources}),
+            json!({"health": overall, "reasons": reasons, "sources": sources, "destinations": destinations}),
         ))
     }
 

@@ -26,7 +26,7 @@ use crate::store::{DeliveryStatus, KvExpect, KvKey, LedgerEntry, Store};
 use crate::webhooks::SecretRef;
 
 /// Changes read from the feed per page.
-const PAGE: u32 = 200;
+const PAGE: u32 = 500;
 /// Consecutive retryable failures after which a run stops without
 /// advancing past them (the destination looks down; the next wake-up
 /// tries again). Webhook endpoints are disabled after their own limit.
@@ -36,6 +36,9 @@ const DOWN_AFTER: u32 = 5;
 const REDIS_IN_FLIGHT: usize = 16;
 /// How long a delivery run holds its destination.
 const LEASE: Duration = Duration::from_secs(120);
+
+/// A ledger entry to write, with the revision it is based on.
+type Pending = (LedgerEntry, Option<u64>);
 
 /// One configured destination.
 pub struct Destination {
@@ -483,25 +486,45 @@ impl DeliveryEngine {
             })
             .collect();
         let in_flight = destination.in_flight();
-        if in_flight > 1 {
-            return Ok(futures_util::stream::iter(work)
+        let applied: Vec<Result<(Delivered, Option<Pending>)>> = if in_flight > 1 {
+            futures_util::stream::iter(work)
                 .buffered(in_flight)
                 .collect()
-                .await);
-        }
-        let breaker = destination.disable_after().unwrap_or(DOWN_AFTER);
-        let mut in_a_row = failures_in_a_row;
-        let mut outcomes = Vec::with_capacity(records.len());
-        for delivery in work {
-            let outcome = delivery.await;
-            in_a_row = match &outcome {
-                Err(error) if error.is_retryable() => in_a_row + 1,
-                _ => 0,
-            };
-            outcomes.push(outcome);
-            if in_a_row >= breaker {
-                break;
+                .await
+        } else {
+            let breaker = destination.disable_after().unwrap_or(DOWN_AFTER);
+            let mut in_a_row = failures_in_a_row;
+            let mut applied = Vec::with_capacity(records.len());
+            for delivery in work {
+                let outcome = delivery.await;
+                in_a_row = match &outcome {
+                    Err(error) if error.is_retryable() => in_a_row + 1,
+                    _ => 0,
+                };
+                applied.push(outcome);
+                if in_a_row >= breaker {
+                    break;
+                }
             }
+            applied
+        };
+        // The page's ledger entries in a few transactions; any a concurrent
+        // writer got in the way of, one by one.
+        let mut outcomes = Vec::with_capacity(applied.len());
+        let mut pending = Vec::new();
+        for outcome in applied {
+            outcomes.push(outcome.map(|(delivered, entry)| {
+                pending.extend(entry);
+                delivered
+            }));
+        }
+        let not_written = self
+            .store
+            .ledger_put_many(&destination.name, &pending)
+            .await?;
+        for index in not_written {
+            let (entry, read) = pending[index].clone();
+            self.write_ledger(&destination.name, entry, read).await?;
         }
         Ok(outcomes)
     }
@@ -520,22 +543,29 @@ impl DeliveryEngine {
             .store
             .ledger_get(&destination.name, &record.entity, &record.id)
             .await?;
-        self.deliver_known(destination, record, force, ledgered)
-            .await
+        let (delivered, entry) = self
+            .deliver_known(destination, record, force, ledgered)
+            .await?;
+        if let Some((entry, read)) = entry {
+            self.write_ledger(&destination.name, entry, read).await?;
+        }
+        Ok(delivered)
     }
 
-    /// [`DeliveryEngine::deliver_record`] over the ledger entry just read.
+    /// [`DeliveryEngine::deliver_record`] over the ledger entry just read;
+    /// the entry to write (and the revision it is based on) is returned,
+    /// none when nothing changed.
     async fn deliver_known(
         &self,
         destination: &Destination,
         record: &Record,
         force: bool,
         ledgered: Option<crate::store::Ledgered>,
-    ) -> Result<Delivered> {
+    ) -> Result<(Delivered, Option<Pending>)> {
         let name = destination.name.as_str();
         let previous = ledgered.as_ref().map(|l| &l.entry);
         if !force && previous.is_some_and(|p| p.delivered_version >= record.version.get()) {
-            return Ok(Delivered::Skipped("already delivered".into()));
+            return Ok((Delivered::Skipped("already delivered".into()), None));
         }
         let data = if record.deleted {
             serde_json::Map::new()
@@ -597,9 +627,7 @@ impl DeliveryEngine {
                 Delivered::Delivered
             }
         };
-        self.write_ledger(name, entry, ledgered.map(|l| l.revision))
-            .await?;
-        Ok(outcome)
+        Ok((outcome, Some((entry, ledgered.map(|l| l.revision)))))
     }
 
     /// Writes `entry` unless a concurrent deliverer recorded this version

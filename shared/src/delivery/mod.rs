@@ -7,6 +7,7 @@
 
 mod config;
 mod engine;
+mod events;
 mod handler;
 mod http;
 mod redis;
@@ -18,6 +19,7 @@ pub use engine::{
     Delivered, DeliveryEngine, DeliveryWork, Destination, DestinationState, RunSummary,
     delivery_key,
 };
+pub use events::{EVENT_ENTITY, publish};
 pub use handler::DeliveryHandler;
 pub use redis::RedisTarget;
 pub use target::{Applied, Outbound, Target};

@@ -73,7 +73,9 @@ impl WebhookTarget {
 impl Target for WebhookTarget {
     async fn apply(&self, outbound: &Outbound<'_>) -> Result<Applied> {
         let record = outbound.record;
-        let kind = if record.deleted {
+        let kind = if record.entity.as_str() == super::EVENT_ENTITY {
+            record.data["type"].as_str().unwrap_or("event")
+        } else if record.deleted {
             "record.deleted"
         } else if record.version.get() == 1 {
             "record.created"

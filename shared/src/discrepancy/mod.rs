@@ -191,6 +191,15 @@ impl DiscrepancyChecker {
                 REPORT_RETENTION,
             )
             .await?;
+        crate::delivery::publish(
+            &self.store,
+            &source.spec().tenant,
+            source_id,
+            &report.id,
+            "discrepancy.report",
+            &report,
+        )
+        .await;
         Ok(report)
     }
 

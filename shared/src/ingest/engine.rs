@@ -481,6 +481,21 @@ impl SyncEngine {
         let log = run.progress.log(status, error);
         self.write_run_log(&run.progress.log_id, &log).await?;
         emit_run_metrics(&log);
+        if let Ok(source) = self.sources.get(&log.source) {
+            let kind = match status {
+                RunStatus::Failed => "sync.run.failed",
+                _ => "sync.run.succeeded",
+            };
+            crate::delivery::publish(
+                &self.store,
+                &source.spec().tenant,
+                &log.source,
+                &log.id,
+                kind,
+                &log,
+            )
+            .await;
+        }
         let lease = crate::model::Lease {
             name: lease_name(&run.progress.source),
             owner: run.progress.run_id.clone(),

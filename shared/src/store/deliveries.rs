@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{PK, SK};
@@ -186,6 +188,65 @@ impl Store {
             }
         })?;
         Ok(revision)
+    }
+
+    /// Writes many entries, each over the revision read, in transactions of
+    /// up to 100. Returns the indexes of the entries not written: those of
+    /// a transaction a concurrent writer cancelled (the caller writes them
+    /// one by one).
+    pub async fn ledger_put_many(
+        &self,
+        destination: &str,
+        entries: &[(LedgerEntry, Option<u64>)],
+    ) -> Result<Vec<usize>> {
+        let mut not_written = Vec::new();
+        for (chunk_index, chunk) in entries.chunks(super::MAX_TRANSACTION_ITEMS).enumerate() {
+            let mut actions = Vec::with_capacity(chunk.len());
+            for (entry, read) in chunk {
+                let item = LedgerItem {
+                    pk: ledger_pk(destination),
+                    sk: ledger_sk(&entry.entity, &entry.id),
+                    revision: read.map_or(1, |r| r + 1),
+                    entry: entry.clone(),
+                };
+                let item = serde_dynamo::to_item(&item).map_err(|e| mapping_error("ledger", e))?;
+                let put = Put::builder().table_name(&self.table).set_item(Some(item));
+                let put = match read {
+                    None => put
+                        .condition_expression("attribute_not_exists(#pk)")
+                        .expression_attribute_names("#pk", PK),
+                    Some(read) => put
+                        .condition_expression("#rev = :rev")
+                        .expression_attribute_names("#rev", "revision")
+                        .expression_attribute_values(":rev", number_value(*read)),
+                };
+                actions.push(
+                    TransactWriteItem::builder()
+                        .put(put.build().map_err(super::build_error)?)
+                        .build(),
+                );
+            }
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(actions))
+                .send()
+                .await;
+            match sent {
+                Ok(_) => {}
+                Err(SdkError::ServiceError(service))
+                    if matches!(
+                        service.err(),
+                        TransactWriteItemsError::TransactionCanceledException(_)
+                    ) =>
+                {
+                    let start = chunk_index * super::MAX_TRANSACTION_ITEMS;
+                    not_written.extend(start..start + chunk.len());
+                }
+                Err(err) => return Err(store_error("TransactWriteItems", err)),
+            }
+        }
+        Ok(not_written)
     }
 
     /// A destination's ledger in record order, paged.

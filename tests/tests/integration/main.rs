@@ -17,6 +17,7 @@ mod scenario_platform;
 mod scenario_push_pull;
 mod scenario_scheduled_puller;
 mod scenario_sync_worker;
+mod scenario_sync_worker_cache;
 mod scheduled_sync;
 mod store_contract;
 mod sync_api;
