@@ -112,6 +112,9 @@ async fn main() {
         "api": {"tenant": "bench", "entities": ["item"],
                 "kind": {"http": {"base_url": format!("http://{addr}"), "requests_per_second": 1.0e6,
                                   "create": {"method": "POST", "path": "/items"}}}},
+        "api8": {"tenant": "bench", "entities": ["item"],
+                 "kind": {"http": {"base_url": format!("http://{addr}"), "requests_per_second": 1.0e6,
+                                   "concurrency": 8, "create": {"method": "POST", "path": "/items8"}}}},
     }});
     let engine = DeliveryEngine::new(
         t.store.clone(),
@@ -141,6 +144,8 @@ async fn main() {
     let bare_http = started.elapsed();
     let http_delivery = delivered(&engine, "api").await;
     assert_eq!(api.applied(), 2 * RECORDS, "every record once per loop");
+    let http8_delivery = delivered(&engine, "api8").await;
+    assert_eq!(api.applied(), 3 * RECORDS, "every record once per loop");
 
     println!(
         "delivery benchmark: {RECORDS} records of 7 fields, embedded store in memory, Redis and a JSON API on 127.0.0.1"
@@ -152,8 +157,13 @@ async fn main() {
     );
     let (b, d) = (rate(RECORDS, bare_http), rate(RECORDS, http_delivery));
     println!(
-        "  http   bare POST loop: {b:7.0} records/s   delivery: {d:8.0} records/s   delivery / bare: {:.2}",
+        "  http   bare POST loop: {b:7.0} records/s   delivery: {d:8.0} records/s   delivery / bare: {:.2}  (concurrency 1: feed order)",
         d / b
+    );
+    let d8 = rate(RECORDS, http8_delivery);
+    println!(
+        "  http   bare POST loop: {b:7.0} records/s   delivery: {d8:8.0} records/s   delivery / bare: {:.2}  (concurrency 8)",
+        d8 / b
     );
 
     latency().await;

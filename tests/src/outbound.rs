@@ -80,6 +80,17 @@ impl FakeApi {
     pub fn applied(&self) -> usize {
         self.lock().applied
     }
+
+    /// An edit made in the destination's own system (not through its API's
+    /// write routes): `changes` merged into object `id`.
+    pub fn edit(&self, id: &str, changes: Value) {
+        let mut inner = self.lock();
+        if let (Some(Value::Object(object)), Value::Object(changes)) =
+            (inner.objects.get_mut(id), changes)
+        {
+            object.extend(changes);
+        }
+    }
 }
 
 async fn handle(
@@ -166,6 +177,14 @@ async fn handle(
             }
             inner.applied += 1;
             inner.objects.get(&id).cloned().unwrap_or_default()
+        }
+        Method::GET => {
+            // A listing (a source's pull): every object, not recorded as a write.
+            inner.received.pop();
+            return axum::Json(
+                json!({"items": inner.objects.values().cloned().collect::<Vec<_>>()}),
+            )
+            .into_response();
         }
         Method::DELETE => {
             let id = segments.last().copied().unwrap_or_default().to_owned();

@@ -164,6 +164,15 @@ pub enum Method {
 pub struct SourceSpec {
     pub tenant: TenantId,
     pub entity: EntityType,
+    /// The source of a two-way pair: an item whose id is the external id of
+    /// an object the paired destination created updates that record
+    /// (docs/DESTINATIONS.md).
+    #[serde(default)]
+    pub linked: bool,
+    /// Finished runs and discrepancy reports of this source are also
+    /// written as `_event` records for destinations (docs/DESTINATIONS.md).
+    #[serde(default)]
+    pub notify: bool,
     #[serde(default)]
     pub preset: Option<String>,
     pub base_url: String,

@@ -32,6 +32,12 @@ pub struct DestinationSpec {
     /// a change they brought in is not written back.
     #[serde(default)]
     pub echo_of: Vec<SourceId>,
+    /// The source that reads this same system (a two-way pair): its changes
+    /// are not written back, and each object this destination creates is
+    /// linked to its record, so the source's pull of that object (an edit
+    /// made there) updates the same record. The source sets `linked`.
+    #[serde(default)]
+    pub pair: Option<SourceId>,
     pub kind: KindSpec,
 }
 

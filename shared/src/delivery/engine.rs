@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::model::{ContentHash, Cursor, EntityType, Record, RecordId, Seq, Timestamp};
 use crate::queue::RetryQueue;
 use crate::retry::{RetryEnvelope, WorkKind};
-use crate::store::{DeliveryStatus, KvExpect, KvKey, LedgerEntry, Store};
+use crate::store::{DeliveryStatus, KvExpect, KvKey, LedgerEntry, LedgerWrite, Store};
 use crate::webhooks::SecretRef;
 
 /// Changes read from the feed per page.
@@ -33,12 +33,15 @@ const PAGE: u32 = 500;
 const DOWN_AFTER: u32 = 5;
 /// Changes of one page written to a cache at once (each a different
 /// record: a page holds each record once).
-const REDIS_IN_FLIGHT: usize = 16;
+const REDIS_IN_FLIGHT: usize = 32;
 /// How long a delivery run holds its destination.
 const LEASE: Duration = Duration::from_secs(120);
 
-/// A ledger entry to write, with the revision it is based on.
-type Pending = (LedgerEntry, Option<u64>);
+/// A ledger entry to write, with the revision it is based on and its link.
+type Pending = LedgerWrite;
+
+/// A page's ledger writes under way: what is left to write one by one.
+type LedgerTask = tokio::task::JoinHandle<Result<Vec<Pending>>>;
 
 /// One configured destination.
 pub struct Destination {
@@ -324,6 +327,7 @@ impl DeliveryEngine {
         // it means they were bad records: their retries go to the queue.
         // A streak that trips the breaker leaves them all in the feed.
         let mut streak: Option<(u64, Vec<(Record, Error)>)> = None;
+        let mut writing: Option<LedgerTask> = None;
         'pages: loop {
             let changes = self
                 .store
@@ -334,7 +338,7 @@ impl DeliveryEngine {
                     PAGE,
                 )
                 .await?;
-            let outcomes = self
+            let (outcomes, pending) = self
                 .deliver_page(
                     destination,
                     &changes.records,
@@ -342,6 +346,10 @@ impl DeliveryEngine {
                     state.consecutive_failures,
                 )
                 .await?;
+            if let Some(task) = writing.take() {
+                self.finish_ledger(&destination.name, task).await?;
+            }
+            writing = Some(self.spawn_ledger(&destination.name, pending));
             for (record, outcome) in changes.records.iter().zip(outcomes) {
                 match outcome {
                     Ok(outcome) => {
@@ -403,6 +411,9 @@ impl DeliveryEngine {
             if !changes.has_more {
                 break;
             }
+        }
+        if let Some(task) = writing.take() {
+            self.finish_ledger(&destination.name, task).await?;
         }
         // A streak at the end of the run: retried from the queue with
         // backoff, not by the next wake-up at once.
@@ -471,7 +482,7 @@ impl DeliveryEngine {
         records: &[Record],
         replay_through: u64,
         failures_in_a_row: u32,
-    ) -> Result<Vec<Result<Delivered>>> {
+    ) -> Result<(Vec<Result<Delivered>>, Vec<Pending>)> {
         let keys: Vec<(EntityType, RecordId)> = records
             .iter()
             .map(|r| (r.entity.clone(), r.id.clone()))
@@ -518,15 +529,32 @@ impl DeliveryEngine {
                 delivered
             }));
         }
-        let not_written = self
-            .store
-            .ledger_put_many(&destination.name, &pending)
-            .await?;
-        for index in not_written {
-            let (entry, read) = pending[index].clone();
-            self.write_ledger(&destination.name, entry, read).await?;
+        Ok((outcomes, pending))
+    }
+
+    /// Writes a page's ledger entries in the background (in a few
+    /// transactions), while the next page is delivered.
+    fn spawn_ledger(&self, name: &str, pending: Vec<Pending>) -> LedgerTask {
+        let (store, name) = (self.store.clone(), name.to_owned());
+        tokio::spawn(async move {
+            let not_written = store.ledger_put_many(&name, &pending).await?;
+            Ok(not_written
+                .into_iter()
+                .map(|index| pending[index].clone())
+                .collect())
+        })
+    }
+
+    /// Waits for a page's ledger writes; the entries a concurrent writer
+    /// got in the way of are written one by one.
+    async fn finish_ledger(&self, name: &str, task: LedgerTask) -> Result<()> {
+        let left = task
+            .await
+            .map_err(|e| Error::internal(format!("ledger write task: {e}")))??;
+        for write in left {
+            self.write_ledger(name, write).await?;
         }
-        Ok(outcomes)
+        Ok(())
     }
 
     /// Applies one change unless the ledger shows it delivered, it came
@@ -546,8 +574,8 @@ impl DeliveryEngine {
         let (delivered, entry) = self
             .deliver_known(destination, record, force, ledgered)
             .await?;
-        if let Some((entry, read)) = entry {
-            self.write_ledger(&destination.name, entry, read).await?;
+        if let Some(write) = entry {
+            self.write_ledger(&destination.name, write).await?;
         }
         Ok(delivered)
     }
@@ -573,13 +601,11 @@ impl DeliveryEngine {
             filtered(&record.data, destination.spec.fields.as_deref())
         };
         let hash = ContentHash::of(&data, record.deleted);
-        let skip = if record
-            .source
-            .as_ref()
-            .is_some_and(|s| destination.spec.echo_of.contains(s))
-        {
+        let skip = if record.changed_by.as_ref().is_some_and(|s| {
+            destination.spec.echo_of.contains(s) || destination.spec.pair.as_ref() == Some(s)
+        }) {
             record
-                .source
+                .changed_by
                 .as_ref()
                 .map(|s| format!("echo: the change came from {s}"))
         } else if !force && previous.is_some_and(|p| p.hash.as_ref() == Some(&hash)) {
@@ -600,6 +626,7 @@ impl DeliveryEngine {
             reason: None,
             updated_at: Timestamp::now(),
         };
+        let mut link = None;
         let outcome = match skip {
             Some(reason) => {
                 entry.status = DeliveryStatus::Skipped;
@@ -618,8 +645,15 @@ impl DeliveryEngine {
                         key: &key,
                     })
                     .await?;
-                if applied.external_id.is_some() {
-                    entry.external_id = applied.external_id;
+                if let Some(external) = applied.external_id {
+                    if entry.external_id.as_ref() != Some(&external) {
+                        link = destination
+                            .spec
+                            .pair
+                            .clone()
+                            .map(|source| (source, external.clone()));
+                    }
+                    entry.external_id = Some(external);
                 }
                 if applied.stale {
                     entry.reason = Some("the destination holds a newer version".into());
@@ -627,34 +661,42 @@ impl DeliveryEngine {
                 Delivered::Delivered
             }
         };
-        Ok((outcome, Some((entry, ledgered.map(|l| l.revision)))))
+        Ok((
+            outcome,
+            Some(LedgerWrite {
+                entry,
+                read: ledgered.map(|l| l.revision),
+                link,
+            }),
+        ))
     }
 
-    /// Writes `entry` unless a concurrent deliverer recorded this version
-    /// or a newer one first.
-    async fn write_ledger(&self, name: &str, entry: LedgerEntry, read: Option<u64>) -> Result<()> {
-        let mut read = read;
+    /// Writes `write` (with its link) unless a concurrent deliverer
+    /// recorded this version or a newer one first.
+    async fn write_ledger(&self, name: &str, mut write: LedgerWrite) -> Result<()> {
         for _ in 0..4 {
-            match self.store.ledger_put(name, &entry, read).await {
-                Ok(_) => return Ok(()),
-                Err(Error::Conflict(_)) => {
-                    let now = self
-                        .store
-                        .ledger_get(name, &entry.entity, &entry.id)
-                        .await?;
-                    match now {
-                        Some(now) if now.entry.delivered_version >= entry.delivered_version => {
-                            return Ok(());
-                        }
-                        now => read = now.map(|n| n.revision),
-                    }
+            if self
+                .store
+                .ledger_put_many(name, std::slice::from_ref(&write))
+                .await?
+                .is_empty()
+            {
+                return Ok(());
+            }
+            let now = self
+                .store
+                .ledger_get(name, &write.entry.entity, &write.entry.id)
+                .await?;
+            match now {
+                Some(now) if now.entry.delivered_version >= write.entry.delivered_version => {
+                    return Ok(());
                 }
-                Err(err) => return Err(err),
+                now => write.read = now.map(|n| n.revision),
             }
         }
         Err(Error::Conflict(format!(
             "the ledger of {}/{} at {name} kept changing",
-            entry.entity, entry.id
+            write.entry.entity, write.entry.id
         )))
     }
 

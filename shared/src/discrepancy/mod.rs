@@ -191,15 +191,17 @@ impl DiscrepancyChecker {
                 REPORT_RETENTION,
             )
             .await?;
-        crate::delivery::publish(
-            &self.store,
-            &source.spec().tenant,
-            source_id,
-            &report.id,
-            "discrepancy.report",
-            &report,
-        )
-        .await;
+        if source.spec().notify {
+            crate::delivery::publish(
+                &self.store,
+                &source.spec().tenant,
+                source_id,
+                &report.id,
+                "discrepancy.report",
+                &report,
+            )
+            .await;
+        }
         Ok(report)
     }
 

@@ -334,9 +334,6 @@ impl SyncEngine {
                         {
                             run.progress.max_updated = Some(updated.clone());
                         }
-                        if run.progress.kind == RunKind::Full {
-                            run.seen.insert(item.id.to_string());
-                        }
                         // A page that repeats an id keeps its last version.
                         if !ids.insert(item.id.clone()) {
                             changes.retain(|w| w.id != item.id);
@@ -351,6 +348,15 @@ impl SyncEngine {
                         run.reject(id, reason);
                     }
                 }
+            }
+            if spec.linked {
+                changes = match self.linked(spec, &run.progress.source, changes).await {
+                    Ok(changes) => changes,
+                    Err(error) => return self.fail(run, &error).await,
+                };
+            }
+            if run.progress.kind == RunKind::Full {
+                run.seen.extend(changes.iter().map(|w| w.id.to_string()));
             }
             let written = self.write_batch(spec, &run, changes).await;
             let outcome = match written {
@@ -399,6 +405,33 @@ impl SyncEngine {
                 ),
             )
             .await
+    }
+
+    /// A two-way pair's items under the records they are linked to: an
+    /// object the paired destination created carries its external id here.
+    async fn linked(
+        &self,
+        spec: &crate::connectors::SourceSpec,
+        source: &SourceId,
+        changes: Vec<BulkWrite>,
+    ) -> Result<Vec<BulkWrite>> {
+        let ids: Vec<&str> = changes.iter().map(|w| w.id.as_str()).collect();
+        let links = self.store.links_get_many(source, &ids).await?;
+        if links.is_empty() {
+            return Ok(changes);
+        }
+        let mut mapped: Vec<BulkWrite> = Vec::with_capacity(changes.len());
+        for mut write in changes {
+            if let Some((entity, id)) = links.get(write.id.as_str())
+                && *entity == spec.entity
+            {
+                write.id = id.clone();
+            }
+            // An object and its linked record in one page: the last wins.
+            mapped.retain(|w| w.id != write.id);
+            mapped.push(write);
+        }
+        Ok(mapped)
     }
 
     /// Tombstones the source's records that a full run did not see.
@@ -481,7 +514,9 @@ impl SyncEngine {
         let log = run.progress.log(status, error);
         self.write_run_log(&run.progress.log_id, &log).await?;
         emit_run_metrics(&log);
-        if let Ok(source) = self.sources.get(&log.source) {
+        if let Ok(source) = self.sources.get(&log.source)
+            && source.spec().notify
+        {
             let kind = match status {
                 RunStatus::Failed => "sync.run.failed",
                 _ => "sync.run.succeeded",

@@ -240,6 +240,12 @@ pub struct Record {
     /// as `mark`.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "mark")]
     pub source_version: Option<String>,
+    /// The source (REST or webhook) whose write made this version; empty
+    /// when a client, an operator or a conflict resolution made it. What
+    /// destinations check to never echo a change back to where it came
+    /// from. Stored as `by`.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "by")]
+    pub changed_by: Option<SourceId>,
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use super::record_item::{RecordItem, decode_record, record_key};
 use super::tenant::{ClientItem, Counter, client_key, counter_key};
 use super::write::apply_change;
 use super::{
-    ChangeSet, Committed, Expect, RecordWrite, Store, backoff, build_error, mapping_error,
+    ChangeSet, Committed, Expect, RecordWrite, Store, Trail, backoff, build_error, mapping_error,
     number_value, store_error,
 };
 use crate::error::{Error, Result};
@@ -131,6 +131,7 @@ impl Store {
         heads: bool,
     ) -> Result<Vec<Committed>> {
         validate(set)?;
+        let changed_by = set.trail.as_ref().and_then(Trail::source);
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
             let records = match known.take() {
                 Some(records) => Some(records),
@@ -144,7 +145,8 @@ impl Store {
                         let now = Timestamp::now();
                         set.writes.iter().all(|w| {
                             let current = records.get(&(w.entity.clone(), w.id.clone()));
-                            apply_change(&set.tenant, w, current, now).is_none()
+                            apply_change(&set.tenant, w, current, now, changed_by.as_ref())
+                                .is_none()
                         })
                     } =>
                 {
@@ -192,6 +194,7 @@ impl Store {
     ) -> Result<Option<Vec<Committed>>> {
         check_expectations(set, snapshot)?;
         let now = Timestamp::now();
+        let changed_by = set.trail.as_ref().and_then(Trail::source);
         let mut committed = Vec::with_capacity(set.writes.len());
         let mut actions = Vec::new();
         let mut kinds = Vec::new();
@@ -200,7 +203,9 @@ impl Store {
             let current = snapshot
                 .records
                 .get(&(write.entity.clone(), write.id.clone()));
-            let Some(mut record) = apply_change(&set.tenant, write, current, now) else {
+            let Some(mut record) =
+                apply_change(&set.tenant, write, current, now, changed_by.as_ref())
+            else {
                 if let Some(current) = current {
                     committed.push(Committed {
                         record: current.clone(),

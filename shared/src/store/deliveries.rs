@@ -15,7 +15,7 @@ use super::keys::{PK, SK};
 use super::paging::{Page, PageToken};
 use super::{Store, is_condition_failure, mapping_error, number_value, store_error, string_value};
 use crate::error::{Error, Result};
-use crate::model::{ContentHash, EntityType, RecordId, Timestamp};
+use crate::model::{ContentHash, EntityType, RecordId, SourceId, Timestamp};
 
 /// Where a record stands with one destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +75,33 @@ struct LedgerItem {
     revision: u64,
     #[serde(flatten)]
     entry: LedgerEntry,
+}
+
+/// A two-way pair's link: the record a destination created an object for,
+/// under the paired source and the object's id there.
+#[derive(Debug, Serialize, Deserialize)]
+struct LinkItem {
+    pk: String,
+    sk: String,
+    entity: EntityType,
+    id: RecordId,
+}
+
+fn link_pk(source: &SourceId) -> String {
+    format!("K#{source}")
+}
+
+fn link_sk(external_id: &str) -> String {
+    format!("E#{external_id}")
+}
+
+/// One ledger write: the entry, the revision it is based on, and the link
+/// (paired source, external id) to record with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerWrite {
+    pub entry: LedgerEntry,
+    pub read: Option<u64>,
+    pub link: Option<(SourceId, String)>,
 }
 
 fn ledger_pk(destination: &str) -> String {
@@ -190,41 +217,28 @@ impl Store {
         Ok(revision)
     }
 
-    /// Writes many entries, each over the revision read, in transactions of
-    /// up to 100. Returns the indexes of the entries not written: those of
-    /// a transaction a concurrent writer cancelled (the caller writes them
+    /// Writes many entries, each over the revision read and with its link,
+    /// in transactions of up to 100 actions (an entry and its link commit
+    /// together). Returns the indexes of the writes not done: those of a
+    /// transaction a concurrent writer cancelled (the caller retries them
     /// one by one).
     pub async fn ledger_put_many(
         &self,
         destination: &str,
-        entries: &[(LedgerEntry, Option<u64>)],
+        writes: &[LedgerWrite],
     ) -> Result<Vec<usize>> {
         let mut not_written = Vec::new();
-        for (chunk_index, chunk) in entries.chunks(super::MAX_TRANSACTION_ITEMS).enumerate() {
-            let mut actions = Vec::with_capacity(chunk.len());
-            for (entry, read) in chunk {
-                let item = LedgerItem {
-                    pk: ledger_pk(destination),
-                    sk: ledger_sk(&entry.entity, &entry.id),
-                    revision: read.map_or(1, |r| r + 1),
-                    entry: entry.clone(),
-                };
-                let item = serde_dynamo::to_item(&item).map_err(|e| mapping_error("ledger", e))?;
-                let put = Put::builder().table_name(&self.table).set_item(Some(item));
-                let put = match read {
-                    None => put
-                        .condition_expression("attribute_not_exists(#pk)")
-                        .expression_attribute_names("#pk", PK),
-                    Some(read) => put
-                        .condition_expression("#rev = :rev")
-                        .expression_attribute_names("#rev", "revision")
-                        .expression_attribute_values(":rev", number_value(*read)),
-                };
-                actions.push(
-                    TransactWriteItem::builder()
-                        .put(put.build().map_err(super::build_error)?)
-                        .build(),
-                );
+        let mut start = 0;
+        while start < writes.len() {
+            let mut actions = Vec::new();
+            let mut end = start;
+            while end < writes.len() {
+                let needed = 1 + usize::from(writes[end].link.is_some());
+                if actions.len() + needed > super::MAX_TRANSACTION_ITEMS {
+                    break;
+                }
+                actions.extend(self.ledger_actions(destination, &writes[end])?);
+                end += 1;
             }
             let sent = self
                 .client
@@ -240,13 +254,90 @@ impl Store {
                         TransactWriteItemsError::TransactionCanceledException(_)
                     ) =>
                 {
-                    let start = chunk_index * super::MAX_TRANSACTION_ITEMS;
-                    not_written.extend(start..start + chunk.len());
+                    not_written.extend(start..end);
                 }
                 Err(err) => return Err(store_error("TransactWriteItems", err)),
             }
+            start = end;
         }
         Ok(not_written)
+    }
+
+    fn ledger_actions(
+        &self,
+        destination: &str,
+        write: &LedgerWrite,
+    ) -> Result<Vec<TransactWriteItem>> {
+        let item = LedgerItem {
+            pk: ledger_pk(destination),
+            sk: ledger_sk(&write.entry.entity, &write.entry.id),
+            revision: write.read.map_or(1, |r| r + 1),
+            entry: write.entry.clone(),
+        };
+        let item = serde_dynamo::to_item(&item).map_err(|e| mapping_error("ledger", e))?;
+        let put = Put::builder().table_name(&self.table).set_item(Some(item));
+        let put = match write.read {
+            None => put
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK),
+            Some(read) => put
+                .condition_expression("#rev = :rev")
+                .expression_attribute_names("#rev", "revision")
+                .expression_attribute_values(":rev", number_value(read)),
+        };
+        let mut actions = vec![
+            TransactWriteItem::builder()
+                .put(put.build().map_err(super::build_error)?)
+                .build(),
+        ];
+        if let Some((source, external_id)) = &write.link {
+            let link = LinkItem {
+                pk: link_pk(source),
+                sk: link_sk(external_id),
+                entity: write.entry.entity.clone(),
+                id: write.entry.id.clone(),
+            };
+            let item = serde_dynamo::to_item(&link).map_err(|e| mapping_error("link", e))?;
+            actions.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(item))
+                            .build()
+                            .map_err(super::build_error)?,
+                    )
+                    .build(),
+            );
+        }
+        Ok(actions)
+    }
+
+    /// The records a paired destination created the objects `external_ids`
+    /// of `source` for, by external id.
+    pub async fn links_get_many(
+        &self,
+        source: &SourceId,
+        external_ids: &[&str],
+    ) -> Result<HashMap<String, (EntityType, RecordId)>> {
+        let keys = external_ids
+            .iter()
+            .map(|external| {
+                HashMap::from([
+                    (PK.to_owned(), string_value(link_pk(source))),
+                    (SK.to_owned(), string_value(link_sk(external))),
+                ])
+            })
+            .collect();
+        let mut found = HashMap::new();
+        for item in self.batch_get(keys).await? {
+            let link: LinkItem =
+                serde_dynamo::from_item(item).map_err(|e| mapping_error("link", e))?;
+            if let Some(external) = link.sk.strip_prefix("E#") {
+                found.insert(external.to_owned(), (link.entity, link.id));
+            }
+        }
+        Ok(found)
     }
 
     /// A destination's ledger in record order, paged.

@@ -28,7 +28,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
-pub use deliveries::{DeliveryStatus, LedgerEntry, Ledgered};
+pub use deliveries::{DeliveryStatus, LedgerEntry, LedgerWrite, Ledgered};
 pub use kv::{KvExpect, KvKey, StoredValue};
 pub use logs::{LogEntry, LogId, LogStream};
 pub use paging::{Page, PageToken};

@@ -39,6 +39,8 @@ pub(super) struct RecordItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(rename = "mark")]
     source_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    by: Option<SourceId>,
 }
 
 /// A query over the record items of one partition (tenant and entity).
@@ -64,6 +66,7 @@ pub(super) const HEAD: &[&str] = &[
     "origin",
     "ord",
     "mark",
+    "by",
 ];
 
 /// A record without its data, from a projected item; `None` when it is a
@@ -92,6 +95,7 @@ pub(super) fn decode_head(
         seq: Seq::new(head.ord),
         origin: head.origin,
         source_version: head.source_version,
+        changed_by: head.by,
     }))
 }
 
@@ -159,6 +163,8 @@ struct RecordHead {
     #[serde(default)]
     #[serde(rename = "mark")]
     source_version: Option<String>,
+    #[serde(default)]
+    by: Option<SourceId>,
 }
 
 impl RecordItem {
@@ -182,6 +188,7 @@ impl RecordItem {
                 .then(|| super::kv::ttl_secs(record.updated_at, tombstone_retention)),
             origin: record.origin.clone(),
             source_version: record.source_version.clone(),
+            by: record.changed_by.clone(),
         }
     }
 
@@ -200,6 +207,7 @@ impl RecordItem {
             seq: Seq::new(self.ord),
             origin: self.origin,
             source_version: self.source_version,
+            changed_by: self.by,
         }
     }
 

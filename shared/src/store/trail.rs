@@ -47,6 +47,17 @@ pub struct Trail {
 }
 
 impl Trail {
+    /// The source making the change, when a source is (a webhook, a sync
+    /// run, a force-sync); a client or an operator is none.
+    pub fn source(&self) -> Option<crate::model::SourceId> {
+        match self.via {
+            TrailPath::Webhook | TrailPath::Sync | TrailPath::ForceSync => {
+                crate::model::SourceId::parse(&self.actor).ok()
+            }
+            TrailPath::Push | TrailPath::LegacyPush | TrailPath::ConflictResolution => None,
+        }
+    }
+
     pub fn new(via: TrailPath, actor: impl Into<String>, reference: impl Into<String>) -> Self {
         Self {
             via,

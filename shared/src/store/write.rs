@@ -115,12 +115,14 @@ pub struct Committed {
     pub changed: bool,
 }
 
-/// The record a write produces, or `None` when it would change nothing.
+/// The record a write produces, or `None` when it would change nothing;
+/// `changed_by` is the source making the change, if a source is.
 pub(super) fn apply_change(
     tenant: &TenantId,
     write: &RecordWrite,
     current: Option<&Record>,
     now: Timestamp,
+    changed_by: Option<&SourceId>,
 ) -> Option<Record> {
     let (data, deleted) = match &write.change {
         Change::Put(data) => (data.clone(), false),
@@ -162,5 +164,6 @@ pub(super) fn apply_change(
         seq: Seq::ZERO,
         origin: write.origin.clone(),
         source_version: write.source_version.clone(),
+        changed_by: changed_by.cloned(),
     })
 }

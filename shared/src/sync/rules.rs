@@ -261,6 +261,7 @@ mod tests {
             seq: Seq::new(2),
             origin: None,
             source_version: None,
+            changed_by: None,
         }))
     }
 

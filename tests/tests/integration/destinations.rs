@@ -202,6 +202,7 @@ fn task(id: &str, version: u64, data: Value, deleted: bool) -> Record {
         seq: Seq::new(version),
         origin: None,
         source_version: None,
+        changed_by: None,
     }
 }
 
@@ -713,4 +714,170 @@ async fn every_sample_event_wakes_delivery_whatever_it_carries() {
         let stored: Option<String> = redis.get(format!("{prefix}task:{id}")).await.expect("get");
         assert!(stored.is_some_and(|v| v.contains(sample)), "{sample}");
     }
+}
+
+#[tokio::test]
+async fn a_two_way_pair_under_an_edit_storm_converges_with_no_echo_writes() {
+    let (api, addr) = FakeApi::start().await;
+    let calendar = format!("http://{addr}");
+    let service = Service::start(ServiceConfig {
+        sources: Some(json!({"sources": {"gcal": {
+            "tenant": "demo", "entity": "task", "linked": true,
+            "base_url": calendar, "path": "/calendar/v3/calendars/primary/events",
+            "records": "/items", "id": "/id", "pagination": "none",
+            "mapping": {"fields": {"title": "/summary"}},
+        }}})),
+        destinations: Some(json!({"destinations": {"calendar": {
+            "tenant": "demo", "entities": ["task"], "fields": ["title"], "pair": "gcal",
+            "kind": {"http": {"preset": "google_calendar", "base_url": calendar,
+                              "vars": {"calendar": "primary"}, "body": {"summary": "{title}"}}},
+        }}})),
+        ..ServiceConfig::default()
+    })
+    .await;
+    let pull_upstream = || async {
+        let reply = service
+            .invoke(
+                "scheduled-sync",
+                json!({"detail": {"sources": ["gcal"], "kind": "full"}}),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        assert_eq!(
+            reply.body["runs"][0]["status"],
+            json!("succeeded"),
+            "{}",
+            reply.body
+        );
+    };
+
+    // Created in syncline, then edited in the calendar: the edit comes back
+    // to the same record, and is not written back.
+    push(
+        &service,
+        "phone",
+        1,
+        &[("t1", Some(json!({"title": "Visit"})))],
+    )
+    .await;
+    deliver(&service).await;
+    assert_eq!(api.objects()["obj_1"]["summary"], json!("Visit"));
+    api.edit("obj_1", json!({"summary": "Visit (moved in the calendar)"}));
+    pull_upstream().await;
+    let t1 = service.pulled("demo", "task", "t1").await.expect("t1");
+    assert_eq!(t1["data"]["title"], json!("Visit (moved in the calendar)"));
+    assert!(
+        service.pulled("demo", "task", "obj_1").await.is_none(),
+        "no second record"
+    );
+    let writes_before = api.received().len();
+    let run = deliver(&service).await;
+    assert_eq!(run_of(&run, "calendar")["skipped"], json!(1), "{run}");
+    assert_eq!(
+        api.received().len(),
+        writes_before,
+        "the calendar's own edit is not echoed"
+    );
+
+    // The storm: both sides edit, each round syncs both ways.
+    let mut mutation = 2;
+    let mut syncline_edits = 0;
+    for round in 0..8 {
+        if round % 2 == 0 {
+            push(
+                &service,
+                "phone",
+                mutation,
+                &[("t1", Some(json!({"title": format!("syncline {round}")})))],
+            )
+            .await;
+            mutation += 1;
+            syncline_edits += 1;
+        } else {
+            api.edit("obj_1", json!({"summary": format!("calendar {round}")}));
+        }
+        deliver(&service).await;
+        pull_upstream().await;
+        deliver(&service).await;
+    }
+    let writes: Vec<_> = api
+        .received()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    let patches = writes.iter().filter(|r| r.method == "PATCH").count();
+    assert_eq!(
+        patches, syncline_edits,
+        "one write per syncline edit, none echoed: {writes:?}"
+    );
+    assert_eq!(
+        writes.iter().filter(|r| r.method == "POST").count(),
+        1,
+        "created once"
+    );
+    let here = service.pulled("demo", "task", "t1").await.expect("t1");
+    assert_eq!(
+        here["data"]["title"],
+        api.objects()["obj_1"]["summary"],
+        "both sides converge"
+    );
+    assert_eq!(
+        service.pull_all("demo", "task").await.len(),
+        1,
+        "one record, one object"
+    );
+}
+
+#[tokio::test]
+async fn a_notifying_sources_finished_runs_reach_a_webhook_as_events() {
+    let demo = demo_source(syncline_local::demo::DemoCounts {
+        properties: 3,
+        ..syncline_local::demo::DemoCounts::default()
+    })
+    .await;
+    let (api, addr) = FakeApi::start().await;
+    let mut sources = demo_sources(demo);
+    sources["sources"]["demo-properties"]["notify"] = json!(true);
+    let service = Service::start(ServiceConfig {
+        sources: Some(sources),
+        destinations: Some(json!({"destinations": {"ops": {
+            "tenant": "demo", "entities": ["_event"],
+            "kind": {"webhook": {"url": format!("http://{addr}/hooks"), "secret": {"value": WEBHOOK_SECRET}}},
+        }}})),
+        ..ServiceConfig::default()
+    })
+    .await;
+    let sync = service
+        .invoke(
+            "scheduled-sync",
+            json!({"detail": {"sources": ["demo-properties"], "kind": "full"}}),
+        )
+        .await;
+    assert_eq!(sync.status, 200, "{:?}", sync.body);
+    let run_id = sync.body["runs"][0]["id"]
+        .as_str()
+        .expect("run id")
+        .to_owned();
+    let run = deliver(&service).await;
+    assert_eq!(run_of(&run, "ops")["delivered"], json!(1), "{run}");
+    let received = api.received();
+    assert_eq!(received.len(), 1);
+    let body: Value = serde_json::from_str(&received[0].body).expect("json");
+    assert_eq!(body["type"], json!("sync.run.succeeded"));
+    assert_eq!(body["data"]["id"], json!(run_id));
+    assert_eq!(
+        body["data"]["data"]["counts"]["created"],
+        json!(3),
+        "{body}"
+    );
+    // Clients cannot pull the reserved type.
+    let pulled = service
+        .client(
+            "demo",
+            "POST",
+            "/v1/sync/pull",
+            json!({"entities": ["_event"]}),
+        )
+        .await;
+    assert_eq!(pulled.status, 400, "{:?}", pulled.body);
 }
