@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::config::{DestinationSpec, DestinationsDocument, KindSpec};
+use super::config::{DestinationsDocument, KindSpec};
+use super::destination::{Destination, DestinationState};
 use super::http::{HttpTarget, filtered};
+use super::ledger::LedgerTask;
 use super::redis::RedisTarget;
 use super::target::{Outbound, Target};
 use super::webhook::WebhookTarget;
@@ -21,8 +22,7 @@ use crate::connectors::{SourceClient, auth_header};
 use crate::error::{Error, Result};
 use crate::model::{ContentHash, Cursor, EntityType, Record, RecordId, Seq, Timestamp};
 use crate::queue::RetryQueue;
-use crate::retry::{RetryEnvelope, WorkKind};
-use crate::store::{DeliveryStatus, KvExpect, KvKey, LedgerEntry, LedgerWrite, Store};
+use crate::store::{Changes, DeliveryStatus, LedgerEntry, LedgerWrite, Store};
 use crate::webhooks::SecretRef;
 
 /// Changes read from the feed per page.
@@ -30,82 +30,15 @@ const PAGE: u32 = 500;
 /// Consecutive retryable failures after which a run stops without
 /// advancing past them (the destination looks down; the next wake-up
 /// tries again). Webhook endpoints are disabled after their own limit.
-const DOWN_AFTER: u32 = 5;
+pub(super) const DOWN_AFTER: u32 = 5;
 /// Changes of one page written to a cache at once (each a different
 /// record: a page holds each record once).
-const REDIS_IN_FLIGHT: usize = 32;
+pub(super) const REDIS_IN_FLIGHT: usize = 32;
 /// How long a delivery run holds its destination.
 const LEASE: Duration = Duration::from_secs(120);
 
 /// A ledger entry to write, with the revision it is based on and its link.
-type Pending = LedgerWrite;
-
-/// A page's ledger writes under way: what is left to write one by one.
-type LedgerTask = tokio::task::JoinHandle<Result<Vec<Pending>>>;
-
-/// One configured destination.
-pub struct Destination {
-    pub name: String,
-    pub spec: DestinationSpec,
-    target: Arc<dyn Target>,
-}
-
-impl std::fmt::Debug for Destination {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Destination")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Destination {
-    /// Whether the destination takes changes of `entity`.
-    pub fn takes(&self, entity: &EntityType) -> bool {
-        self.spec.entities.contains(entity)
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self.spec.kind {
-            KindSpec::Redis(_) => "redis",
-            KindSpec::Webhook(_) => "webhook",
-            KindSpec::Http(_) => "http",
-        }
-    }
-
-    /// Changes applied at once: a cache takes many; an API or endpoint as
-    /// many as it is configured for (one keeps the feed's order).
-    fn in_flight(&self) -> usize {
-        match &self.spec.kind {
-            KindSpec::Redis(_) => REDIS_IN_FLIGHT,
-            KindSpec::Webhook(hook) => hook.concurrency.clamp(1, 64),
-            KindSpec::Http(http) => http.concurrency.clamp(1, 64),
-        }
-    }
-
-    fn disable_after(&self) -> Option<u32> {
-        match &self.spec.kind {
-            KindSpec::Webhook(hook) => Some(hook.disable_after.max(1)),
-            _ => None,
-        }
-    }
-}
-
-/// A destination's place in the feed, kept in the store.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DestinationState {
-    /// The last feed position delivered (or handed to the retry queue).
-    pub cursor: u64,
-    #[serde(default)]
-    pub disabled: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disabled_reason: Option<String>,
-    #[serde(default)]
-    pub consecutive_failures: u32,
-    /// A replay re-sends the changes up to here even where the ledger says
-    /// they were delivered.
-    #[serde(default)]
-    pub replay_through: u64,
-}
+pub(super) type Pending = LedgerWrite;
 
 /// What one delivery run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -135,9 +68,9 @@ pub struct DeliveryWork {
 }
 
 pub struct DeliveryEngine {
-    store: Store,
-    queue: Arc<dyn RetryQueue>,
-    destinations: BTreeMap<String, Arc<Destination>>,
+    pub(super) store: Store,
+    pub(super) queue: Arc<dyn RetryQueue>,
+    pub(super) destinations: BTreeMap<String, Arc<Destination>>,
 }
 
 impl std::fmt::Debug for DeliveryEngine {
@@ -149,10 +82,6 @@ impl std::fmt::Debug for DeliveryEngine {
             )
             .finish_non_exhaustive()
     }
-}
-
-fn state_key(destination: &str) -> KvKey {
-    KvKey::new(KvKey::DESTINATION, destination)
 }
 
 /// How far the slowest destination is behind (the lag alarm's metric).
@@ -232,45 +161,6 @@ impl DeliveryEngine {
         }
     }
 
-    pub fn destinations(&self) -> impl Iterator<Item = &Arc<Destination>> {
-        self.destinations.values()
-    }
-
-    pub fn destination(&self, name: &str) -> Result<&Arc<Destination>> {
-        self.destinations
-            .get(name)
-            .ok_or_else(|| Error::NotFound(format!("destination {name}")))
-    }
-
-    pub async fn state(&self, name: &str) -> Result<DestinationState> {
-        Ok(self
-            .store
-            .kv_get::<DestinationState>(&state_key(name))
-            .await?
-            .map(|s| s.value)
-            .unwrap_or_default())
-    }
-
-    async fn save_state(&self, name: &str, state: &DestinationState) -> Result<()> {
-        self.store
-            .kv_put(&state_key(name), state, None, KvExpect::Any)
-            .await
-            .map(|_| ())
-    }
-
-    /// Changes `f` makes to a destination's state (enable, disable, replay).
-    pub async fn update_state(
-        &self,
-        name: &str,
-        f: impl FnOnce(&mut DestinationState),
-    ) -> Result<DestinationState> {
-        self.destination(name)?;
-        let mut state = self.state(name).await?;
-        f(&mut state);
-        self.save_state(name, &state).await?;
-        Ok(state)
-    }
-
     /// Every destination's run, one after another, each before `deadline`.
     pub async fn deliver_all(&self, deadline: Timestamp) -> Result<Vec<RunSummary>> {
         let mut runs = Vec::new();
@@ -328,16 +218,35 @@ impl DeliveryEngine {
         // A streak that trips the breaker leaves them all in the feed.
         let mut streak: Option<(u64, Vec<(Record, Error)>)> = None;
         let mut writing: Option<LedgerTask> = None;
+        let mut prefetched: Option<tokio::task::JoinHandle<Result<Changes>>> = None;
         'pages: loop {
-            let changes = self
-                .store
-                .changes_since(
-                    &spec.tenant,
-                    &spec.entities,
-                    Cursor::at(Seq::new(state.cursor)),
-                    PAGE,
-                )
-                .await?;
+            let changes = match prefetched.take() {
+                Some(task) => task
+                    .await
+                    .map_err(|e| Error::internal(format!("feed read task: {e}")))??,
+                None => {
+                    self.store
+                        .changes_since(
+                            &spec.tenant,
+                            &spec.entities,
+                            Cursor::at(Seq::new(state.cursor)),
+                            PAGE,
+                        )
+                        .await?
+                }
+            };
+            if changes.has_more {
+                // The next page is read while this one is delivered.
+                let (store, tenant, entities, from) = (
+                    self.store.clone(),
+                    spec.tenant.clone(),
+                    spec.entities.clone(),
+                    changes.cursor,
+                );
+                prefetched = Some(tokio::spawn(async move {
+                    store.changes_since(&tenant, &entities, from, PAGE).await
+                }));
+            }
             let (outcomes, pending) = self
                 .deliver_page(
                     destination,
@@ -411,6 +320,9 @@ impl DeliveryEngine {
             if !changes.has_more {
                 break;
             }
+        }
+        if let Some(task) = prefetched.take() {
+            task.abort();
         }
         if let Some(task) = writing.take() {
             self.finish_ledger(&destination.name, task).await?;
@@ -532,31 +444,6 @@ impl DeliveryEngine {
         Ok((outcomes, pending))
     }
 
-    /// Writes a page's ledger entries in the background (in a few
-    /// transactions), while the next page is delivered.
-    fn spawn_ledger(&self, name: &str, pending: Vec<Pending>) -> LedgerTask {
-        let (store, name) = (self.store.clone(), name.to_owned());
-        tokio::spawn(async move {
-            let not_written = store.ledger_put_many(&name, &pending).await?;
-            Ok(not_written
-                .into_iter()
-                .map(|index| pending[index].clone())
-                .collect())
-        })
-    }
-
-    /// Waits for a page's ledger writes; the entries a concurrent writer
-    /// got in the way of are written one by one.
-    async fn finish_ledger(&self, name: &str, task: LedgerTask) -> Result<()> {
-        let left = task
-            .await
-            .map_err(|e| Error::internal(format!("ledger write task: {e}")))??;
-        for write in left {
-            self.write_ledger(name, write).await?;
-        }
-        Ok(())
-    }
-
     /// Applies one change unless the ledger shows it delivered, it came
     /// from the destination's own system, or its content is what the
     /// destination already has. The ledger entry, with the external id,
@@ -669,159 +556,5 @@ impl DeliveryEngine {
                 link,
             }),
         ))
-    }
-
-    /// Writes `write` (with its link) unless a concurrent deliverer
-    /// recorded this version or a newer one first.
-    async fn write_ledger(&self, name: &str, mut write: LedgerWrite) -> Result<()> {
-        for _ in 0..4 {
-            if self
-                .store
-                .ledger_put_many(name, std::slice::from_ref(&write))
-                .await?
-                .is_empty()
-            {
-                return Ok(());
-            }
-            let now = self
-                .store
-                .ledger_get(name, &write.entry.entity, &write.entry.id)
-                .await?;
-            match now {
-                Some(now) if now.entry.delivered_version >= write.entry.delivered_version => {
-                    return Ok(());
-                }
-                now => write.read = now.map(|n| n.revision),
-            }
-        }
-        Err(Error::Conflict(format!(
-            "the ledger of {}/{} at {name} kept changing",
-            write.entry.entity, write.entry.id
-        )))
-    }
-
-    /// Marks the change failed in the ledger (its delivered version and
-    /// external id kept).
-    async fn record_failure(
-        &self,
-        destination: &Destination,
-        record: &Record,
-        error: &Error,
-    ) -> Result<()> {
-        self.mark(destination, record, DeliveryStatus::Failed, &error.chain())
-            .await
-    }
-
-    /// Sets the ledger's status for `record` at its version, keeping what
-    /// the destination last took.
-    pub async fn mark(
-        &self,
-        destination: &Destination,
-        record: &Record,
-        status: DeliveryStatus,
-        error: &str,
-    ) -> Result<()> {
-        let name = destination.name.as_str();
-        for _ in 0..4 {
-            let read = self
-                .store
-                .ledger_get(name, &record.entity, &record.id)
-                .await?;
-            if read
-                .as_ref()
-                .is_some_and(|r| r.entry.delivered_version >= record.version.get())
-            {
-                return Ok(());
-            }
-            let previous = read.as_ref().map(|r| r.entry.clone());
-            let entry = LedgerEntry {
-                entity: record.entity.clone(),
-                id: record.id.clone(),
-                status,
-                version: record.version.get(),
-                delivered_version: previous.as_ref().map_or(0, |p| p.delivered_version),
-                hash: previous.as_ref().and_then(|p| p.hash.clone()),
-                external_id: previous.as_ref().and_then(|p| p.external_id.clone()),
-                attempts: previous
-                    .as_ref()
-                    .filter(|p| p.version == record.version.get())
-                    .map_or(0, |p| p.attempts)
-                    + 1,
-                last_error: Some(error.to_owned()),
-                reason: None,
-                updated_at: Timestamp::now(),
-            };
-            match self
-                .store
-                .ledger_put(name, &entry, read.map(|r| r.revision))
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(Error::Conflict(_)) => continue,
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(())
-    }
-
-    /// Hands one change to the retry queue (its retries deliver the newest
-    /// version, once).
-    pub async fn queue_retry(
-        &self,
-        destination: &Destination,
-        record: &Record,
-        error: &Error,
-    ) -> Result<()> {
-        let work = DeliveryWork {
-            destination: destination.name.clone(),
-            entity: record.entity.clone(),
-            id: record.id.clone(),
-        };
-        let payload = serde_json::to_value(&work)
-            .map_err(|e| Error::internal(format!("delivery work: {e}")))?;
-        let mut envelope = RetryEnvelope::new(
-            WorkKind::Delivery,
-            payload,
-            delivery_key(&destination.name, record),
-            error.chain(),
-        );
-        envelope.tenant = Some(destination.spec.tenant.clone());
-        self.queue
-            .send(&envelope.to_body()?, Duration::from_secs(1))
-            .await?;
-        Ok(())
-    }
-
-    /// A record as stored now.
-    pub async fn record(
-        &self,
-        tenant: &crate::model::TenantId,
-        entity: &EntityType,
-        id: &RecordId,
-    ) -> Result<Option<Record>> {
-        self.store.get_record(tenant, entity, id).await
-    }
-
-    /// Each destination with its place in the feed: lag is the tenant's
-    /// feed head minus the destination's cursor.
-    pub async fn status(&self) -> Result<Vec<serde_json::Value>> {
-        let mut out = Vec::new();
-        for destination in self.destinations.values() {
-            let state = self.state(&destination.name).await?;
-            let head = self.store.latest_seq(&destination.spec.tenant).await?.get();
-            out.push(json!({
-                "destination": destination.name,
-                "kind": destination.kind(),
-                "tenant": destination.spec.tenant,
-                "entities": destination.spec.entities,
-                "enabled": !state.disabled,
-                "disabled_reason": state.disabled_reason,
-                "cursor": Cursor::at(Seq::new(state.cursor)).to_string(),
-                "head": Cursor::at(Seq::new(head)).to_string(),
-                "lag": head.saturating_sub(state.cursor),
-                "consecutive_failures": state.consecutive_failures,
-            }));
-        }
-        Ok(out)
     }
 }

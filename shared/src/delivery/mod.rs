@@ -6,19 +6,19 @@
 //! (docs/DESTINATIONS.md).
 
 mod config;
+mod destination;
 mod engine;
 mod events;
 mod handler;
 mod http;
+mod ledger;
 mod redis;
 mod target;
 mod webhook;
 
 pub use config::{ActionSpec, DestinationSpec, DestinationsDocument, HttpSpec, KindSpec};
-pub use engine::{
-    Delivered, DeliveryEngine, DeliveryWork, Destination, DestinationState, RunSummary,
-    delivery_key,
-};
+pub use destination::{Destination, DestinationState};
+pub use engine::{Delivered, DeliveryEngine, DeliveryWork, RunSummary, delivery_key};
 pub use events::{EVENT_ENTITY, publish};
 pub use handler::DeliveryHandler;
 pub use redis::RedisTarget;
