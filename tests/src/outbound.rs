@@ -161,7 +161,12 @@ async fn handle(
             object["id"] = json!(id);
             inner.objects.insert(id.clone(), object.clone());
             inner.applied += 1;
-            object
+            if uri.path().starts_with("/api/v2.1/") {
+                // Zoho Creator's answer to an added record.
+                json!({"code": 3000, "data": {"ID": id}, "message": "success"})
+            } else {
+                object
+            }
         }
         Method::PATCH | Method::PUT => {
             let id = segments.last().copied().unwrap_or_default().to_owned();

@@ -881,3 +881,27 @@ async fn a_notifying_sources_finished_runs_reach_a_webhook_as_events() {
         .await;
     assert_eq!(pulled.status, 400, "{:?}", pulled.body);
 }
+
+#[tokio::test]
+async fn a_429_pauses_the_destination_for_its_retry_after_then_the_change_goes_through() {
+    let (api, addr) = FakeApi::start().await;
+    let service = start(stripe_destination(&format!("http://{addr}"))).await;
+    push(
+        &service,
+        "phone",
+        1,
+        &[("t1", Some(json!({"title": "pi_1"})))],
+    )
+    .await;
+    api.fail_next(&[429]);
+    let started = Instant::now();
+    let run = deliver(&service).await;
+    assert_eq!(run_of(&run, "refunds")["delivered"], json!(1), "{run}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the Retry-After of 1 s was honoured: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(api.received().len(), 2);
+    assert_eq!(api.applied(), 1);
+}

@@ -14,6 +14,7 @@ mod queue_contract;
 mod retry_worker;
 mod scenario_orchestrator;
 mod scenario_platform;
+mod scenario_platform_outbound;
 mod scenario_push_pull;
 mod scenario_scheduled_puller;
 mod scenario_sync_worker;
