@@ -120,14 +120,19 @@ impl DeliveryEngine {
                 reason: None,
                 updated_at: Timestamp::now(),
             };
-            match self
+            let write = LedgerWrite {
+                entry,
+                read: read.map(|r| r.revision),
+                link: None,
+            };
+            // Not written: a concurrent writer came first; read again.
+            if self
                 .store
-                .ledger_put(name, &entry, read.map(|r| r.revision))
-                .await
+                .ledger_put_many(name, std::slice::from_ref(&write))
+                .await?
+                .is_empty()
             {
-                Ok(_) => return Ok(()),
-                Err(Error::Conflict(_)) => continue,
-                Err(err) => return Err(err),
+                return Ok(());
             }
         }
         Ok(())

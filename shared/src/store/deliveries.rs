@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::{PK, SK};
 use super::paging::{Page, PageToken};
-use super::{Store, is_condition_failure, mapping_error, number_value, store_error, string_value};
-use crate::error::{Error, Result};
+use super::{Store, mapping_error, number_value, store_error, string_value};
+use crate::error::Result;
 use crate::model::{ContentHash, EntityType, RecordId, SourceId, Timestamp};
 
 /// Where a record stands with one destination.
@@ -172,49 +172,6 @@ impl Store {
             );
         }
         Ok(found)
-    }
-
-    /// Writes `entry` over the revision read (`None`: the record has no
-    /// entry yet). A concurrent writer's entry is [`Error::Conflict`].
-    pub async fn ledger_put(
-        &self,
-        destination: &str,
-        entry: &LedgerEntry,
-        read: Option<u64>,
-    ) -> Result<u64> {
-        let revision = read.map_or(1, |r| r + 1);
-        let item = LedgerItem {
-            pk: ledger_pk(destination),
-            sk: ledger_sk(&entry.entity, &entry.id),
-            revision,
-            entry: entry.clone(),
-        };
-        let item = serde_dynamo::to_item(&item).map_err(|e| mapping_error("ledger", e))?;
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item));
-        let put = match read {
-            None => put
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", PK),
-            Some(read) => put
-                .condition_expression("#rev = :rev")
-                .expression_attribute_names("#rev", "revision")
-                .expression_attribute_values(":rev", number_value(read)),
-        };
-        put.send().await.map_err(|err| {
-            if is_condition_failure(&err) {
-                Error::Conflict(format!(
-                    "the delivery of {}/{} to {destination} changed",
-                    entry.entity, entry.id
-                ))
-            } else {
-                store_error("PutItem", err)
-            }
-        })?;
-        Ok(revision)
     }
 
     /// Writes many entries, each over the revision read and with its link,

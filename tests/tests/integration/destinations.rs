@@ -81,6 +81,18 @@ async fn push(service: &Service, client: &str, first_id: u64, changes: &[(&str, 
     }
 }
 
+/// Pushes tasks `t1`..`tn` whose titles name payment intents `pi_1`..`pi_n`.
+async fn push_payments(service: &Service, n: usize) {
+    let changes: Vec<(String, Option<Value>)> = (1..=n)
+        .map(|i| (format!("t{i}"), Some(json!({"title": format!("pi_{i}")}))))
+        .collect();
+    let borrowed: Vec<(&str, Option<Value>)> = changes
+        .iter()
+        .map(|(id, data)| (id.as_str(), data.clone()))
+        .collect();
+    push(service, "phone", 1, &borrowed).await;
+}
+
 async fn deliver(service: &Service) -> Value {
     let reply = service.invoke("delivery", json!({})).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
@@ -499,14 +511,7 @@ async fn a_destination_that_refuses_a_record_marks_it_failed_with_its_message_an
 async fn a_destination_down_for_a_while_gets_everything_when_it_is_back() {
     let (api, addr) = FakeApi::start().await;
     let service = start(stripe_destination(&format!("http://{addr}"))).await;
-    let changes: Vec<(String, Option<Value>)> = (1..=8)
-        .map(|i| (format!("t{i}"), Some(json!({"title": format!("pi_{i}")}))))
-        .collect();
-    let borrowed: Vec<(&str, Option<Value>)> = changes
-        .iter()
-        .map(|(id, data)| (id.as_str(), data.clone()))
-        .collect();
-    push(&service, "phone", 1, &borrowed).await;
+    push_payments(&service, 8).await;
 
     api.fail_next(&[503; 10]);
     let down = deliver(&service).await;
@@ -566,14 +571,7 @@ async fn a_destination_down_for_a_while_gets_everything_when_it_is_back() {
 async fn eight_delivery_runs_at_once_on_one_destination_deliver_each_change_once() {
     let (api, addr) = FakeApi::start().await;
     let service = start(stripe_destination(&format!("http://{addr}"))).await;
-    let changes: Vec<(String, Option<Value>)> = (1..=30)
-        .map(|i| (format!("t{i}"), Some(json!({"title": format!("pi_{i}")}))))
-        .collect();
-    let borrowed: Vec<(&str, Option<Value>)> = changes
-        .iter()
-        .map(|(id, data)| (id.as_str(), data.clone()))
-        .collect();
-    push(&service, "phone", 1, &borrowed).await;
+    push_payments(&service, 30).await;
 
     let deadline = Timestamp::now().plus(Duration::from_secs(60));
     let runs = futures_util::future::join_all(
