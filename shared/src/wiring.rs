@@ -85,11 +85,14 @@ impl<'a> Wiring<'a> {
         if let Some(engine) = self.engine.get() {
             return Ok(engine.clone());
         }
-        let document = if required {
-            Some(config::document_from(self.var, "SYNCLINE_SOURCES")?)
-        } else {
-            config::optional_document_from(self.var, "SYNCLINE_SOURCES")?
-        };
+        self.engine_over(self.document("SYNCLINE_SOURCES", required)?)
+    }
+
+    /// The sync engine over a sources document already read.
+    fn engine_over(&self, document: Option<String>) -> Result<Arc<SyncEngine>> {
+        if let Some(engine) = self.engine.get() {
+            return Ok(engine.clone());
+        }
         let sources = match document {
             Some(document) => {
                 SourceSet::parse(&document, SourceClient::lazy(), local_secret(self.var))?
@@ -102,6 +105,16 @@ impl<'a> Wiring<'a> {
             .clone())
     }
 
+    /// The JSON document `{name}` or `{name}_FILE`; `required`: a missing
+    /// one fails the start, otherwise it is `None`.
+    fn document(&self, name: &str, required: bool) -> Result<Option<String>> {
+        if required {
+            config::document_from(self.var, name).map(Some)
+        } else {
+            config::optional_document_from(self.var, name)
+        }
+    }
+
     /// The delivery engine over the destinations document
     /// (`SYNCLINE_DESTINATIONS[_FILE]`); `required`: a missing document
     /// fails the start, otherwise it means no destinations.
@@ -109,11 +122,14 @@ impl<'a> Wiring<'a> {
         if let Some(engine) = self.delivery.get() {
             return Ok(engine.clone());
         }
-        let document = if required {
-            Some(config::document_from(self.var, "SYNCLINE_DESTINATIONS")?)
-        } else {
-            config::optional_document_from(self.var, "SYNCLINE_DESTINATIONS")?
-        };
+        self.delivery_over(self.document("SYNCLINE_DESTINATIONS", required)?)
+    }
+
+    /// The delivery engine over a destinations document already read.
+    fn delivery_over(&self, document: Option<String>) -> Result<Arc<DeliveryEngine>> {
+        if let Some(engine) = self.delivery.get() {
+            return Ok(engine.clone());
+        }
         let (store, queue) = (self.adapters.store.clone(), self.adapters.queue.clone());
         let engine = match document {
             Some(document) => DeliveryEngine::new(
@@ -207,13 +223,15 @@ impl<'a> Wiring<'a> {
     /// deployment has REST sources, deliveries when it has destinations.
     pub fn retry_worker(&self) -> Result<RetryWorker> {
         let mut worker = self.worker();
-        if config::optional_document_from(self.var, "SYNCLINE_SOURCES")?.is_some() {
-            register_sync_work(&mut worker, self.engine(true)?);
+        // Each document is read once: whether it is there decides which
+        // work this worker takes.
+        if let Some(document) = self.document("SYNCLINE_SOURCES", false)? {
+            register_sync_work(&mut worker, self.engine_over(Some(document))?);
         }
-        if config::optional_document_from(self.var, "SYNCLINE_DESTINATIONS")?.is_some() {
+        if let Some(document) = self.document("SYNCLINE_DESTINATIONS", false)? {
             worker.register(
                 WorkKind::Delivery,
-                Arc::new(DeliveryHandler::new(self.delivery_engine(true)?)),
+                Arc::new(DeliveryHandler::new(self.delivery_over(Some(document))?)),
             );
         }
         Ok(worker)

@@ -40,16 +40,21 @@ impl DeliveryEngine {
         Ok(())
     }
 
+    /// Writes one entry (and its link); false when a concurrent writer's
+    /// entry came first.
+    async fn put_ledger(&self, name: &str, write: &LedgerWrite) -> Result<bool> {
+        Ok(self
+            .store
+            .ledger_put_many(name, std::slice::from_ref(write))
+            .await?
+            .is_empty())
+    }
+
     /// Writes `write` (with its link) unless a concurrent deliverer
     /// recorded this version or a newer one first.
     pub(super) async fn write_ledger(&self, name: &str, mut write: LedgerWrite) -> Result<()> {
         for _ in 0..4 {
-            if self
-                .store
-                .ledger_put_many(name, std::slice::from_ref(&write))
-                .await?
-                .is_empty()
-            {
+            if self.put_ledger(name, &write).await? {
                 return Ok(());
             }
             let now = self
@@ -126,12 +131,7 @@ impl DeliveryEngine {
                 link: None,
             };
             // Not written: a concurrent writer came first; read again.
-            if self
-                .store
-                .ledger_put_many(name, std::slice::from_ref(&write))
-                .await?
-                .is_empty()
-            {
+            if self.put_ledger(name, &write).await? {
                 return Ok(());
             }
         }
