@@ -8,6 +8,7 @@
 //!   adapters over it;
 //! - `run`: the one-process local run (`syncline-local up`): the handlers
 //!   built by `syncline::wiring`, the router, the emulated schedules;
+//! - `live`: the real-time channel's WebSocket endpoint and pokes;
 //! - `demo`: the demo upstream (a paged property API and Calendly, Stripe
 //!   and Zoho Creator shapes) the sample configuration points at.
 //!
@@ -16,4 +17,5 @@
 
 pub mod demo;
 pub mod embedded;
+pub mod live;
 pub mod run;

@@ -11,7 +11,9 @@
 //!   what `cargo lambda invoke` calls) reaches scheduled-sync,
 //!   discrepancy-check and retry-worker with an event document;
 //! - EventBridge: scheduled-sync and discrepancy-check invoked on intervals;
-//! - SQS's event source: the retry queue polled into retry-worker.
+//! - SQS's event source: the retry queue polled into retry-worker;
+//! - API Gateway's WebSocket API and DynamoDB Streams: `GET /v1/sync/live`
+//!   upgraded to a socket that receives pokes (module `live`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +44,8 @@ use syncline::runtime::Adapters;
 use syncline::store::Store;
 use syncline::webhooks::WebhookService;
 use syncline::wiring::{DiscrepancyCheck, ScheduledSync, Vars, Wiring};
+
+use crate::live::Live;
 
 /// The local defaults: the sample configuration in `events/` and the
 /// documented local secrets. The same values `[workspace.metadata.lambda]`
@@ -88,6 +92,8 @@ pub struct Functions {
     worker: RetryWorker,
     checker: DiscrepancyChecker,
     pub delivery: Arc<DeliveryEngine>,
+    /// The real-time channel: sockets, connect, pokes.
+    pub live: Live,
 }
 
 impl std::fmt::Debug for Functions {
@@ -119,10 +125,16 @@ impl Functions {
             sync_worker,
             worker: wiring.retry_worker()?,
             delivery: wiring.destinations()?,
+            live: Live::new(wiring.realtime()?),
             store: adapters.store.clone(),
             queue: adapters.queue.clone(),
             engine,
         })
+    }
+
+    /// The registered entity types of the sync API.
+    pub fn entity_types(&self) -> Vec<syncline::model::EntityType> {
+        self.sync.service.registry().entity_types()
     }
 
     /// One API Gateway request, routed by path to webhook, sync-api or
@@ -160,7 +172,7 @@ impl Functions {
                     .await
                     .map_err(failed)
             }
-            "delivery" => syncline::lambda::delivery::handle_delivery(&self.delivery, event)
+            "delivery" => syncline::lambda::delivery::handle_delivery(&self.delivery, None, event)
                 .await
                 .map_err(failed),
             "retry-worker" => {
@@ -260,7 +272,10 @@ pub fn serve(
     functions: Arc<Functions>,
     listener: tokio::net::TcpListener,
 ) -> tokio::task::JoinHandle<()> {
-    let app = Router::new().fallback(route).with_state(functions);
+    let app = Router::new()
+        .route(crate::live::PATH, axum::routing::get(crate::live::upgrade))
+        .fallback(route)
+        .with_state(functions);
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
             tracing::error!(error = %err, "local router stopped");
@@ -544,7 +559,10 @@ pub async fn up(settings: UpSettings, var: Vars<'_>, report: fn(&str)) -> Result
     let http = listener
         .local_addr()
         .map_err(|e| Error::Config(format!("local router: {e}")))?;
-    let mut tasks = vec![serve(functions.clone(), listener)];
+    let mut tasks = vec![
+        serve(functions.clone(), listener),
+        crate::live::spawn_pokes(functions.clone(), &adapters.store),
+    ];
     if let Some(schedules) = settings.schedules {
         tasks.extend(spawn_schedules(functions.clone(), schedules, report));
     }

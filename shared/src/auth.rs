@@ -19,6 +19,11 @@ pub struct Principal {
     pub tenant: TenantId,
     pub subject: Option<String>,
     pub scopes: Vec<String>,
+    /// Whether the token carried a `scope` or `scp` claim: the sync API
+    /// then grants only what its `sync:` scopes say (`sync::Access`).
+    pub scope_claim: bool,
+    /// When the token expires (`exp`), when it says.
+    pub expires_at: Option<crate::model::Timestamp>,
 }
 
 impl Principal {
@@ -211,6 +216,11 @@ impl Authenticator {
             tenant,
             subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
             scopes,
+            scope_claim: claims.contains_key("scope") || claims.contains_key("scp"),
+            expires_at: claims
+                .get("exp")
+                .and_then(|exp| exp.as_i64().or_else(|| exp.as_str()?.parse().ok()))
+                .map(|secs| crate::model::Timestamp::from_millis(secs.saturating_mul(1000))),
         })
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //!
-//! The six functions, from their event to the domain module that does the
+//! The functions, from their event to the domain module that does the
 //! work:
 //!
 //! | function | glue (`lambda/`) | domain |
@@ -15,6 +15,8 @@
 //! | admin-api | `lambda/admin_api.rs` | [`admin`]: status, health, settings, triggers, dead letters |
 //! | discrepancy-check | `lambda/discrepancy.rs` | [`discrepancy`]: range digests, id listings, repairs |
 //! | retry-worker | `lambda/sqs.rs` | [`retry`]: envelopes, backoff policy, idempotency, handlers |
+//! | delivery | `lambda/delivery.rs` | [`delivery`]: destinations over the change feed; [`realtime`]'s pokes |
+//! | realtime | `lambda/realtime.rs` | [`realtime`]: WebSocket connect and disconnect |
 //!
 //! Shared by all: [`model`] (validated ids, records, cursors), [`store`]
 //! (one table: records, the change feed, keyed items, logs, the local
@@ -39,6 +41,7 @@ pub mod lambda;
 pub mod metrics;
 pub mod model;
 pub mod queue;
+pub mod realtime;
 pub mod retry;
 pub mod runtime;
 pub mod store;

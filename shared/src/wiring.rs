@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::ingest::{SourceSet, SyncEngine, local_secret, register_sync_work};
 use crate::lambda::admin_api::AdminApi;
 use crate::lambda::sync_api::SyncApi;
+use crate::realtime::{ApiGatewayChannel, Poker, Realtime};
 use crate::retry::{RetryPolicy, RetryWorker, WorkKind};
 use crate::runtime::Adapters;
 use crate::sync::{EntityRegistry, SyncService};
@@ -39,6 +40,12 @@ pub struct Wiring<'a> {
 pub struct ScheduledSync {
     pub engine: Arc<SyncEngine>,
     pub worker: RetryWorker,
+}
+
+/// delivery: the destinations' engine and, with a WebSocket API, the pokes.
+pub struct Delivery {
+    pub engine: Arc<DeliveryEngine>,
+    pub poker: Option<Poker>,
 }
 
 /// discrepancy-check: the checker and the engine whose sources it reads.
@@ -116,13 +123,12 @@ impl<'a> Wiring<'a> {
     }
 
     /// The delivery engine over the destinations document
-    /// (`SYNCLINE_DESTINATIONS[_FILE]`); `required`: a missing document
-    /// fails the start, otherwise it means no destinations.
-    fn delivery_engine(&self, required: bool) -> Result<Arc<DeliveryEngine>> {
+    /// (`SYNCLINE_DESTINATIONS[_FILE]`); a missing one means none.
+    fn delivery_engine(&self) -> Result<Arc<DeliveryEngine>> {
         if let Some(engine) = self.delivery.get() {
             return Ok(engine.clone());
         }
-        self.delivery_over(self.document("SYNCLINE_DESTINATIONS", required)?)
+        self.delivery_over(self.document("SYNCLINE_DESTINATIONS", false)?)
     }
 
     /// The delivery engine over a destinations document already read.
@@ -142,17 +148,6 @@ impl<'a> Wiring<'a> {
             None => DeliveryEngine::none(store, queue),
         };
         Ok(self.delivery.get_or_init(|| Arc::new(engine)).clone())
-    }
-
-    /// delivery: the destinations (required).
-    pub fn delivery(&self) -> Result<Arc<DeliveryEngine>> {
-        self.delivery_engine(true)
-    }
-
-    /// The destinations when the deployment has any, else none (the local
-    /// run delivers whatever is configured).
-    pub fn destinations(&self) -> Result<Arc<DeliveryEngine>> {
-        self.delivery_engine(false)
     }
 
     fn worker(&self) -> RetryWorker {
@@ -183,9 +178,49 @@ impl<'a> Wiring<'a> {
                 self.adapters.queue.clone(),
                 engine,
             )
-            .with_delivery(self.delivery_engine(false)?),
+            .with_delivery(self.delivery_engine()?),
             auth: self.authenticator()?,
         })
+    }
+
+    /// delivery: the destinations (`SYNCLINE_DESTINATIONS[_FILE]`) and the
+    /// pokes of the real-time channel (`SYNCLINE_WEBSOCKET_ENDPOINT`, the
+    /// WebSocket API's management endpoint); at least one of the two.
+    pub fn delivery(&self) -> Result<Delivery> {
+        let document = self.document("SYNCLINE_DESTINATIONS", false)?;
+        let endpoint = (self.var)("SYNCLINE_WEBSOCKET_ENDPOINT").filter(|e| !e.is_empty());
+        if document.is_none() && endpoint.is_none() {
+            return Err(crate::Error::Config(
+                "delivery has nothing to do: set SYNCLINE_DESTINATIONS (or _FILE) \
+                 or SYNCLINE_WEBSOCKET_ENDPOINT"
+                    .into(),
+            ));
+        }
+        Ok(Delivery {
+            engine: self.delivery_over(document)?,
+            poker: endpoint.map(|endpoint| {
+                Poker::new(
+                    self.adapters.store.clone(),
+                    Arc::new(ApiGatewayChannel::new(&self.adapters.sdk, &endpoint)),
+                )
+            }),
+        })
+    }
+
+    /// The destinations when the deployment has any, else none (the local
+    /// run delivers whatever is configured).
+    pub fn destinations(&self) -> Result<Arc<DeliveryEngine>> {
+        self.delivery_engine()
+    }
+
+    /// realtime: WebSocket connect and disconnect, with the sync API's
+    /// token checks (a WebSocket API has no JWT authorizer: the function
+    /// checks tokens itself, so a key source must be configured).
+    pub fn realtime(&self) -> Result<Realtime> {
+        Ok(Realtime::new(
+            self.adapters.store.clone(),
+            self.authenticator()?,
+        ))
     }
 
     /// webhook: the webhook sources (`SYNCLINE_WEBHOOK_SOURCES[_FILE]`,

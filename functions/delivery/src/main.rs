@@ -1,5 +1,6 @@
-//! delivery: DynamoDB Streams (a wake-up) and a schedule -> Lambda. Delivers
-//! the change feed to destinations.
+//! delivery: DynamoDB Streams and a schedule -> Lambda. Pokes the
+//! real-time connections of the tenants a stream batch touched, and
+//! delivers the change feed to destinations.
 
 use lambda_runtime::{Error, run, service_fn};
 use syncline::config::Config;
@@ -12,6 +13,9 @@ async fn main() -> Result<(), Error> {
     syncline::telemetry::init();
     let config = Config::from_env()?;
     let adapters = Adapters::from_config(&config).await?;
-    let engine = Wiring::from_env(&config, &adapters).delivery()?;
-    run(service_fn(|event| handle_delivery(&engine, event))).await
+    let delivery = Wiring::from_env(&config, &adapters).delivery()?;
+    run(service_fn(|event| {
+        handle_delivery(&delivery.engine, delivery.poker.as_ref(), event)
+    }))
+    .await
 }

@@ -5,6 +5,7 @@ pub mod admin_api;
 pub mod delivery;
 pub mod discrepancy;
 pub mod http;
+pub mod realtime;
 pub mod schedule;
 pub mod sqs;
 pub mod sync_api;

@@ -10,7 +10,7 @@ use super::http::{error_response, json_response, query_parameter};
 use crate::auth::{Authenticator, Principal};
 use crate::error::{Error, Result};
 use crate::store::PageToken;
-use crate::sync::SyncService;
+use crate::sync::{Caller, SyncService};
 
 /// The sync function's state, built once per cold start.
 #[derive(Debug)]
@@ -87,13 +87,13 @@ async fn dispatch(api: &SyncApi, request: &Request) -> Result<(StatusCode, serde
         raw => raw.to_owned(),
     };
     let route = route(request.method(), &path)?;
-    let caller = principal(api, request)?;
-    let tenant = &caller.tenant;
+    let principal = principal(api, request)?;
+    let caller = &Caller::of(&principal);
     let service = &api.service;
     let ok = |value| Ok((StatusCode::OK, value));
     match route {
         Route::Push => {
-            let response = service.push(tenant, &body(api, request)?).await?;
+            let response = service.push(caller, &body(api, request)?).await?;
             let count = |status| {
                 response
                     .results
@@ -123,7 +123,7 @@ async fn dispatch(api: &SyncApi, request: &Request) -> Result<(StatusCode, serde
             );
             ok(json(&response)?)
         }
-        Route::Pull => ok(json(&service.pull(tenant, &body(api, request)?).await?)?),
+        Route::Pull => ok(json(&service.pull(caller, &body(api, request)?).await?)?),
         Route::Conflicts => {
             let limit = query_parameter(request, "limit")
                 .map(|l| {
@@ -136,24 +136,24 @@ async fn dispatch(api: &SyncApi, request: &Request) -> Result<(StatusCode, serde
                 .as_deref()
                 .map(PageToken::parse)
                 .transpose()?;
-            let (conflicts, next) = service.conflicts(tenant, limit, after.as_ref()).await?;
+            let (conflicts, next) = service.conflicts(caller, limit, after.as_ref()).await?;
             ok(json!({"conflicts": conflicts, "next": next.map(|n| n.to_string())}))
         }
         Route::Resolve(id) => {
             let record = service
                 .resolve_conflict(
-                    tenant,
+                    caller,
                     &id,
                     &body(api, request)?,
-                    caller.subject.as_deref().unwrap_or("unknown"),
+                    principal.subject.as_deref().unwrap_or("unknown"),
                 )
                 .await?;
             ok(json!({"id": id, "status": "resolved", "record": record}))
         }
-        Route::LegacyPush => ok(service.legacy_push(tenant, &body(api, request)?).await?),
-        Route::LegacyPull => ok(service.legacy_pull(tenant, &body(api, request)?).await?),
+        Route::LegacyPush => ok(service.legacy_push(caller, &body(api, request)?).await?),
+        Route::LegacyPull => ok(service.legacy_pull(caller, &body(api, request)?).await?),
         Route::LegacyPending => ok(service
-            .legacy_pull_pending(tenant, &body(api, request)?)
+            .legacy_pull_pending(caller, &body(api, request)?)
             .await?),
     }
 }

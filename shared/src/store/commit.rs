@@ -265,7 +265,13 @@ impl Store {
             .send()
             .await;
         match sent {
-            Ok(_) => Ok(Some(committed)),
+            Ok(_) => {
+                if seq > snapshot.counter.value {
+                    self.signal
+                        .announce(announcement(&set.tenant, &committed, seq));
+                }
+                Ok(Some(committed))
+            }
             Err(err) => match explain_cancellation(&err, &kinds) {
                 Some(Cancelled::Retry) => {
                     backoff(attempt).await;
@@ -320,6 +326,22 @@ impl Store {
         committed
             .pop()
             .ok_or_else(|| Error::internal("a one-write commit returned nothing"))
+    }
+}
+
+/// What a committed transaction tells the process's listeners.
+fn announcement(tenant: &TenantId, committed: &[Committed], seq: u64) -> super::Commit {
+    let mut entities: Vec<EntityType> = committed
+        .iter()
+        .filter(|c| c.changed)
+        .map(|c| c.record.entity.clone())
+        .collect();
+    entities.sort();
+    entities.dedup();
+    super::Commit {
+        tenant: tenant.clone(),
+        entities,
+        seq: Seq::new(seq),
     }
 }
 

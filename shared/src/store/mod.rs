@@ -8,6 +8,7 @@
 
 mod bulk;
 mod commit;
+mod connections;
 mod deliveries;
 mod items;
 mod keys;
@@ -18,6 +19,7 @@ mod paging;
 mod record_item;
 mod records;
 pub mod schema;
+mod signal;
 mod tenant;
 mod trail;
 mod write;
@@ -28,12 +30,14 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
+pub use connections::Connection;
 pub use deliveries::{DeliveryStatus, LedgerEntry, LedgerWrite, Ledgered};
 pub use kv::{KvExpect, KvKey, StoredValue};
 pub use logs::{LogEntry, LogId, LogStream};
 pub use paging::{Page, PageToken};
 pub use record_item::RecordMark;
 pub use records::Changes;
+pub use signal::{Commit, CommitSignal};
 pub use trail::{TRAIL_RETENTION, Trail, TrailChange, TrailEntry, TrailPath, trail_stream};
 pub use write::{
     BatchOutcome, BulkWrite, Change, ChangeSet, ClientProgress, Committed, Expect,
@@ -52,6 +56,7 @@ pub struct Store {
     client: Client,
     table: String,
     tombstone_retention: Duration,
+    signal: CommitSignal,
 }
 
 impl Store {
@@ -60,6 +65,7 @@ impl Store {
             client,
             table: table.into(),
             tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+            signal: CommitSignal::default(),
         }
     }
 
@@ -81,6 +87,11 @@ impl Store {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The commits this process makes through any clone of this store.
+    pub fn commits(&self) -> &CommitSignal {
+        &self.signal
     }
 
     pub fn tombstone_retention(&self) -> Duration {

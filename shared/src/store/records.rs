@@ -273,6 +273,33 @@ impl Store {
         cursor: Cursor,
         limit: u32,
     ) -> Result<Changes> {
+        self.read_feed(tenant, entities, cursor, limit, false).await
+    }
+
+    /// [`Store::changes_since`] for a client, which must not be told its
+    /// state is complete while a record it may have written is missing: a
+    /// page ends the feed (`has_more` false) only when no record of these
+    /// entity types changed past the page while it was read. A record
+    /// rewritten meanwhile moved past the counter value the page was read
+    /// up to; the page then says `has_more`, and the next pull brings it.
+    pub async fn changes_for_client(
+        &self,
+        tenant: &TenantId,
+        entities: &[EntityType],
+        cursor: Cursor,
+        limit: u32,
+    ) -> Result<Changes> {
+        self.read_feed(tenant, entities, cursor, limit, true).await
+    }
+
+    async fn read_feed(
+        &self,
+        tenant: &TenantId,
+        entities: &[EntityType],
+        cursor: Cursor,
+        limit: u32,
+        for_client: bool,
+    ) -> Result<Changes> {
         let limit = limit.clamp(1, 1000) as usize;
         let latest = self.latest_seq(tenant).await?.get();
         let watermark = latest.max(cursor.seq().get());
@@ -288,11 +315,19 @@ impl Store {
         let now = Timestamp::now();
         let mut records = Vec::new();
         // Each entity type is read up to `limit`; the page ends where the
-        // first truncated entity type ends, so nothing is skipped.
+        // first truncated entity type ends, so nothing is skipped. For a
+        // client the index is read past the watermark too, to see whether
+        // anything moved there meanwhile (those entries are not fetched).
         let mut page_end = watermark;
+        let mut moved_on = false;
+        let upto = if for_client {
+            i64::MAX as u64
+        } else {
+            watermark
+        };
         for entity in entities {
             let out = self
-                .feed_query(tenant, entity, from, watermark)
+                .feed_query(tenant, entity, from, upto)
                 .limit(limit as i32)
                 .send()
                 .await
@@ -300,12 +335,18 @@ impl Store {
             // The index holds keys only (cheap to write); the records come
             // with one consistent batch read.
             let entries = out.items.unwrap_or_default();
-            let last = entries.last().and_then(|e| match e.get(ORD) {
+            let ord = |e: &HashMap<String, AttributeValue>| match e.get(ORD) {
                 Some(AttributeValue::N(n)) => n.parse::<u64>().ok(),
                 _ => None,
-            });
+            };
+            let last = entries.last().and_then(ord);
             let keys = entries
                 .iter()
+                .filter(|e| {
+                    let newer = ord(e).is_some_and(|o| o > watermark);
+                    moved_on |= newer;
+                    !newer
+                })
                 .filter_map(|e| {
                     Some(HashMap::from([
                         (PK.to_owned(), e.get(PK)?.clone()),
@@ -316,13 +357,15 @@ impl Store {
             for item in self.batch_get(keys).await? {
                 records.extend(decode_record(item, now)?);
             }
-            if out.last_evaluated_key.is_some() {
+            if out.last_evaluated_key.is_some() && last.is_none_or(|l| l <= watermark) {
                 page_end = page_end.min(last.unwrap_or(from - 1));
             }
         }
         // A record rewritten since the index was read carries a newer
         // sequence number; it comes with a later pull.
+        let read = records.len();
         records.retain(|r| (from..=page_end).contains(&r.seq.get()));
+        moved_on |= records.len() < read;
         records.sort_by_key(|r| r.seq);
         if records.len() > limit {
             records.truncate(limit);
@@ -331,7 +374,7 @@ impl Store {
         Ok(Changes {
             records,
             cursor: Cursor::at(Seq::new(page_end)),
-            has_more: page_end < watermark,
+            has_more: page_end < watermark || (for_client && moved_on),
         })
     }
 }

@@ -5,12 +5,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::SyncService;
 use super::push::expect_for;
 use super::registry::CONFLICT_ENTITY;
 use super::wire::{Mutation, Op, RecordView};
+use super::{Caller, SyncService};
 use crate::error::{Error, Result};
-use crate::model::{EntityType, RecordId, TenantId};
+use crate::model::{EntityType, RecordId};
 use crate::store::{Change, ChangeSet, Expect, PageToken, RecordWrite};
 
 /// How a person settled a conflict.
@@ -48,18 +48,19 @@ impl SyncService {
     /// Open conflicts, oldest first by id, a page at a time.
     pub async fn conflicts(
         &self,
-        tenant: &TenantId,
+        caller: &Caller,
         limit: u32,
         after: Option<&PageToken>,
     ) -> Result<(Vec<ConflictView>, Option<PageToken>)> {
         let page = self
             .store
-            .list_records(tenant, &conflict_entity()?, limit, after)
+            .list_records(&caller.tenant, &conflict_entity()?, limit, after)
             .await?;
         let open = page
             .items
             .into_iter()
             .filter(|r| r.data.get("status") == Some(&Value::String("open".into())))
+            .filter(|r| conflict_entity_of(&r.data).is_some_and(|e| caller.access.can_read(&e)))
             .map(|r| ConflictView {
                 id: r.id.to_string(),
                 detail: r.data,
@@ -70,11 +71,12 @@ impl SyncService {
 
     pub async fn resolve_conflict(
         &self,
-        tenant: &TenantId,
+        caller: &Caller,
         conflict_id: &str,
         request: &ResolveRequest,
         who: &str,
     ) -> Result<Option<RecordView>> {
+        let tenant = &caller.tenant;
         let entity = conflict_entity()?;
         let id = RecordId::parse(conflict_id)
             .map_err(|_| Error::NotFound(format!("conflict {conflict_id}")))?;
@@ -83,6 +85,9 @@ impl SyncService {
             .get_record(tenant, &entity, &id)
             .await?
             .filter(|c| !c.deleted)
+            // A conflict over an entity type the caller cannot read does
+            // not exist for it.
+            .filter(|c| conflict_entity_of(&c.data).is_some_and(|e| caller.access.can_read(&e)))
             .ok_or_else(|| Error::NotFound(format!("conflict {conflict_id}")))?;
         if conflict.data.get("status") != Some(&Value::String("open".into())) {
             return Err(Error::Conflict(format!(
@@ -100,6 +105,7 @@ impl SyncService {
             context: "a stored conflict has no readable mutation".into(),
             source: Some(Box::new(e)),
         })?;
+        caller.access.check_write(&mutation.entity)?;
         let current = self
             .store
             .get_record(tenant, &mutation.entity, &mutation.record_id)
@@ -173,4 +179,12 @@ impl SyncService {
             .map(|c| RecordView::from(&c.record))
             .or_else(|| current.as_ref().map(RecordView::from)))
     }
+}
+
+/// The entity type a stored conflict is about.
+fn conflict_entity_of(data: &Map<String, Value>) -> Option<EntityType> {
+    data.get("mutation")?
+        .get("entity")?
+        .as_str()
+        .and_then(|e| EntityType::parse(e).ok())
 }

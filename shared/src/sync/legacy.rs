@@ -12,10 +12,10 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::SyncService;
 use super::wire::{ClientTime, Mutation, Op, PullRequest, PushRequest, RecordView, Status};
+use super::{Access, Caller, SyncService};
 use crate::error::{Error, Result};
-use crate::model::{ClientId, Cursor, EntityType, RecordId, TenantId, Timestamp};
+use crate::model::{ClientId, Cursor, EntityType, RecordId, Timestamp};
 
 /// Fields the older API keeps beside the content; not stored as content.
 const META: &[&str] = &[
@@ -96,8 +96,12 @@ pub fn legacy_record(view: &RecordView, status: &str) -> Value {
     Value::Object(record)
 }
 
-fn entity(name: &str, service: &SyncService) -> Result<EntityType> {
+/// A registered entity type the caller may read.
+fn entity(name: &str, caller: &Caller, service: &SyncService) -> Result<EntityType> {
     let entity = EntityType::parse(name)?;
+    if !caller.access.can_read(&entity) {
+        return Err(Access::hidden(&entity));
+    }
     service.registry().get(&entity)?;
     Ok(entity)
 }
@@ -105,10 +109,10 @@ fn entity(name: &str, service: &SyncService) -> Result<EntityType> {
 impl SyncService {
     /// `POST /api/client/sync/push`: every record becomes an upsert (or a
     /// delete when `is_deleted`) based on its `version`.
-    pub async fn legacy_push(&self, tenant: &TenantId, request: &LegacyPush) -> Result<Value> {
+    pub async fn legacy_push(&self, caller: &Caller, request: &LegacyPush) -> Result<Value> {
         let mut mutations = Vec::new();
         for (name, records) in &request.changes {
-            let entity = entity(name, self)?;
+            let entity = entity(name, caller, self)?;
             for record in records {
                 let id = match record.get("id") {
                     Some(Value::String(id)) if !id.is_empty() => RecordId::parse(id)?,
@@ -138,7 +142,7 @@ impl SyncService {
             client_id: ClientId::parse("legacy")?,
             mutations,
         };
-        let response = self.push_mutations(tenant, &push, false).await?;
+        let response = self.push_mutations(caller, &push, false).await?;
         let data: Vec<Value> = response
             .results
             .iter()
@@ -164,11 +168,11 @@ impl SyncService {
 
     /// `POST /api/client/sync/pull`: changes since `lastSyncTimestamp` (a
     /// cursor), grouped by entity type, tombstones included.
-    pub async fn legacy_pull(&self, tenant: &TenantId, request: &LegacyPull) -> Result<Value> {
+    pub async fn legacy_pull(&self, caller: &Caller, request: &LegacyPull) -> Result<Value> {
         let entities = request
             .entity_types
             .iter()
-            .map(|name| entity(name, self))
+            .map(|name| entity(name, caller, self))
             .collect::<Result<Vec<_>>>()?;
         let mut cursor = cursor_or_start(request.last_sync_timestamp.as_deref());
         let mut grouped: BTreeMap<String, Vec<Value>> = request
@@ -180,12 +184,11 @@ impl SyncService {
         loop {
             let page = self
                 .pull(
-                    tenant,
+                    caller,
                     &PullRequest {
                         cursor: Some(cursor),
                         entities: Some(entities.clone()),
-                        limit: None,
-                        client_id: None,
+                        ..PullRequest::default()
                     },
                 )
                 .await?;
@@ -210,12 +213,13 @@ impl SyncService {
     /// `sync_status` is `pending`.
     pub async fn legacy_pull_pending(
         &self,
-        tenant: &TenantId,
+        caller: &Caller,
         request: &LegacyPending,
     ) -> Result<Value> {
+        let tenant = &caller.tenant;
         let mut grouped = BTreeMap::new();
         for name in &request.entity_types {
-            let entity = entity(name, self)?;
+            let entity = entity(name, caller, self)?;
             let mut pending = Vec::new();
             let mut after = None;
             loop {

@@ -2,22 +2,25 @@
 //! strategies, gap-free pull from an opaque cursor, stored conflicts, and
 //! the shapes older clients speak (docs/PROTOCOL.md).
 
+mod access;
 mod conflicts;
 pub mod legacy;
 mod push;
 mod registry;
 mod rules;
+mod wait;
 mod wire;
 
+pub use access::{Access, Caller};
 pub use conflicts::{ConflictView, Resolution, ResolveRequest};
 pub use registry::{CONFLICT_ENTITY, EntityRegistry, EntitySpec, Strategy};
 pub use wire::{
-    ClientTime, Mutation, MutationResult, Op, PullRequest, PullResponse, PushRequest, PushResponse,
-    RecordView, Status, rfc3339,
+    ClientTime, MAX_WAIT_SECS, Mutation, MutationResult, Op, PullRequest, PullResponse,
+    PushRequest, PushResponse, RecordView, Status, rfc3339,
 };
 
 use crate::error::Result;
-use crate::model::{Cursor, TenantId, Timestamp};
+use crate::model::{Cursor, EntityType, Timestamp};
 use crate::store::Store;
 
 #[derive(Debug, Clone)]
@@ -35,18 +38,46 @@ impl SyncService {
         &self.registry
     }
 
-    /// Changes after the request's cursor, in commit order. A cursor older
-    /// than the tombstone retention gets a reset: a snapshot from the start.
-    pub async fn pull(&self, tenant: &TenantId, request: &PullRequest) -> Result<PullResponse> {
-        let entities = match &request.entities {
+    /// The entity types a request names (all the caller may read when it
+    /// names none), each registered and readable.
+    fn readable(
+        &self,
+        caller: &Caller,
+        named: Option<&Vec<EntityType>>,
+    ) -> Result<Vec<EntityType>> {
+        match named {
             Some(entities) => {
                 for entity in entities {
+                    if !caller.access.can_read(entity) {
+                        return Err(Access::hidden(entity));
+                    }
                     self.registry.get(entity)?;
                 }
-                entities.clone()
+                Ok(entities.clone())
             }
-            None => self.registry.entity_types(),
-        };
+            None => Ok(self
+                .registry
+                .entity_types()
+                .into_iter()
+                .filter(|e| caller.access.can_read(e))
+                .collect()),
+        }
+    }
+
+    /// Changes after the request's cursor, in commit order. A cursor older
+    /// than the tombstone retention gets a reset: a snapshot from the start.
+    /// With `wait`, an empty answer is held until the feed passes the
+    /// cursor or the wait ends.
+    ///
+    /// Read-your-writes: the client's progress is read before the feed, and
+    /// reported only on a page that ends the feed, so every mutation up to
+    /// the `last_mutation_id` a pull reports is in the state that pull
+    /// brings the client to (docs/PROTOCOL.md, "Read your writes").
+    pub async fn pull(&self, caller: &Caller, request: &PullRequest) -> Result<PullResponse> {
+        let tenant = &caller.tenant;
+        let entities = self.readable(caller, request.entities.as_ref())?;
+        let wait = request.wait_duration()?;
+        let until = tokio::time::Instant::now() + wait;
         let limit = request
             .limit
             .unwrap_or(self.registry.max_page_size)
@@ -58,20 +89,42 @@ impl SyncService {
         if reset {
             cursor = Cursor::START;
         }
-        let changes = self
-            .store
-            .changes_since(tenant, &entities, cursor, limit)
-            .await?;
-        let last_mutation_id = match &request.client_id {
-            Some(client) => Some(self.store.client_progress(tenant, client).await?),
-            None => None,
-        };
-        Ok(PullResponse {
-            changes: changes.records.iter().map(RecordView::from).collect(),
-            cursor: changes.cursor,
-            has_more: changes.has_more,
-            reset,
-            last_mutation_id,
-        })
+        loop {
+            let progress = match &request.client_id {
+                Some(client) => Some(self.store.client_progress(tenant, client).await?),
+                None => None,
+            };
+            let changes = match entities.is_empty() {
+                // Nothing readable: an empty feed that stays where it is.
+                true => crate::store::Changes {
+                    records: Vec::new(),
+                    cursor: Cursor::at(cursor.seq()),
+                    has_more: false,
+                },
+                false => {
+                    self.store
+                        .changes_for_client(tenant, &entities, cursor, limit)
+                        .await?
+                }
+            };
+            let waiting = changes.records.is_empty()
+                && !changes.has_more
+                && !reset
+                && !entities.is_empty()
+                && tokio::time::Instant::now() < until;
+            if waiting && wait::past(&self.store, tenant, changes.cursor.seq(), until).await? {
+                // The feed moved: read it again (an entity type this pull
+                // does not read may have moved it; then wait on from there).
+                cursor = changes.cursor;
+                continue;
+            }
+            return Ok(PullResponse {
+                changes: changes.records.iter().map(RecordView::from).collect(),
+                cursor: changes.cursor,
+                has_more: changes.has_more,
+                reset,
+                last_mutation_id: progress.filter(|_| !changes.has_more),
+            });
+        }
     }
 }

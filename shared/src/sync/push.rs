@@ -9,13 +9,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
-use super::SyncService;
 use super::registry::{CONFLICT_ENTITY, GUARD_ENTITY, Strategy};
 use super::rules::{OwnWrite, Resolved, Working, resolve};
 use super::wire::{Mutation, MutationResult, Op, PushRequest, PushResponse, RecordView, Status};
+use super::{Caller, SyncService};
 use crate::connectors::OverlapIndex;
 use crate::error::{Error, Result};
-use crate::model::{ClientId, EntityType, Record, RecordId, TenantId, Timestamp};
+use crate::model::{ClientId, Cursor, EntityType, Record, RecordId, Seq, TenantId, Timestamp};
 use crate::store::{Change, ChangeSet, ClientProgress, Expect, RecordWrite, Trail, TrailPath};
 
 type Key = (EntityType, RecordId);
@@ -26,8 +26,8 @@ const MAX_WRITES_PER_COMMIT: usize = ChangeSet::record_room(true, 0, true);
 const MAX_ATTEMPTS: u32 = 16;
 
 impl SyncService {
-    pub async fn push(&self, tenant: &TenantId, request: &PushRequest) -> Result<PushResponse> {
-        self.push_mutations(tenant, request, true).await
+    pub async fn push(&self, caller: &Caller, request: &PushRequest) -> Result<PushResponse> {
+        self.push_mutations(caller, request, true).await
     }
 
     /// With `exactly_once`, the client's last processed mutation id is kept
@@ -35,16 +35,19 @@ impl SyncService {
     /// have no mutation ids), mutations are applied as they come.
     pub(super) async fn push_mutations(
         &self,
-        tenant: &TenantId,
+        caller: &Caller,
         request: &PushRequest,
         exactly_once: bool,
     ) -> Result<PushResponse> {
-        self.check_push(request)?;
+        let tenant = &caller.tenant;
+        self.check_push(caller, request)?;
         let client = &request.client_id;
         let mut results: BTreeMap<u64, MutationResult> = BTreeMap::new();
         let mut own: HashMap<Key, OwnWrite> = HashMap::new();
         let mut attempt = 0;
         let mut progress = 0;
+        // The newest sequence number this push's commits took.
+        let mut committed_up_to: Option<u64> = None;
         // Read the client's progress at the start and after a lost race;
         // after a committed chunk it is known.
         let mut stale = true;
@@ -84,7 +87,8 @@ impl SyncService {
                 .apply_chunk(tenant, client, tracked, &chunk, &own)
                 .await
             {
-                Ok((chunk_results, written)) => {
+                Ok((chunk_results, written, seq)) => {
+                    committed_up_to = committed_up_to.max(seq);
                     for result in chunk_results {
                         results.insert(result.id, result);
                     }
@@ -114,7 +118,17 @@ impl SyncService {
                 Err(err) => return Err(err),
             }
         }
+        // Mutations an earlier push processed, or that changed nothing, were
+        // committed before the counter's current value: it covers them.
+        let covers_all = results
+            .values()
+            .all(|r| r.status != Status::AlreadyProcessed);
+        let cursor = match committed_up_to {
+            Some(seq) if covers_all => Seq::new(seq),
+            _ => self.store.latest_seq(tenant).await?,
+        };
         Ok(PushResponse {
+            cursor: Cursor::at(cursor),
             last_mutation_id: results
                 .keys()
                 .next_back()
@@ -126,7 +140,7 @@ impl SyncService {
     }
 
     /// Bad input is refused as a whole, before anything is written.
-    fn check_push(&self, request: &PushRequest) -> Result<()> {
+    fn check_push(&self, caller: &Caller, request: &PushRequest) -> Result<()> {
         if request.mutations.len() > self.registry.max_mutations_per_push {
             return Err(Error::validation(
                 "mutations",
@@ -145,6 +159,7 @@ impl SyncService {
             }
         }
         for m in &request.mutations {
+            caller.access.check_write(&m.entity)?;
             self.registry.get(&m.entity)?;
             if m.id == 0 {
                 return Err(Error::validation("mutations", "mutation ids start at 1"));
@@ -186,7 +201,7 @@ impl SyncService {
         progress: Option<u64>,
         chunk: &[&Mutation],
         own: &HashMap<Key, OwnWrite>,
-    ) -> Result<(Vec<MutationResult>, Vec<(Key, OwnWrite)>)> {
+    ) -> Result<(Vec<MutationResult>, Vec<(Key, OwnWrite)>, Option<u64>)> {
         let mut read = self.read_chunk(tenant, chunk).await?;
         let resolved = self.resolve_chunk(chunk, &mut read, own, client)?;
         let mut writes = record_writes(chunk, &read.working);
@@ -203,10 +218,13 @@ impl SyncService {
             once_only: Vec::new(),
             trail: Some(trail(progress.is_some(), client, chunk)),
         };
-        let after: HashMap<Key, Record> = self
-            .store
-            .commit_known(&set, read.known)
-            .await?
+        let committed = self.store.commit_known(&set, read.known).await?;
+        let seq = committed
+            .iter()
+            .filter(|c| c.changed)
+            .map(|c| c.record.seq.get())
+            .max();
+        let after: HashMap<Key, Record> = committed
             .into_iter()
             .map(|c| ((c.record.entity.clone(), c.record.id.clone()), c.record))
             .collect();
@@ -236,7 +254,7 @@ impl SyncService {
                 result(id, resolved, record)
             })
             .collect();
-        Ok((results, written))
+        Ok((results, written, seq))
     }
 
     /// Reads what `chunk` touches. Entities with a no-overlap rule: their

@@ -136,6 +136,11 @@ pub struct MutationResult {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PushResponse {
     pub last_mutation_id: u64,
+    /// A cursor that covers every mutation of this push (a write
+    /// checkpoint): a pull that answers with this cursor or a later one
+    /// (cursors of a tenant order as strings) includes them. Not a pull
+    /// cursor: pulling from it would skip what others changed before.
+    pub cursor: Cursor,
     pub results: Vec<MutationResult>,
 }
 
@@ -149,9 +154,29 @@ pub struct PullRequest {
     pub entities: Option<Vec<EntityType>>,
     #[serde(default)]
     pub limit: Option<u32>,
-    /// Whose last processed mutation id to report.
+    /// Whose last processed mutation id to report (on the page that ends
+    /// the feed).
     #[serde(default)]
     pub client_id: Option<ClientId>,
+    /// Seconds to hold an empty answer until something changes past the
+    /// cursor (long-poll), at most [`MAX_WAIT_SECS`].
+    #[serde(default)]
+    pub wait: Option<u32>,
+}
+
+/// The longest a pull may wait (API Gateway ends a request at 30 s).
+pub const MAX_WAIT_SECS: u32 = 20;
+
+impl PullRequest {
+    pub fn wait_duration(&self) -> crate::error::Result<std::time::Duration> {
+        match self.wait {
+            Some(secs) if secs > MAX_WAIT_SECS => Err(crate::error::Error::validation(
+                "wait",
+                format!("at most {MAX_WAIT_SECS} seconds"),
+            )),
+            secs => Ok(std::time::Duration::from_secs(u64::from(secs.unwrap_or(0)))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

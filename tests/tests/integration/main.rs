@@ -11,6 +11,8 @@ mod local_runs;
 mod local_service;
 mod openapi;
 mod queue_contract;
+mod realtime;
+mod realtime_lambda;
 mod retry_worker;
 mod scenario_orchestrator;
 mod scenario_platform;
