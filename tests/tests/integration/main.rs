@@ -24,4 +24,5 @@ mod scenario_sync_worker_cache;
 mod scheduled_sync;
 mod store_contract;
 mod sync_api;
+mod sync_reads;
 mod webhooks;

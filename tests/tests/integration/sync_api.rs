@@ -1262,3 +1262,54 @@ async fn concurrent_pushes_booking_one_crew_in_one_slot_admit_exactly_one() {
     }
     assert_eq!(booked, 1);
 }
+
+#[tokio::test]
+async fn a_waiting_pull_reads_the_counter_once_a_second_instead_of_looping() {
+    let rig = rig().await;
+    let (_, start) = pull(&rig, "acme", json!({})).await;
+    rig._engine.requests.take();
+    let started = std::time::Instant::now();
+    let (status, page) = pull(&rig, "acme", json!({"cursor": start["cursor"], "wait": 3})).await;
+    let waited = started.elapsed();
+    let sent = rig._engine.requests.take();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["changes"], json!([]));
+    assert!(waited >= Duration::from_secs(3), "{waited:?}");
+    // The pull itself reads the counter, then the wait reads it once a
+    // second: about four reads in three seconds, never a loop.
+    let gets = syncline_tests::RequestLog::count(&sent, "GetItem");
+    assert!((3..=6).contains(&gets), "{gets} counter reads: {sent:?}");
+    assert_eq!(sent.len(), gets, "nothing but counter reads: {sent:?}");
+}
+
+#[tokio::test]
+async fn a_waiting_pull_finds_a_commit_of_another_process_by_reading_the_counter() {
+    let rig = rig().await;
+    let (_, start) = pull(&rig, "acme", json!({})).await;
+    // Another Lambda instance: its own store handle, whose commits this
+    // process never hears of.
+    let elsewhere = SyncService::new(
+        Store::new(rig.store.client().clone(), rig.store.table()),
+        registry(),
+    );
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let push: syncline::sync::PushRequest = serde_json::from_value(json!({
+            "client_id": "other-instance",
+            "mutations": [upsert(1, "task", "t1", None, json!({"title": "from elsewhere"}), 1)]}))
+        .expect("push");
+        let caller = syncline::sync::Caller {
+            tenant: TenantId::parse("acme").expect("tenant"),
+            access: syncline::sync::Access::full(),
+        };
+        elsewhere.push(&caller, &push).await.expect("pushed")
+    });
+    let started = std::time::Instant::now();
+    let (status, page) = pull(&rig, "acme", json!({"cursor": start["cursor"], "wait": 10})).await;
+    let waited = started.elapsed();
+    writer.await.expect("writer");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["changes"][0]["id"], "t1");
+    // Found by the once-a-second read, not at the end of the wait.
+    assert!(waited < Duration::from_millis(2500), "{waited:?}");
+}
