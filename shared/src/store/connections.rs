@@ -1,15 +1,17 @@
 //! Real-time connections: one item per open WebSocket under its tenant
-//! (`T#<tenant>` / `WS#<id>`, listed when a tenant's commit is poked) and a
+//! (`C#<tenant>` / `WS#<id>`, listed when a tenant's commit is poked) and a
 //! lookup by connection id (`WS#<id>` / `WS`, for `$disconnect`, which
 //! names only the connection). Both expire with the connection (TTL, and
-//! checked in code: DynamoDB deletes expired items late).
+//! checked in code: DynamoDB deletes expired items late). Neither key
+//! starts with `T#`, so connecting and leaving do not wake the delivery
+//! function through the table's stream.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
-use super::keys::{PK, SK, tenant_pk};
+use super::keys::{PK, SK};
 use super::{Store, build_error, mapping_error, store_error, string_value};
 use crate::error::{Error, Result};
 use crate::model::{TenantId, Timestamp};
@@ -50,6 +52,10 @@ struct LookupItem {
 
 /// A connection id as API Gateway issues it (`L0SM9cOFvHcCIhw=`) or the
 /// local run does (a UUID): printable, no `#`.
+fn connections_pk(tenant: &TenantId) -> String {
+    format!("C#{tenant}")
+}
+
 fn check_id(id: &str) -> Result<()> {
     if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic() && b != b'#') {
         return Err(Error::validation("connection", "not a connection id"));
@@ -65,7 +71,7 @@ fn key(pk: String, sk: String) -> HashMap<String, AttributeValue> {
 }
 
 fn tenant_key(tenant: &TenantId, id: &str) -> HashMap<String, AttributeValue> {
-    key(tenant_pk(tenant), format!("{PREFIX}{id}"))
+    key(connections_pk(tenant), format!("{PREFIX}{id}"))
 }
 
 fn lookup_key(id: &str) -> HashMap<String, AttributeValue> {
@@ -77,7 +83,7 @@ impl Store {
     pub async fn put_connection(&self, connection: &Connection) -> Result<()> {
         check_id(&connection.id)?;
         let item = ConnectionItem {
-            pk: tenant_pk(&connection.tenant),
+            pk: connections_pk(&connection.tenant),
             sk: format!("{PREFIX}{}", connection.id),
             id: connection.id.clone(),
             reads: connection.reads.clone(),
@@ -175,7 +181,7 @@ impl Store {
                 .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
                 .expression_attribute_names("#pk", PK)
                 .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", string_value(tenant_pk(tenant)))
+                .expression_attribute_values(":pk", string_value(connections_pk(tenant)))
                 .expression_attribute_values(":prefix", string_value(PREFIX))
                 .set_exclusive_start_key(start)
                 .send()

@@ -315,3 +315,81 @@ fn delivery_is_woken_by_the_tables_stream_with_a_schedule_as_backstop() {
         );
     }
 }
+
+/// The text of a `!Sub` (or any tagged) value, else the scalar.
+fn sub(value: &Value) -> String {
+    match value {
+        Value::Tagged(tagged) => text(&tagged.value),
+        other => text(other),
+    }
+}
+
+#[test]
+fn the_realtime_channel_is_a_websocket_api_whose_routes_reach_the_realtime_function() {
+    let template = template();
+    let resources = &template["Resources"];
+    assert_eq!(
+        text(&resources["WebSocketApi"]["Properties"]["ProtocolType"]),
+        "WEBSOCKET"
+    );
+    let integration = &resources["WebSocketIntegration"]["Properties"];
+    assert_eq!(text(&integration["IntegrationType"]), "AWS_PROXY");
+    assert!(sub(&integration["IntegrationUri"]).contains("${RealtimeFunction.Arn}"));
+    let mut routes: Vec<String> = resources
+        .as_mapping()
+        .expect("resources")
+        .values()
+        .filter(|r| text(&r["Type"]) == "AWS::ApiGatewayV2::Route")
+        .map(|r| {
+            assert_eq!(
+                sub(&r["Properties"]["Target"]),
+                "integrations/${WebSocketIntegration}"
+            );
+            text(&r["Properties"]["RouteKey"])
+        })
+        .collect();
+    routes.sort();
+    assert_eq!(routes, ["$connect", "$default", "$disconnect"]);
+    assert!(
+        sub(&resources["WebSocketInvokePermission"]["Properties"]["SourceArn"])
+            .contains("${WebSocketApi}")
+    );
+
+    let realtime = &resources["RealtimeFunction"];
+    assert_eq!(
+        text(&realtime["Metadata"]["BuildProperties"]["Binary"]),
+        "realtime"
+    );
+    let variables = &realtime["Properties"]["Environment"]["Variables"];
+    assert!(
+        !variables["SYNCLINE_JWT_JWKS"].is_null(),
+        "no JWT authorizer on a WebSocket API: the function checks tokens"
+    );
+    assert!(variables["SYNCLINE_TRUST_AUTHORIZER"].is_null());
+
+    // delivery pokes through the stage's management endpoint, and may.
+    let delivery = &resources["DeliveryFunction"]["Properties"];
+    let endpoint = sub(&delivery["Environment"]["Variables"]["SYNCLINE_WEBSOCKET_ENDPOINT"]);
+    assert!(
+        endpoint.starts_with("https://${WebSocketApi}.execute-api."),
+        "{endpoint}"
+    );
+    assert!(endpoint.ends_with("/${WebSocketStage}"), "{endpoint}");
+    let manages = delivery["Policies"]
+        .as_sequence()
+        .expect("policies")
+        .iter()
+        .any(|p| {
+            p["Statement"].as_sequence().into_iter().flatten().any(|s| {
+                text(&s["Action"]) == "execute-api:ManageConnections"
+                    && sub(&s["Resource"]).contains("/@connections/")
+            })
+        });
+    assert!(manages, "delivery may post to and delete connections");
+
+    // A long-poll fits in the sync API's timeout.
+    let timeout: u32 = text(&resources["SyncApiFunction"]["Properties"]["Timeout"])
+        .parse()
+        .expect("a timeout");
+    assert!(timeout >= syncline::sync::MAX_WAIT_SECS + 5, "{timeout}");
+}
