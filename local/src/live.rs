@@ -26,6 +26,12 @@ use crate::run::Functions;
 /// The local WebSocket path (deployed, the WebSocket API's stage URL).
 pub const PATH: &str = "/v1/sync/live";
 
+/// Bytes a socket's read buffer holds.
+const SOCKET_BUFFER: usize = 4 * 1024;
+/// The largest message a client may send (it is ignored anyway); larger
+/// ones close the socket.
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
 enum Outgoing {
     Text(String),
     Close,
@@ -55,6 +61,11 @@ impl LocalChannel {
     /// How many sockets are open.
     pub fn open(&self) -> usize {
         self.sockets().len()
+    }
+
+    /// The ids of the open sockets.
+    pub fn ids(&self) -> Vec<String> {
+        self.sockets().keys().cloned().collect()
     }
 
     fn tenants(&self) -> Vec<TenantId> {
@@ -153,6 +164,14 @@ pub async fn upgrade(
             if let Some(socket) = live.channel.sockets().get_mut(&id) {
                 socket.tenant = Some(accepted.connection.tenant.clone());
             }
+            // Pokes are a few dozen bytes and clients have nothing to say:
+            // small buffers (tungstenite eagerly allocates 128 KiB to read)
+            // let one process hold many sockets.
+            let upgrade = upgrade
+                .read_buffer_size(SOCKET_BUFFER)
+                .write_buffer_size(0)
+                .max_message_size(MAX_CLIENT_MESSAGE)
+                .max_frame_size(MAX_CLIENT_MESSAGE);
             let upgrade = match accepted.protocol {
                 Some(protocol) => upgrade.protocols([protocol]),
                 None => upgrade,

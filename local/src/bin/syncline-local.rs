@@ -128,6 +128,10 @@ async fn up() -> syncline::Result<()> {
         store.data_dir.display()
     );
     println!("syncline: http://{}", running.http);
+    println!(
+        "live: ws://{}/v1/sync/live?token=$TOKEN (a poke on every change)",
+        running.http
+    );
     if let Some(secret) = &auth.hs256_secret {
         let ttl = Duration::from_secs(24 * 3600);
         let client = local_token(secret, "demo", None, ttl)?;
