@@ -24,8 +24,10 @@ pub enum Error {
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
 
+    /// The route exists; `allow` lists the methods it takes (the `Allow`
+    /// header RFC 9110 requires with a 405).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: &'static str },
 
     #[error("not allowed")]
     Forbidden,
@@ -124,7 +126,7 @@ impl Error {
                 | Self::Unprocessable(_)
                 | Self::Unauthorized(_)
                 | Self::PayloadTooLarge { .. }
-                | Self::MethodNotAllowed
+                | Self::MethodNotAllowed { .. }
                 | Self::Forbidden
                 | Self::NotFound(_)
                 | Self::Conflict(_)
@@ -143,7 +145,7 @@ mod tests {
             Error::Unprocessable("email is required".into()),
             Error::Unauthorized("bad signature".into()),
             Error::PayloadTooLarge { limit: 10 },
-            Error::MethodNotAllowed,
+            Error::MethodNotAllowed { allow: "POST" },
             Error::Forbidden,
             Error::NotFound("record".into()),
             Error::Conflict("version".into()),

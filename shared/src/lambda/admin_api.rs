@@ -213,7 +213,11 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
     let now = Timestamp::now();
     let ok = |value: serde_json::Value| Ok(json_response(StatusCode::OK, &value));
     if request.method() != expected {
-        return Err(Error::MethodNotAllowed);
+        let allow = match route {
+            Route::Settings | Route::ChangeSettings => "GET, PUT",
+            _ => super::http::allow(&expected),
+        };
+        return Err(Error::MethodNotAllowed { allow });
     }
     let source_id =
         |source: &str| SourceId::parse(source).map_err(|_| Error::NotFound("source".into()));

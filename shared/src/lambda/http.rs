@@ -27,7 +27,7 @@ pub fn classify(error: &Error) -> (StatusCode, &'static str, String) {
         Error::PayloadTooLarge { .. } => {
             (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", shown())
         }
-        Error::MethodNotAllowed => (
+        Error::MethodNotAllowed { .. } => (
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             shown(),
@@ -70,10 +70,28 @@ pub fn error_response(error: &Error) -> Response<Body> {
     } else {
         tracing::info!(status = status.as_u16(), %code, %message, "request rejected");
     }
-    json_response(
+    let mut response = json_response(
         status,
         &json!({"error": {"code": code, "message": message}}),
-    )
+    );
+    if let Error::MethodNotAllowed { allow } = error {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    }
+    response
+}
+
+/// The `Allow` header's text for a route taking one method.
+pub fn allow(method: &lambda_http::http::Method) -> &'static str {
+    use lambda_http::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        _ => "POST",
+    }
 }
 
 /// The request's headers by lower-case name (values that are not text are

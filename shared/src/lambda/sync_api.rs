@@ -48,7 +48,9 @@ fn route(method: &Method, path: &str) -> Result<Route> {
         },
     };
     if *method != expected {
-        return Err(Error::MethodNotAllowed);
+        return Err(Error::MethodNotAllowed {
+            allow: super::http::allow(&expected),
+        });
     }
     Ok(route)
 }

@@ -35,7 +35,7 @@ pub async fn handle_webhook(
 
 async fn receive(service: &WebhookService, request: &Request) -> Result<Receipt> {
     if request.method() != Method::POST {
-        return Err(Error::MethodNotAllowed);
+        return Err(Error::MethodNotAllowed { allow: "POST" });
     }
     let source = path_parameter(request, "source", "/v1/webhooks/")
         .ok_or_else(|| Error::NotFound("route".into()))?;

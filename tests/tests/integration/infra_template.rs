@@ -201,9 +201,16 @@ fn scheduled_sync_runs_on_a_schedule_and_continuations_reach_the_retry_worker() 
         text(&function["Metadata"]["BuildProperties"]["Binary"]),
         "scheduled-sync"
     );
-    let schedule = &function["Properties"]["Events"]["EveryFifteenMinutes"];
+    let schedule = &function["Properties"]["Events"]["EveryMinute"];
     assert_eq!(text(&schedule["Type"]), "ScheduleV2");
-    assert!(text(&schedule["Properties"]["ScheduleExpression"]).starts_with("rate("));
+    // As often as the shortest interval a source may have (1m), so a
+    // 5-minute source runs every 5 minutes deployed too.
+    assert_eq!(
+        text(&schedule["Properties"]["ScheduleExpression"]),
+        "rate(1 minute)"
+    );
+    assert!(syncline::model::Interval::parse("1m").is_ok());
+    assert!(syncline::model::Interval::parse("30s").is_err());
     assert_eq!(text(&function["Properties"]["Timeout"]), "900");
     for name in ["ScheduledSyncFunction", "RetryWorkerFunction"] {
         let variables = &template["Resources"][name]["Properties"]["Environment"]["Variables"];

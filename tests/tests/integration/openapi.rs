@@ -126,3 +126,56 @@ async fn the_code_serves_every_documented_route() {
     assert!(unrouted(reply.status, &reply.body), "{}", reply.body);
     service.running.stop().await;
 }
+
+#[tokio::test]
+async fn a_method_a_route_does_not_take_gets_405_with_the_allow_header() {
+    let service = Service::start(ServiceConfig::default()).await;
+    let token = Service::admin_token("demo");
+    let mut by_path: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for route in documented().into_keys() {
+        let (method, path) = route.split_once(' ').expect("method and path");
+        by_path
+            .entry(path.to_owned())
+            .or_default()
+            .insert(method.to_owned());
+    }
+    let client = reqwest::Client::new();
+    let mut checked = 0;
+    for (path, methods) in by_path {
+        let concrete = path
+            .replace("{source}", "calendly")
+            .replace("{destination}", "nope")
+            .replace("{action}", "enable")
+            .replace("{entity}", "task")
+            .replace("{id}", "nope");
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+            if methods.contains(method) {
+                continue;
+            }
+            let reply = client
+                .request(
+                    reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+                    format!("{}{concrete}", service.url),
+                )
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("answered");
+            assert_eq!(reply.status().as_u16(), 405, "{method} {path}");
+            let allow: BTreeSet<String> = reply
+                .headers()
+                .get("allow")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_else(|| panic!("{method} {path}: no Allow header"))
+                .split(',')
+                .map(|m| m.trim().to_owned())
+                .collect();
+            assert_eq!(allow, methods, "{method} {path}");
+            let body: serde_json::Value = reply.json().await.expect("a JSON error body");
+            assert_eq!(body["error"]["code"], "method_not_allowed");
+            checked += 1;
+        }
+    }
+    assert!(checked > 80, "{checked} method/route pairs");
+    service.running.stop().await;
+}

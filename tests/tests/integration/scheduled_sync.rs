@@ -554,6 +554,36 @@ async fn only_due_and_enabled_sources_are_selected() {
 }
 
 #[tokio::test]
+async fn a_schedule_tick_with_nothing_due_reads_a_few_items_and_writes_nothing() {
+    // The deployed schedule fires every minute (the shortest interval a
+    // source takes); a tick that finds nothing due must cost next to nothing.
+    let rig = rig(|url| {
+        json!({
+            "a": source("offset", url, json!({"offset": {"param": "offset"}})),
+            "b": source("offset", url, json!({"offset": {"param": "offset"}}))
+        })
+    })
+    .await;
+    seed(&rig, 3);
+    run(&rig, "a", None).await;
+    run(&rig, "b", None).await;
+    rig.t.requests.take();
+    let due = rig.engine.due(Timestamp::now()).await.expect("due");
+    assert!(due.is_empty(), "{due:?}");
+    let sent = rig.t.requests.take();
+    assert!(
+        sent.iter()
+            .all(|r| ["GetItem", "BatchGetItem", "Query"].contains(&r.operation.as_str())),
+        "reads only: {sent:?}"
+    );
+    assert!(
+        sent.len() <= 4,
+        "{} requests for two sources: {sent:?}",
+        sent.len()
+    );
+}
+
+#[tokio::test]
 async fn the_sample_events_run_through_the_function_handler() {
     let demo = syncline_local::demo::serve("127.0.0.1:0".parse().expect("addr"), 250)
         .await
