@@ -90,7 +90,12 @@ async fn dispatch(api: &SyncApi, request: &Request) -> Result<(StatusCode, serde
     };
     let route = route(request.method(), &path)?;
     let principal = principal(api, request)?;
-    let caller = &Caller::of(&principal);
+    let caller = &Caller::of(&principal).with_device(
+        request
+            .headers()
+            .get("x-client-id")
+            .and_then(|v| v.to_str().ok()),
+    )?;
     let service = &api.service;
     let ok = |value| Ok((StatusCode::OK, value));
     match route {

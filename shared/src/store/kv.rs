@@ -32,6 +32,8 @@ impl KvKey {
     pub const DIGESTS: &'static str = "digests";
     /// Per destination: its cursor over the change feed, enabled, failures.
     pub const DESTINATION: &'static str = "destination";
+    /// Per older client (tenant and device): the last cursor a pull gave it.
+    pub const LEGACY_CURSOR: &'static str = "legacy-cursor";
 
     /// `namespace` is one of the constants above (or another fixed name
     /// without `#`); `id` is any text.

@@ -51,6 +51,10 @@ impl Grant {
 pub struct Caller {
     pub tenant: TenantId,
     pub access: Access,
+    /// Which client this is, for what the older routes remember per client
+    /// (they send no client id): the `X-Client-Id` header, else the
+    /// token's subject.
+    pub device: Option<String>,
 }
 
 impl Caller {
@@ -58,7 +62,26 @@ impl Caller {
         Self {
             tenant: principal.tenant.clone(),
             access: Access::of(principal),
+            device: principal.subject.clone(),
         }
+    }
+
+    /// With the client named by an `X-Client-Id` header (printable, at most
+    /// 128 bytes; anything else is refused).
+    pub fn with_device(mut self, header: Option<&str>) -> crate::error::Result<Self> {
+        if let Some(device) = header {
+            if device.is_empty()
+                || device.len() > 128
+                || !device.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(Error::validation(
+                    "x-client-id",
+                    "1 to 128 printable characters",
+                ));
+            }
+            self.device = Some(device.to_owned());
+        }
+        Ok(self)
     }
 }
 

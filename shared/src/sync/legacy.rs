@@ -16,6 +16,7 @@ use super::wire::{ClientTime, Mutation, Op, PullRequest, PushRequest, RecordView
 use super::{Access, Caller, SyncService};
 use crate::error::{Error, Result};
 use crate::model::{ClientId, Cursor, EntityType, RecordId, Timestamp};
+use crate::store::{KvExpect, KvKey};
 
 /// Fields the older API keeps beside the content; not stored as content.
 const META: &[&str] = &[
@@ -83,6 +84,22 @@ fn cursor_or_start(raw: Option<&str>) -> Cursor {
         .unwrap_or(Cursor::START)
 }
 
+fn status_text(status: Status, result: &super::wire::MutationResult) -> &'static str {
+    match status {
+        Status::Conflict if result.conflict_id.is_some() => "conflict",
+        Status::Rejected => "rejected",
+        _ => "synced",
+    }
+}
+
+fn cursor_key(caller: &Caller) -> Option<KvKey> {
+    let device = caller.device.as_deref()?;
+    Some(KvKey::new(
+        KvKey::LEGACY_CURSOR,
+        format!("{}#{device}", caller.tenant),
+    ))
+}
+
 /// A record in the older API's shape.
 pub fn legacy_record(view: &RecordView, status: &str) -> Value {
     let mut record = view.data.clone();
@@ -107,10 +124,37 @@ fn entity(name: &str, caller: &Caller, service: &SyncService) -> Result<EntityTy
 }
 
 impl SyncService {
+    /// The last cursor a pull gave this client, or the start.
+    async fn remembered_cursor(&self, caller: &Caller) -> Result<Cursor> {
+        let Some(key) = cursor_key(caller) else {
+            return Ok(Cursor::START);
+        };
+        Ok(self
+            .store
+            .kv_get::<String>(&key)
+            .await?
+            .and_then(|stored| Cursor::parse(&stored.value).ok())
+            .unwrap_or(Cursor::START))
+    }
+
+    async fn remember_cursor(&self, caller: &Caller, cursor: Cursor) -> Result<()> {
+        if let Some(key) = cursor_key(caller) {
+            // Kept as long as tombstones are: an older cursor resets anyway.
+            let ttl = self.store.tombstone_retention();
+            self.store
+                .kv_put(&key, &cursor.to_string(), Some(ttl), KvExpect::Any)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// `POST /api/client/sync/push`: every record becomes an upsert (or a
     /// delete when `is_deleted`) based on its `version`.
     pub async fn legacy_push(&self, caller: &Caller, request: &LegacyPush) -> Result<Value> {
         let mut mutations = Vec::new();
+        // The record each mutation came from, by mutation id, to answer
+        // for those the push refused (they have no stored record).
+        let mut pushed: Vec<&Map<String, Value>> = Vec::new();
         for (name, records) in &request.changes {
             let entity = entity(name, caller, self)?;
             for record in records {
@@ -136,6 +180,7 @@ impl SyncService {
                     timestamp: ClientTime(client_time(record)),
                     counter: 0,
                 });
+                pushed.push(record);
             }
         }
         let push = PushRequest {
@@ -143,26 +188,44 @@ impl SyncService {
             mutations,
         };
         let response = self.push_mutations(caller, &push, false).await?;
-        let data: Vec<Value> = response
-            .results
-            .iter()
-            .filter_map(|r| {
-                let status = match r.status {
-                    Status::Applied | Status::AlreadyProcessed => "synced",
-                    Status::Conflict if r.conflict_id.is_some() => "conflict",
-                    Status::Conflict => "synced",
-                    Status::Rejected => "rejected",
-                };
-                let mut record = legacy_record(r.record.as_ref()?, status);
-                if let (Some(reason), Value::Object(map)) = (&r.reason, &mut record) {
-                    map.insert("sync_error".into(), json!(reason));
+        let mut data = Vec::with_capacity(response.results.len());
+        for r in &response.results {
+            let status = status_text(r.status, r);
+            // Mutation ids are the records' positions, from 1.
+            let index = usize::try_from(r.id).unwrap_or(0).saturating_sub(1);
+            let mut record = match (&r.record, r.status) {
+                (Some(view), status_now) if status_now != Status::Rejected => {
+                    legacy_record(view, status)
                 }
-                Some(record)
-            })
-            .collect();
-        // A push never moves a client's cursor: only pulls do, so a client
-        // that stores this never skips a change.
-        let cursor = cursor_or_start(request.last_sync_timestamp.as_deref());
+                // Refused: the record as the client sent it, marked, with
+                // the id it was given.
+                _ => {
+                    let mut record = pushed.get(index).map(|r| (*r).clone()).unwrap_or_default();
+                    if let Some(m) = push.mutations.get(index) {
+                        record.insert("id".into(), json!(m.record_id));
+                    }
+                    record.insert("sync_status".into(), json!(status));
+                    record.insert("server_synced".into(), json!(0));
+                    Value::Object(record)
+                }
+            };
+            if let (Some(reason), Value::Object(map)) = (&r.reason, &mut record) {
+                map.insert("sync_error".into(), json!(reason));
+            }
+            data.push(record);
+        }
+        // These clients keep a push's syncTimestamp as their next pull
+        // cursor. The answer is the cursor they were last given by a pull
+        // (or the one they sent): never past a change they have not pulled,
+        // and not the start, which would download everything again.
+        let cursor = match request
+            .last_sync_timestamp
+            .as_deref()
+            .and_then(|raw| Cursor::parse(raw).ok())
+        {
+            Some(cursor) => cursor,
+            None => self.remembered_cursor(caller).await?,
+        };
         Ok(json!({"success": true, "data": data, "syncTimestamp": cursor.to_string()}))
     }
 
@@ -206,6 +269,7 @@ impl SyncService {
                 break;
             }
         }
+        self.remember_cursor(caller, cursor).await?;
         Ok(json!({"success": true, "data": grouped, "syncTimestamp": cursor.to_string()}))
     }
 

@@ -318,3 +318,130 @@ async fn scenario_4_push_pull_with_the_retry_queue_on_sqs() {
     scenario(&service).await;
     service.running.stop().await;
 }
+
+/// What the seed's `SyncClient` does: it keeps the `syncTimestamp` of every
+/// push and every pull as its next `lastSyncTimestamp`.
+struct SeedClient {
+    last_sync_timestamp: Value,
+}
+
+impl SeedClient {
+    async fn push_changes(&mut self, service: &Service, changes: Value) -> Value {
+        let result = legacy(service, "demo", "push", json!({"changes": changes})).await;
+        self.last_sync_timestamp = result["syncTimestamp"].clone();
+        result
+    }
+
+    async fn pull_data(&mut self, service: &Service, entity_types: Value) -> Value {
+        let result = legacy(
+            service,
+            "demo",
+            "pull",
+            json!({"lastSyncTimestamp": self.last_sync_timestamp, "entityTypes": entity_types}),
+        )
+        .await;
+        self.last_sync_timestamp = result["syncTimestamp"].clone();
+        result
+    }
+}
+
+fn ids(result: &Value, entity: &str) -> Vec<String> {
+    let mut ids: Vec<String> = result["data"][entity]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn the_seed_client_keeps_a_pushs_timestamp_and_neither_misses_nor_redownloads() {
+    let service = Service::start(ServiceConfig::default()).await;
+    let mut client = SeedClient {
+        last_sync_timestamp: json!("1970-01-01T00:00:00.000Z"),
+    };
+    client
+        .push_changes(
+            &service,
+            json!({"end_user": [{"id": "u1", "name": "Ann", "version": 1}]}),
+        )
+        .await;
+    let first = client.pull_data(&service, json!(["end_user"])).await;
+    assert_eq!(ids(&first, "end_user"), ["u1"]);
+    let pulled_at = first["syncTimestamp"].clone();
+
+    // Someone else adds a user; the client pushes one of its own.
+    push(
+        &service,
+        "back-office",
+        json!([upsert(
+            1,
+            "end_user",
+            "u2",
+            None,
+            json!({"name": "Bob"}),
+            1_795_300_000_000
+        )]),
+    )
+    .await;
+    let pushed = client
+        .push_changes(
+            &service,
+            json!({"end_user": [{"id": "u3", "name": "Cy", "version": 1}]}),
+        )
+        .await;
+    assert_eq!(
+        pushed["syncTimestamp"], pulled_at,
+        "a push answers with the cursor the client's last pull gave it"
+    );
+
+    // The next pull brings Bob (not skipped) and the client's own Cy, not
+    // the whole data set again.
+    let next = client.pull_data(&service, json!(["end_user"])).await;
+    assert_eq!(ids(&next, "end_user"), ["u2", "u3"]);
+
+    // A record that breaks a rule comes back rejected, with the reason.
+    let refused = client
+        .push_changes(
+            &service,
+            json!({"end_user": [{"id": "u4", "name": "Di", "email": "not-an-email", "version": 1},
+                                {"id": "u5", "name": "Ed", "version": 1}]}),
+        )
+        .await;
+    let data = refused["data"].as_array().expect("data");
+    assert_eq!(
+        data.len(),
+        2,
+        "every pushed record is answered for: {refused}"
+    );
+    let rejected = data.iter().find(|r| r["id"] == "u4").expect("u4 answered");
+    assert_eq!(rejected["sync_status"], "rejected");
+    assert_eq!(rejected["server_synced"], 0);
+    assert!(
+        rejected["sync_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("email")),
+        "{rejected}"
+    );
+    assert_eq!(rejected["name"], "Di", "as the client sent it");
+    let accepted = data.iter().find(|r| r["id"] == "u5").expect("u5 answered");
+    assert_eq!(accepted["sync_status"], "synced");
+
+    // Two devices behind one login name themselves apart.
+    let other_device = service
+        .send(
+            "POST",
+            "/api/client/sync/push",
+            Some(&Service::token("demo")),
+            &[("x-client-id", "tablet")],
+            Some(json!({"changes": {"end_user": [{"id": "u6", "name": "Flo"}]}}).to_string()),
+        )
+        .await;
+    assert_eq!(
+        other_device.body["syncTimestamp"],
+        json!(syncline::model::Cursor::START.to_string()),
+        "a device that never pulled starts from the beginning"
+    );
+}

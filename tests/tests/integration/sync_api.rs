@@ -1301,6 +1301,7 @@ async fn a_waiting_pull_finds_a_commit_of_another_process_by_reading_the_counter
         let caller = syncline::sync::Caller {
             tenant: TenantId::parse("acme").expect("tenant"),
             access: syncline::sync::Access::full(),
+            device: None,
         };
         elsewhere.push(&caller, &push).await.expect("pushed")
     });
