@@ -143,7 +143,11 @@ impl Functions {
         let path = request.uri().path();
         let response = if path.starts_with("/v1/webhooks/") {
             handle_webhook(&self.webhook, request).await
-        } else if path == "/v1/admin" || path.starts_with("/v1/admin/") {
+        } else if path == "/v1/admin"
+            || path.starts_with("/v1/admin/")
+            || path.starts_with("/api/v1/admin/")
+            || path.starts_with("/api/sync-worker/")
+        {
             handle_admin(&self.admin, request).await
         } else if path.starts_with("/v1/sync/") || path.starts_with("/api/client/sync/") {
             handle_sync(&self.sync, request).await

@@ -3,8 +3,10 @@
 
 mod dashboard;
 mod destinations;
+mod legacy;
 
 pub use destinations::Replay;
+pub use legacy::{SettingEntry, go_duration};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,7 +8,9 @@ mod pagination;
 mod spec;
 mod transform;
 
-pub use client::{RateLimiter, Reading, SourceClient, http_client, send_with_retry, upstream};
+pub use client::{
+    RateLimiter, Reading, SOURCE_ATTEMPTS, SourceClient, http_client, send_with_retry, upstream,
+};
 pub use http::{HttpSource, auth_header};
 pub use pagination::{Bounds, Fetched, Page, PageState, next_link};
 pub use spec::{AuthSpec, Incremental, MappingSpec, NoOverlap, Pagination, SourceSpec, TimeFormat};

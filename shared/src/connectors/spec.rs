@@ -216,6 +216,10 @@ pub struct SourceSpec {
     pub rules: Rules,
     #[serde(default)]
     pub no_overlap: Option<NoOverlap>,
+    /// A stored field that groups records (an event's registrations): the
+    /// older worker API's force-sync of a group re-syncs each of them.
+    #[serde(default)]
+    pub group_by: Option<String>,
     /// Where one record lives, for force-sync: a path with `{id}` (or
     /// `{id}` alone when ids are URLs).
     #[serde(default)]

@@ -6,6 +6,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::admin_legacy::{LegacyRoute, dispatch_legacy, legacy_route};
 use super::http::{error_response, json_response, query_parameter};
 use crate::admin::{AdminService, Health, Replay, SettingsChange, SyncTrigger, render_dashboard};
 use crate::auth::Authenticator;
@@ -49,7 +50,7 @@ pub async fn handle_admin(
 }
 
 /// The request body, refused when larger than the admin API takes.
-fn bytes(request: &Request) -> Result<&[u8]> {
+pub(super) fn bytes(request: &Request) -> Result<&[u8]> {
     let bytes = request.body().as_ref();
     if bytes.len() > MAX_BODY {
         return Err(Error::PayloadTooLarge { limit: MAX_BODY });
@@ -84,6 +85,8 @@ fn paging(request: &Request, default: u32) -> Result<(u32, Option<PageToken>)> {
 
 /// The admin API's routes; path parameters are still raw text.
 enum Route<'a> {
+    /// The older admin APIs (`lambda/admin_legacy.rs`).
+    Legacy(LegacyRoute<'a>),
     Status,
     Health,
     Runs,
@@ -123,6 +126,9 @@ enum Route<'a> {
 /// The route at `path` and the method it takes; an unknown path is
 /// `NotFound` before any authentication.
 fn route<'a>(method: &Method, path: &'a str) -> Result<(Method, Route<'a>)> {
+    if let Some((expected, legacy)) = legacy_route(method, path) {
+        return Ok((expected, Route::Legacy(legacy)));
+    }
     let route = match path {
         "/v1/admin/status" => (Method::GET, Route::Status),
         "/v1/admin/health" => (Method::GET, Route::Health),
@@ -213,7 +219,8 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
     let now = Timestamp::now();
     let ok = |value: serde_json::Value| Ok(json_response(StatusCode::OK, &value));
     if request.method() != expected {
-        let allow = match route {
+        let allow = match &route {
+            Route::Legacy(legacy) => legacy.allow(),
             Route::Settings | Route::ChangeSettings => "GET, PUT",
             _ => super::http::allow(&expected),
         };
@@ -222,6 +229,7 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
     let source_id =
         |source: &str| SourceId::parse(source).map_err(|_| Error::NotFound("source".into()));
     match route {
+        Route::Legacy(legacy) => dispatch_legacy(service, request, legacy, &who).await,
         Route::Status => ok(json!({"sources": service.status(now).await?})),
         Route::Health => {
             let (health, body) = service.health(now).await?;

@@ -2,6 +2,7 @@
 //! appear.
 
 pub mod admin_api;
+mod admin_legacy;
 pub mod delivery;
 pub mod discrepancy;
 pub mod http;

@@ -181,3 +181,182 @@ async fn scenario_2_scheduled_puller() {
     assert_eq!(failed_only.body["runs"].as_array().map(Vec::len), Some(1));
     service.running.stop().await;
 }
+
+/// One call of the puller's admin API, the way its make targets send it
+/// (with the admin token the deployed API requires).
+async fn old_admin(
+    service: &Service,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let reply = service
+        .send(
+            method,
+            path,
+            Some(&Service::admin_token("demo")),
+            &[("content-type", "application/json")],
+            body.map(|b| b.to_string()),
+        )
+        .await;
+    (reply.status, reply.body)
+}
+
+fn iso(value: &Value) -> bool {
+    value.as_str().is_some_and(|s| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
+    })
+}
+
+#[tokio::test]
+async fn the_pullers_make_targets_drive_its_own_admin_routes() {
+    let demo = demo_source(DemoCounts::properties(70)).await;
+    let service = Service::start(ServiceConfig {
+        sources: Some(demo_sources(demo)),
+        ..ServiceConfig::default()
+    })
+    .await;
+
+    // make sync-now
+    let (status, body) = old_admin(&service, "POST", "/api/v1/admin/sync", None).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["data"]["status"], "running");
+    assert_eq!(
+        body["data"]["message"],
+        "Synchronization started in background"
+    );
+    assert!(iso(&body["data"]["triggered_at"]), "{body}");
+    assert_eq!(service.drain_queue().await, 1);
+
+    // make sync-status
+    let (status, body) = old_admin(&service, "GET", "/api/v1/admin/sync/status", None).await;
+    assert_eq!(status, 200);
+    let data = &body["data"];
+    assert_eq!(data["is_running"], true);
+    assert!(iso(&data["last_sync"]) && iso(&data["next_sync"]), "{data}");
+    assert_eq!(data["total_properties"], 70);
+    assert_eq!(data["updated_properties"], 70);
+    assert_eq!(data["failed_properties"], 0);
+    assert_eq!(data["sync_interval"], "12h");
+    assert_eq!(data["last_error"], Value::Null);
+
+    // make sync-health
+    let (status, body) = old_admin(&service, "GET", "/api/v1/admin/sync/health", None).await;
+    assert_eq!(status, 200);
+    let data = &body["data"];
+    assert_eq!(data["status"], "healthy");
+    assert_eq!(
+        (
+            data["is_running"].clone(),
+            data["is_healthy"].clone(),
+            data["is_overdue"].clone()
+        ),
+        (json!(true), json!(true), json!(false))
+    );
+    assert_eq!(data["last_sync_age"], "0s");
+    assert!(
+        data["next_sync_in"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("11h59m") || d == "12h"),
+        "{data}"
+    );
+    assert_eq!(data["summary"], "Sync service is running");
+    assert!(iso(&data["checked_at"]));
+
+    // make sync-start-24h, then make sync-stop
+    let (status, body) = old_admin(
+        &service,
+        "POST",
+        "/api/v1/admin/sync/start?interval=24h",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["sync_interval"], "24h");
+    let (_, body) = old_admin(&service, "POST", "/api/v1/admin/sync/stop", None).await;
+    assert_eq!(body["data"]["is_running"], false);
+    assert_eq!(body["data"]["next_sync"], Value::Null);
+    let (_, body) = old_admin(&service, "GET", "/api/v1/admin/sync/health", None).await;
+    assert_eq!(body["data"]["summary"], "Sync service is stopped");
+    let (_, body) = old_admin(&service, "POST", "/api/v1/admin/sync/start", None).await;
+    assert_eq!(body["data"]["is_running"], true);
+    assert_eq!(
+        body["data"]["sync_interval"], "24h",
+        "start without an interval keeps it"
+    );
+
+    // make sync-logs
+    let (status, body) = old_admin(
+        &service,
+        "GET",
+        "/api/v1/admin/sync/logs?limit=10&offset=0",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let logs = body["data"]["logs"].as_array().expect("logs");
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0]["sync_type"], "full");
+    assert_eq!(logs[0]["status"], "succeeded");
+    assert_eq!(logs[0]["total_properties"], 70);
+    assert!(iso(&logs[0]["started_at"]) && iso(&logs[0]["completed_at"]));
+    let (_, past) = old_admin(
+        &service,
+        "GET",
+        "/api/v1/admin/sync/logs?limit=10&offset=1",
+        None,
+    )
+    .await;
+    assert_eq!(past["data"]["logs"], json!([]));
+
+    // make sync-settings, and the README's PUT
+    let (_, body) = old_admin(&service, "GET", "/api/v1/admin/sync/settings", None).await;
+    let interval = body["data"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["setting_key"] == "sync_interval")
+        .expect("sync_interval")
+        .clone();
+    assert_eq!(interval["setting_value"], "24h");
+    let (status, body) = old_admin(
+        &service,
+        "PUT",
+        "/api/v1/admin/sync/settings",
+        Some(json!([{"setting_key": "sync_interval", "setting_value": "6h"}])),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["data"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .any(|e| e["setting_key"] == "sync_interval" && e["setting_value"] == "6h")
+    );
+    // Bad input: a clear 400, nothing changed (all entries are checked first).
+    for bad in [
+        json!([{"setting_key": "sync_interval", "setting_value": "soon"}]),
+        json!([{"setting_key": "sync_interval", "setting_value": "1h"}, {"setting_key": "colour", "setting_value": "red"}]),
+        json!([]),
+        json!({"setting_key": "sync_interval"}),
+    ] {
+        let (status, body) = old_admin(
+            &service,
+            "PUT",
+            "/api/v1/admin/sync/settings",
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"]["message"].is_string());
+    }
+    let (_, body) = old_admin(&service, "GET", "/api/v1/admin/sync/status", None).await;
+    assert_eq!(body["data"]["sync_interval"], "6h");
+    // Without a token, as the old scripts called it: refused.
+    let reply = service
+        .send("GET", "/api/v1/admin/sync/status", None, &[], None)
+        .await;
+    assert_eq!(reply.status, 401);
+}

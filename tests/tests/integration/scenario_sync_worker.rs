@@ -141,3 +141,73 @@ async fn scenario_5_sync_worker() {
     assert_eq!(totals, [0, 64, 64], "newest first");
     service.running.stop().await;
 }
+
+async fn worker(service: &Service, method: &str, path: &str) -> (u16, Value) {
+    let reply = service
+        .send(method, path, Some(&Service::admin_token("demo")), &[], None)
+        .await;
+    (reply.status, reply.body)
+}
+
+#[tokio::test]
+async fn the_workers_own_routes_start_sync_force_a_group_and_find_the_gap() {
+    let demo = demo_source(DemoCounts {
+        jobs: 2355,
+        ..DemoCounts::properties(0)
+    })
+    .await;
+    let service = Service::scenario("sync-worker", demo).await;
+
+    // POST /api/sync-worker/start, then GET .../status
+    let (status, body) = worker(&service, "POST", "/api/sync-worker/start").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["is_running"], true);
+    let (_, body) = worker(&service, "POST", "/api/sync-worker/full-sync").await;
+    assert_eq!(body["success"], true, "{body}");
+    assert_eq!(service.drain_queue().await, 1);
+    let (status, body) = worker(&service, "GET", "/api/sync-worker/status").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["config"]["syncIntervalMs"], 12 * 3600 * 1000);
+    assert_eq!(body["config"]["enableAutoSync"], true);
+    assert_eq!(body["stats"]["total_syncs"], 1);
+    assert_eq!(body["stats"]["successful_syncs"], 1);
+    assert_eq!(body["stats"]["records_added"], 2355);
+    assert!(
+        body["last_sync_time"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{body}"
+    );
+
+    // 64 jobs imported upstream with old modified times: an incremental
+    // run cannot see them; the discrepancy check names them.
+    demo_control(demo, "jobs/add", json!({"count": 64, "backdate": true})).await;
+    worker(&service, "POST", "/api/sync-worker/incremental-sync").await;
+    service.drain_queue().await;
+    let (status, body) = worker(&service, "GET", "/api/sync-worker/discrepancy-check").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["has_discrepancies"], true);
+    assert_eq!(body["source_count"], 2419);
+    assert_eq!(body["store_count"], 2355);
+    assert_eq!(body["missing"], 64);
+
+    // Force-sync of one group: every stored job of crew-c fetched again.
+    let crew_c = service
+        .pull_all("demo", "job")
+        .await
+        .iter()
+        .filter(|j| j["data"]["crew"] == "crew-c")
+        .count();
+    assert!(crew_c > 300, "{crew_c}");
+    let (status, body) = worker(&service, "POST", "/api/sync-worker/force-sync/crew-c").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["queued"], crew_c);
+    assert_eq!(service.drain_queue().await, crew_c);
+    let (_, body) = worker(&service, "POST", "/api/sync-worker/force-sync/no-such-crew").await;
+    assert_eq!(body["queued"], 0);
+
+    // POST .../stop: scheduled runs off.
+    let (_, body) = worker(&service, "POST", "/api/sync-worker/stop").await;
+    assert_eq!(body["is_running"], false);
+    assert_eq!(body["config"]["enableAutoSync"], false);
+}
