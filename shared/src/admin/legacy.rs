@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 use crate::model::{Interval, RunKind, RunLog, RunStatus, SourceId, Timestamp};
 use crate::sync::rfc3339;
 
+/// The deepest page the logs route reads to (it reads every run before it).
+const MAX_OFFSET: u32 = 10_000;
 /// Runs read to total up the worker's statistics.
 const STATS_RUNS: u32 = 1000;
 
@@ -195,6 +197,9 @@ impl AdminService {
         offset: u32,
     ) -> Result<Value> {
         let limit = limit.clamp(1, 200);
+        if offset > MAX_OFFSET {
+            return Err(Error::validation("offset", format!("at most {MAX_OFFSET}")));
+        }
         let wanted = (offset + limit + 1) as usize;
         let mut runs: Vec<RunLog> = Vec::new();
         let mut token = None;
@@ -391,9 +396,8 @@ impl AdminService {
             }
         }
         if grouped_sources == 0 {
-            return Err(Error::validation(
-                "group",
-                "no source groups its records (set group_by on a source)",
+            return Err(Error::NotFound(
+                "a source that groups its records (group_by)".into(),
             ));
         }
         Ok(json!({"success": true, "group": group, "queued": queued.len(), "records": queued}))

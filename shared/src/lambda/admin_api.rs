@@ -60,11 +60,7 @@ pub(super) fn bytes(request: &Request) -> Result<&[u8]> {
 
 /// A JSON body; an empty one is `T::default()`.
 fn body<T: for<'de> Deserialize<'de> + Default>(request: &Request) -> Result<T> {
-    let bytes = bytes(request)?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(bytes).map_err(|e| Error::validation("body", e.to_string()))
+    super::http::json_object(bytes(request)?, Some(T::default()))
 }
 
 /// `limit` (default `default`) and `cursor` query parameters.
@@ -293,8 +289,7 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
             ok(json!({"sources": settings}))
         }
         Route::ChangeSettings => {
-            let change: SettingsChange = serde_json::from_slice(bytes(request)?)
-                .map_err(|e| Error::validation("settings", e.to_string()))?;
+            let change: SettingsChange = super::http::json_object(bytes(request)?, None)?;
             let settings = service.change_settings(&change, &who).await?;
             ok(json!({"source": change.source, "settings": settings}))
         }

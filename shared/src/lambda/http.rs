@@ -94,6 +94,25 @@ pub fn allow(method: &lambda_http::http::Method) -> &'static str {
     }
 }
 
+/// A JSON body that must be an object (serde would also read a struct from
+/// an array); `empty` is what an empty body means, if it may be empty.
+pub fn json_object<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    empty: Option<T>,
+) -> crate::error::Result<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace)
+        && let Some(empty) = empty
+    {
+        return Ok(empty);
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| Error::validation("body", e.to_string()))?;
+    if !value.is_object() {
+        return Err(Error::validation("body", "must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| Error::validation("body", e.to_string()))
+}
+
 /// The request's headers by lower-case name (values that are not text are
 /// left out).
 pub fn headers(request: &Request) -> Headers {

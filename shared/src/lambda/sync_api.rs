@@ -75,12 +75,17 @@ fn principal(api: &SyncApi, request: &Request) -> Result<Principal> {
 }
 
 fn body<T: DeserializeOwned>(api: &SyncApi, request: &Request) -> Result<T> {
+    body_or(api, request, None)
+}
+
+/// A JSON object body, or `empty` when the body is empty and may be.
+fn body_or<T: DeserializeOwned>(api: &SyncApi, request: &Request, empty: Option<T>) -> Result<T> {
     let bytes = request.body().as_ref();
     let limit = api.service.registry().max_body_bytes;
     if bytes.len() > limit {
         return Err(Error::PayloadTooLarge { limit });
     }
-    serde_json::from_slice(bytes).map_err(|e| Error::validation("body", e.to_string()))
+    super::http::json_object(bytes, empty)
 }
 
 async fn dispatch(api: &SyncApi, request: &Request) -> Result<(StatusCode, serde_json::Value)> {
@@ -130,7 +135,11 @@ async fn dispatch(api: &SyncApi, request: &Request) -> Result<(StatusCode, serde
             );
             ok(json(&response)?)
         }
-        Route::Pull => ok(json(&service.pull(caller, &body(api, request)?).await?)?),
+        Route::Pull => {
+            // An empty body is a pull of everything from the start.
+            let pull = body_or(api, request, Some(crate::sync::PullRequest::default()))?;
+            ok(json(&service.pull(caller, &pull).await?)?)
+        }
         Route::Conflicts => {
             let limit = query_parameter(request, "limit")
                 .map(|l| {

@@ -309,6 +309,17 @@ async fn the_pullers_make_targets_drive_its_own_admin_routes() {
     )
     .await;
     assert_eq!(past["data"]["logs"], json!([]));
+    // Found by the fuzzer: an offset near u32::MAX overflowed and dropped
+    // the connection. Now a clear 400.
+    let (status, body) = old_admin(
+        &service,
+        "GET",
+        "/api/v1/admin/sync/logs?limit=0&offset=4294967294",
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_request");
 
     // make sync-settings, and the README's PUT
     let (_, body) = old_admin(&service, "GET", "/api/v1/admin/sync/settings", None).await;

@@ -696,6 +696,10 @@ async fn bad_credentials_get_401_and_bad_input_a_clear_4xx_writing_nothing() {
         (raw("POST", "/v1/sync/push", &json!({"client_id": "bad id!", "mutations": []}).to_string()), 400),
         (raw("POST", "/v1/sync/pull", &json!({"cursor": "2024-01-01T00:00:00Z"}).to_string()), 400),
         (raw("POST", "/v1/sync/pull", &json!({"entities": ["spaceship"]}).to_string()), 400),
+        // serde would read a struct from an array; bodies must be objects.
+        (raw("POST", "/v1/sync/pull", "[null, null]"), 400),
+        (raw("POST", "/v1/sync/push", &json!(["p", []]).to_string()), 400),
+        (raw("POST", "/v1/sync/pull", &json!({"wait": 21}).to_string()), 400),
         (raw("GET", "/v1/sync/push", ""), 405),
         (raw("POST", "/v1/nowhere", "{}"), 404),
     ];
