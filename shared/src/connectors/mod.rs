@@ -6,6 +6,7 @@ mod client;
 mod http;
 mod pagination;
 mod spec;
+pub mod times;
 mod transform;
 
 pub use client::{

@@ -97,7 +97,8 @@ pub struct Incremental {
     /// `body_filter`, the placeholder `{since}` in the body instead).
     #[serde(default)]
     pub param: Option<String>,
-    /// `rfc3339` (default) or `unix` seconds.
+    /// `rfc3339` (default), `unix` seconds, or `zoho` (Zoho Creator's
+    /// `dd-MMM-yyyy HH:mm:ss`, in the source's `time_zone`).
     #[serde(default)]
     pub format: TimeFormat,
     /// Re-read this far back, for late-arriving updates (inclusive bound).
@@ -118,6 +119,7 @@ pub enum TimeFormat {
     #[default]
     Rfc3339,
     Unix,
+    Zoho,
 }
 
 /// Record content from the upstream item.
@@ -130,8 +132,10 @@ pub struct MappingSpec {
     /// Values for fields the item lacks.
     #[serde(default)]
     pub defaults: Map<String, Value>,
-    /// Local date-times (without offset) in these fields are at this fixed
-    /// UTC offset (`+02:00`); every date-time field listed is stored in UTC.
+    /// Local date-times (without offset) in these fields are in this zone:
+    /// a fixed offset (`+02:00`) or an IANA name (`Europe/Berlin`); every
+    /// date-time field listed is stored in UTC. Zoho's `dd-MMM-yyyy
+    /// HH:mm:ss` is read too (`connectors::times`).
     #[serde(default)]
     pub timezones: BTreeMap<String, String>,
     /// Convert to a type: `number`, `integer`, `string`, `boolean`.
@@ -216,6 +220,12 @@ pub struct SourceSpec {
     pub rules: Rules,
     #[serde(default)]
     pub no_overlap: Option<NoOverlap>,
+    /// The zone of the source's local times (its updated-at values and
+    /// incremental bound when they carry no offset): `UTC` (default), a
+    /// fixed offset or an IANA name. Zoho Creator answers in the account's
+    /// zone.
+    #[serde(default)]
+    pub time_zone: Option<String>,
     /// A stored field that groups records (an event's registrations): the
     /// older worker API's force-sync of a group re-syncs each of them.
     #[serde(default)]
@@ -394,6 +404,14 @@ impl SourceSpec {
         }
         if spec.requests_per_second.is_nan() || spec.requests_per_second <= 0.0 {
             return problem("`requests_per_second` must be positive");
+        }
+        for zone in spec.time_zone.iter().chain(spec.mapping.timezones.values()) {
+            if super::times::Zone::parse(zone).is_none() {
+                return problem(&format!(
+                    "unknown time zone {zone:?} (an IANA name such as Europe/Berlin, \
+                     an offset such as +02:00, or UTC)"
+                ));
+            }
         }
         if (spec.digests.is_some() || spec.id_listing.is_some()) && spec.updated_at.is_none() {
             return problem(

@@ -5,9 +5,6 @@
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
-use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::spec::{NoOverlap, SourceSpec};
 use crate::model::RecordId;
@@ -89,9 +86,9 @@ pub fn transform(spec: &SourceSpec, item: &Value) -> Result<Item, String> {
             *value = convert(value, kind).ok_or_else(|| format!("{field} is not a {kind}"))?;
         }
     }
-    for (field, offset) in &mapping.timezones {
+    for (field, zone) in &mapping.timezones {
         if let Some(value) = data.get_mut(field) {
-            *value = to_utc(value, offset).ok_or_else(|| format!("{field} is not a date-time"))?;
+            *value = to_utc(value, zone).ok_or_else(|| format!("{field} is not a date-time"))?;
         }
     }
     spec.rules.check(&data).map_err(|e| e.to_string())?;
@@ -125,43 +122,13 @@ fn convert(value: &Value, kind: &str) -> Option<Value> {
     }
 }
 
-/// A date-time as UTC RFC 3339: with an offset, converted; without one, read
-/// at the configured fixed offset (`+02:00`, `-05:30`, `Z`).
-fn to_utc(value: &Value, offset: &str) -> Option<Value> {
-    let text = value.as_str()?;
-    let at = match OffsetDateTime::parse(text, &Rfc3339) {
-        Ok(at) => at,
-        Err(_) => {
-            let local = PrimitiveDateTime::parse(
-                text,
-                format_description!("[year]-[month]-[day][first [T][ ]][hour]:[minute]:[second]"),
-            )
-            .ok()?;
-            local.assume_offset(parse_offset(offset)?)
-        }
-    };
-    at.to_offset(UtcOffset::UTC)
-        .format(&Rfc3339)
-        .ok()
-        .map(Value::String)
-}
-
-fn parse_offset(text: &str) -> Option<UtcOffset> {
-    if text == "Z" || text == "UTC" {
-        return Some(UtcOffset::UTC);
-    }
-    let sign = match text.as_bytes().first()? {
-        b'+' => 1,
-        b'-' => -1,
-        _ => return None,
-    };
-    let (hours, minutes) = text[1..].split_once(':')?;
-    UtcOffset::from_hms(
-        sign * hours.parse::<i8>().ok()?,
-        sign * minutes.parse::<i8>().ok()?,
-        0,
-    )
-    .ok()
+/// A date-time as UTC RFC 3339: with an offset, converted; without one
+/// (ISO or Zoho's `dd-MMM-yyyy HH:mm:ss`), read in `zone` (a fixed offset
+/// or an IANA name).
+fn to_utc(value: &Value, zone: &str) -> Option<Value> {
+    let zone = super::times::Zone::parse(zone)?;
+    let at = super::times::instant(value.as_str()?, &zone)?;
+    Some(Value::String(super::times::rfc3339_utc(at)))
 }
 
 /// Bookings per resource seen in a run, to refuse overlaps.
@@ -187,8 +154,8 @@ impl OverlapIndex {
         let time = |field: &str| {
             data.get(field)
                 .and_then(Value::as_str)
-                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-                .map(|t| t.unix_timestamp())
+                .and_then(|t| super::times::instant(t, &super::times::Zone::utc()))
+                .map(|t| t.as_second())
         };
         let (Some(start), Some(end)) = (time(&rule.start), time(&rule.end)) else {
             return Err(format!(

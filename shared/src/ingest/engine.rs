@@ -3,11 +3,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::run::{Continuation, Run, RunRequest, emit_run_metrics};
 use super::sources::{SourceSet, SourceState};
+use crate::connectors::times;
 use crate::connectors::{
     Bounds, Fetched, HttpSource, OverlapIndex, PageState, TimeFormat, transform,
 };
@@ -68,37 +67,43 @@ pub fn runs_stream() -> LogStream {
 /// The incremental lower bound: the newest updated-at seen, less the
 /// lookback, in the source's format.
 fn since_bound(source: &HttpSource, max: &Value) -> Option<String> {
-    let incremental = source.spec().incremental.as_ref()?;
+    let spec = source.spec();
+    let incremental = spec.incremental.as_ref()?;
     let lookback = i64::try_from(incremental.lookback_secs).unwrap_or(i64::MAX);
+    let zone = zone_of(spec);
     let at = match max {
         Value::Number(n) => {
             let n = n.as_i64()?;
             // Seconds or milliseconds since the epoch.
             if n > 100_000_000_000 { n / 1000 } else { n }
         }
-        Value::String(s) => OffsetDateTime::parse(s, &Rfc3339).ok()?.unix_timestamp(),
+        Value::String(s) => times::unix_seconds(times::instant(s, &zone)?),
         _ => return None,
     } - lookback;
+    let at = jiff::Timestamp::from_second(at).ok()?;
     Some(match incremental.format {
-        TimeFormat::Unix => at.to_string(),
-        TimeFormat::Rfc3339 => OffsetDateTime::from_unix_timestamp(at)
-            .ok()?
-            .format(&Rfc3339)
-            .ok()?,
+        TimeFormat::Unix => times::unix_seconds(at).to_string(),
+        TimeFormat::Rfc3339 => times::rfc3339_utc(at),
+        TimeFormat::Zoho => times::zoho(at, &zone),
     })
 }
 
-/// Whether `a` is later than `b` (numbers by value, text by RFC 3339 time,
-/// else by text).
-fn later(a: &Value, b: &Value) -> bool {
+/// The zone of a source's local times (checked when the source was read).
+fn zone_of(spec: &crate::connectors::SourceSpec) -> times::Zone {
+    spec.time_zone
+        .as_deref()
+        .and_then(times::Zone::parse)
+        .unwrap_or_else(times::Zone::utc)
+}
+
+/// Whether `a` is later than `b` (numbers by value, text by the instant it
+/// names in `zone`, else by text).
+fn later(a: &Value, b: &Value, zone: &times::Zone) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() > y.as_f64(),
         (Value::String(x), Value::String(y)) => {
-            match (
-                OffsetDateTime::parse(x, &Rfc3339),
-                OffsetDateTime::parse(y, &Rfc3339),
-            ) {
-                (Ok(x), Ok(y)) => x > y,
+            match (times::instant(x, zone), times::instant(y, zone)) {
+                (Some(x), Some(y)) => x > y,
                 _ => x > y,
             }
         }
@@ -330,7 +335,7 @@ impl SyncEngine {
                                 .progress
                                 .max_updated
                                 .as_ref()
-                                .is_none_or(|max| later(updated, max))
+                                .is_none_or(|max| later(updated, max, &zone_of(spec)))
                         {
                             run.progress.max_updated = Some(updated.clone());
                         }
@@ -467,9 +472,16 @@ impl SyncEngine {
 
     async fn finish(&self, run: Run) -> Result<RunLog> {
         let mut state = self.state(&run.progress.source).await?;
+        let zone = self
+            .sources
+            .get(&run.progress.source)
+            .map_or_else(|_| times::Zone::utc(), |s| zone_of(s.spec()));
         if let Some(max) = run.progress.max_updated.clone()
             && (run.progress.kind == RunKind::Full
-                || state.since.as_ref().is_none_or(|old| later(&max, old)))
+                || state
+                    .since
+                    .as_ref()
+                    .is_none_or(|old| later(&max, old, &zone)))
         {
             state.since = Some(max);
         }

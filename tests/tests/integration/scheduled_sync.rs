@@ -683,3 +683,76 @@ async fn every_auth_scheme_sends_its_credentials() {
         );
     }
 }
+
+#[tokio::test]
+async fn zoho_dates_in_a_named_zone_are_stored_in_utc_and_bound_the_next_run() {
+    let rig = rig(|url| {
+        let mut spec = source("offset", url, json!({"offset": {"param": "offset"}}));
+        spec["time_zone"] = json!("Europe/Berlin");
+        spec["incremental"] =
+            json!({"param": "updated_since", "format": "zoho", "lookback_secs": 300});
+        spec["mapping"] = json!({
+            "fields": {"name": "/name", "modified": "/updated_at"},
+            "timezones": {"modified": "Europe/Berlin"}
+        });
+        json!({"zoho": spec})
+    })
+    .await;
+    // Zoho Creator's own format, in the account's zone (Berlin: +01:00 in
+    // January, +02:00 in July); July is the later instant, not the later text.
+    rig.upstream.state.put(
+        "p000",
+        json!({"id": "p000", "name": "winter", "updated_at": "15-Jan-2026 10:30:00"}),
+    );
+    rig.upstream.state.put(
+        "p001",
+        json!({"id": "p001", "name": "summer", "updated_at": "15-Jul-2026 10:30:00"}),
+    );
+    rig.upstream.state.put(
+        "p002",
+        json!({"id": "p002", "name": "spring", "updated_at": "09-Apr-2026 23:59:59"}),
+    );
+    let first = run(&rig, "zoho", None).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{first:?}");
+    assert_eq!(first.counts.created, 3);
+    let stored = |id: &str| {
+        let store = rig.store.clone();
+        let id = id.to_owned();
+        async move {
+            syncline_tests::stored(&store, "demo", "property", &id)
+                .await
+                .expect("stored")
+                .data["modified"]
+                .clone()
+        }
+    };
+    assert_eq!(stored("p000").await, json!("2026-01-15T09:30:00Z"));
+    assert_eq!(stored("p001").await, json!("2026-07-15T08:30:00Z"));
+
+    // The next run asks for changes since the latest instant less the
+    // lookback, written back in Zoho's format and zone.
+    run(&rig, "zoho", None).await;
+    let requests = rig.upstream.state.requests();
+    let last = requests.last().expect("a request");
+    assert!(
+        last.contains("updated_since=15-Jul-2026%2010%3A25%3A00")
+            || last.contains("updated_since=15-Jul-2026+10%3A25%3A00"),
+        "{last}"
+    );
+
+    // A zone nobody knows is refused when the sources are read.
+    let bad = SourceSet::parse(
+        &json!({"sources": {"z": {"tenant": "demo", "entity": "x", "base_url": "http://127.0.0.1:1",
+                                  "records": "/data", "id": "/id", "time_zone": "Europe/Atlantis"}}})
+        .to_string(),
+        syncline::connectors::http_client().expect("client"),
+        local_secret(|_| None),
+    );
+    assert!(
+        bad.as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("Europe/Atlantis")),
+        "{:?}",
+        bad.err()
+    );
+}
