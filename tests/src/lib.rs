@@ -353,3 +353,13 @@ pub fn data(value: serde_json::Value) -> serde_json::Map<String, serde_json::Val
 pub fn trail() -> syncline::store::Trail {
     syncline::store::Trail::new(syncline::store::TrailPath::Sync, "tests", "")
 }
+
+/// Epoch milliseconds of an RFC 3339 time in an API answer.
+pub fn millis(value: &serde_json::Value) -> Option<i64> {
+    let at = time::OffsetDateTime::parse(
+        value.as_str()?,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+}

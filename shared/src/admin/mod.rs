@@ -51,7 +51,9 @@ pub struct SourceStatus {
     pub enabled: bool,
     pub interval: Interval,
     pub last_run: Option<RunLog>,
+    #[serde(serialize_with = "crate::model::iso::option::serialize")]
     pub last_success: Option<Timestamp>,
+    #[serde(serialize_with = "crate::model::iso::option::serialize")]
     pub next_due: Option<Timestamp>,
     pub running: bool,
     pub last_error: Option<String>,
@@ -318,7 +320,7 @@ impl AdminService {
             .into_iter()
             .map(|(at, entry)| {
                 let mut value = json!(entry);
-                value["at"] = json!(at);
+                value["at"] = json!(at.to_rfc3339());
                 value
             })
             .collect();

@@ -41,6 +41,7 @@ pub fn reports_stream() -> LogStream {
 pub struct Report {
     pub id: String,
     pub source: SourceId,
+    #[serde(with = "crate::model::iso")]
     pub at: Timestamp,
     pub duration_ms: u64,
     pub source_count: u64,

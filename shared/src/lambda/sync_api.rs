@@ -24,6 +24,7 @@ enum Route {
     Pull,
     Conflicts,
     Resolve(String),
+    Record { entity: String, id: String },
     LegacyPush,
     LegacyPull,
     LegacyPending,
@@ -38,6 +39,22 @@ fn route(method: &Method, path: &str) -> Result<Route> {
         "/api/client/sync/push" => (Method::POST, Route::LegacyPush),
         "/api/client/sync/pull" => (Method::POST, Route::LegacyPull),
         "/api/client/sync/pull-pending" => (Method::POST, Route::LegacyPending),
+        _ if path.starts_with("/v1/sync/records/") => {
+            match path
+                .strip_prefix("/v1/sync/records/")
+                .and_then(|rest| rest.split_once('/'))
+                .filter(|(entity, id)| !entity.is_empty() && !id.is_empty() && !id.contains('/'))
+            {
+                Some((entity, id)) => (
+                    Method::GET,
+                    Route::Record {
+                        entity: entity.to_owned(),
+                        id: super::http::percent_decode(id),
+                    },
+                ),
+                None => return Err(Error::NotFound("route".into())),
+            }
+        }
         _ => match path
             .strip_prefix("/v1/sync/conflicts/")
             .and_then(|rest| rest.strip_suffix("/resolve"))
@@ -165,6 +182,11 @@ async fn dispatch(api: &SyncApi, request: &Request) -> Result<(StatusCode, serde
                 )
                 .await?;
             ok(json!({"id": id, "status": "resolved", "record": record}))
+        }
+        Route::Record { entity, id } => {
+            let entity = crate::model::EntityType::parse(&entity)?;
+            let id = crate::model::RecordId::parse(&id)?;
+            ok(json!({"record": service.record(caller, &entity, &id).await?}))
         }
         Route::LegacyPush => ok(service.legacy_push(caller, &body(api, request)?).await?),
         Route::LegacyPull => ok(service.legacy_pull(caller, &body(api, request)?).await?),

@@ -13,4 +13,4 @@ pub use keys::{DedupeKey, Lease};
 pub use record::{ContentHash, Cursor, Origin, Record, Seq, Version};
 pub use run_log::{MAX_REJECTED_LISTED, Rejected, RunCounts, RunKind, RunLog, RunStatus, Trigger};
 pub use settings::{Interval, SourceSettings};
-pub use time::Timestamp;
+pub use time::{Timestamp, iso};

@@ -53,7 +53,9 @@ pub struct RunLog {
     #[serde(default)]
     pub trigger: Trigger,
     pub status: RunStatus,
+    #[serde(with = "crate::model::iso")]
     pub started_at: Timestamp,
+    #[serde(with = "crate::model::iso::option", default)]
     pub finished_at: Option<Timestamp>,
     pub counts: RunCounts,
     pub error: Option<String>,

@@ -66,6 +66,7 @@ impl std::fmt::Display for WorkKind {
 /// Why and when a message was dead-lettered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLettered {
+    #[serde(with = "crate::model::iso")]
     pub at: Timestamp,
     /// Attempts made before giving up.
     pub attempts: u32,
@@ -89,6 +90,7 @@ pub struct RetryEnvelope {
     /// redriven message gets a fresh cycle.
     #[serde(default)]
     pub attempt: u32,
+    #[serde(with = "crate::model::iso")]
     pub first_failed_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

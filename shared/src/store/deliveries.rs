@@ -58,6 +58,7 @@ pub struct LedgerEntry {
     /// Why a change was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(with = "crate::model::iso")]
     pub updated_at: Timestamp,
 }
 

@@ -38,6 +38,25 @@ impl SyncService {
         &self.registry
     }
 
+    /// One record as it stands (a tombstone says `deleted`), of an entity
+    /// type the caller may read; absent: 404.
+    pub async fn record(
+        &self,
+        caller: &Caller,
+        entity: &EntityType,
+        id: &crate::model::RecordId,
+    ) -> Result<RecordView> {
+        if !caller.access.can_read(entity) {
+            return Err(Access::hidden(entity));
+        }
+        self.registry.get(entity)?;
+        self.store
+            .get_record(&caller.tenant, entity, id)
+            .await?
+            .map(|r| RecordView::from(&r))
+            .ok_or_else(|| crate::error::Error::NotFound(format!("{entity} {id}")))
+    }
+
     /// The entity types a request names (all the caller may read when it
     /// names none), each registered and readable.
     fn readable(

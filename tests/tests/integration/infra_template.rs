@@ -183,6 +183,7 @@ fn the_sync_api_serves_every_route_behind_the_jwt_authorizer() {
         routes,
         vec![
             "GET /v1/sync/conflicts",
+            "GET /v1/sync/records/{entity}/{id}",
             "POST /api/client/sync/pull",
             "POST /api/client/sync/pull-pending",
             "POST /api/client/sync/push",

@@ -93,11 +93,11 @@ async fn scenario_2_scheduled_puller() {
 
     // 12 h -> 24 h -> 12 h through settings; the next due time follows.
     let status = service.admin("GET", "/v1/admin/status", Value::Null).await;
-    let due_12h = status.body["sources"][0]["next_due"].as_i64().expect("due");
+    let due_12h = syncline_tests::millis(&status.body["sources"][0]["next_due"]).expect("due");
     let changed = settings(&service, json!({"source": SOURCE, "interval": "24h"})).await;
     assert_eq!(changed["settings"]["interval"], json!("24h"));
     let status = service.admin("GET", "/v1/admin/status", Value::Null).await;
-    let due_24h = status.body["sources"][0]["next_due"].as_i64().expect("due");
+    let due_24h = syncline_tests::millis(&status.body["sources"][0]["next_due"]).expect("due");
     assert_eq!(due_24h - due_12h, 12 * 3600 * 1000);
     settings(&service, json!({"source": SOURCE, "interval": "12h"})).await;
     let bad = service
@@ -164,7 +164,7 @@ async fn scenario_2_scheduled_puller() {
         assert!(runs.len() <= 2);
         seen.extend(
             runs.iter()
-                .map(|r| (r["id"].clone(), r["started_at"].as_i64())),
+                .map(|r| (r["id"].clone(), syncline_tests::millis(&r["started_at"]))),
         );
         match page.body["next"].as_str() {
             Some(cursor) => next = Some(cursor.to_owned()),

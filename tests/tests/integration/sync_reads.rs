@@ -442,3 +442,51 @@ async fn scopes_limit_every_route_and_hide_the_types_a_client_may_not_read() {
         400
     );
 }
+
+#[tokio::test]
+async fn one_record_is_read_by_entity_and_id_within_the_tokens_scopes() {
+    let service = service().await;
+    let everything = token(None);
+    call(
+        &service,
+        &everything,
+        "/v1/sync/push",
+        json!({"client_id": "office", "mutations": [
+            mutation(1, "job", "job 7/a", json!({"crew": "c", "start": "2026-12-01T10:00:00Z"})),
+            mutation(2, "task", "t1", json!({"title": "x"})),
+            {"id": 3, "op": "delete", "entity": "task", "record_id": "t1", "timestamp": 1}]}),
+    )
+    .await;
+    let get = |token: String, path: &'static str| {
+        let service = &service;
+        async move { service.send("GET", path, Some(&token), &[], None).await }
+    };
+    // Ids travel percent-encoded in the path.
+    let job = get(everything.clone(), "/v1/sync/records/job/job%207%2Fa").await;
+    assert_eq!(job.status, 200, "{:?}", job.body);
+    assert_eq!(job.body["record"]["id"], "job 7/a");
+    assert_eq!(job.body["record"]["data"]["crew"], "c");
+    assert_eq!(job.body["record"]["version"], 1);
+    let gone = get(everything.clone(), "/v1/sync/records/task/t1").await;
+    assert_eq!(gone.body["record"]["deleted"], true);
+    assert_eq!(
+        get(everything.clone(), "/v1/sync/records/job/nope")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        get(everything, "/v1/sync/records/spaceship/x").await.status,
+        400
+    );
+    // A type the token may not read does not exist for it.
+    let notes = token(Some("sync:read:note"));
+    let hidden = get(notes, "/v1/sync/records/job/job%207%2Fa").await;
+    assert_eq!(hidden.status, 400);
+    assert!(
+        hidden.body["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("unknown entity type job")
+    );
+}
