@@ -25,6 +25,7 @@ enum Route {
     Conflicts,
     Resolve(String),
     Record { entity: String, id: String },
+    Slots,
     LegacyPush,
     LegacyPull,
     LegacyPending,
@@ -36,6 +37,7 @@ fn route(method: &Method, path: &str) -> Result<Route> {
         "/v1/sync/push" => (Method::POST, Route::Push),
         "/v1/sync/pull" => (Method::POST, Route::Pull),
         "/v1/sync/conflicts" => (Method::GET, Route::Conflicts),
+        "/v1/sync/slots" => (Method::GET, Route::Slots),
         "/api/client/sync/push" => (Method::POST, Route::LegacyPush),
         "/api/client/sync/pull" => (Method::POST, Route::LegacyPull),
         "/api/client/sync/pull-pending" => (Method::POST, Route::LegacyPending),
@@ -187,6 +189,33 @@ async fn dispatch(api: &SyncApi, request: &Request) -> Result<(StatusCode, serde
             let entity = crate::model::EntityType::parse(&entity)?;
             let id = crate::model::RecordId::parse(&id)?;
             ok(json!({"record": service.record(caller, &entity, &id).await?}))
+        }
+        Route::Slots => {
+            let text = |name: &str| query_parameter(request, name);
+            let required =
+                |name: &str| text(name).ok_or_else(|| Error::validation(name, "required"));
+            let number = |name: &str| {
+                text(name)
+                    .map(|v| {
+                        v.parse::<u32>()
+                            .map_err(|_| Error::validation(name, "whole minutes"))
+                    })
+                    .transpose()
+            };
+            let query = crate::sync::SlotQuery {
+                entity: crate::model::EntityType::parse(&required("entity")?)?,
+                resource: required("resource")?,
+                date: required("date")?,
+                duration_minutes: number("duration")?
+                    .ok_or_else(|| Error::validation("duration", "required"))?,
+                from: text("from"),
+                to: text("to"),
+                zone: text("zone"),
+                step_minutes: number("step")?,
+            };
+            let slots = service.free_slots(caller, &query).await?;
+            ok(json!({"resource": query.resource, "date": query.date,
+                      "duration_minutes": query.duration_minutes, "slots": slots}))
         }
         Route::LegacyPush => ok(service.legacy_push(caller, &body(api, request)?).await?),
         Route::LegacyPull => ok(service.legacy_pull(caller, &body(api, request)?).await?),

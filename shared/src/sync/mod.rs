@@ -5,15 +5,19 @@
 mod access;
 mod conflicts;
 pub mod legacy;
+mod lifecycle;
 mod push;
 mod registry;
 mod rules;
+mod slots;
 mod wait;
 mod wire;
 
 pub use access::{Access, Caller};
 pub use conflicts::{ConflictView, Resolution, ResolveRequest};
+pub use lifecycle::Lifecycle;
 pub use registry::{CONFLICT_ENTITY, EntityRegistry, EntitySpec, Strategy};
+pub use slots::{Slot, SlotQuery};
 pub use wire::{
     ClientTime, MAX_WAIT_SECS, Mutation, MutationResult, Op, PullRequest, PullResponse,
     PushRequest, PushResponse, RecordView, Status, rfc3339,

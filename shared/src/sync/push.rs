@@ -330,8 +330,18 @@ impl SyncService {
             let Some(w) = read.working.get_mut(&key) else {
                 return Err(Error::internal("a mutation's record was not read"));
             };
-            let before = spec.no_overlap.is_some().then(|| w.clone());
+            let before = (spec.no_overlap.is_some() || spec.lifecycle.is_some()).then(|| w.clone());
             let mut resolved = resolve(m, spec, max_bytes, w, own.get(&key), client);
+            if let (Some(lifecycle), Some(before)) = (&spec.lifecycle, &before)
+                && !matches!(resolved, Resolved::Rejected(_) | Resolved::Manual { .. })
+                && let Err(reason) = lifecycle.check(
+                    before.data.as_ref().filter(|_| !before.deleted),
+                    w.data.as_ref().filter(|_| !w.deleted),
+                )
+            {
+                *w = before.clone();
+                resolved = Resolved::Rejected(reason);
+            }
             if let (Some(rule), Some(before), Some(index)) =
                 (&spec.no_overlap, before, read.bookings.get_mut(&m.entity))
                 && !matches!(resolved, Resolved::Rejected(_) | Resolved::Manual { .. })

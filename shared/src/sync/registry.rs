@@ -43,6 +43,9 @@ pub struct EntitySpec {
     /// time; a mutation that would double-book is rejected.
     #[serde(default)]
     pub no_overlap: Option<crate::connectors::NoOverlap>,
+    /// A status field that moves only along declared transitions.
+    #[serde(default)]
+    pub lifecycle: Option<super::Lifecycle>,
 }
 
 fn default_max_record_bytes() -> usize {
@@ -103,6 +106,9 @@ impl EntityRegistry {
                 return Err(Error::Config(format!(
                     "entity registry: {name}: names starting with '_' are reserved"
                 )));
+            }
+            if let Some(lifecycle) = &spec.lifecycle {
+                lifecycle.validate(&name)?;
             }
             entities.insert(entity, spec);
         }

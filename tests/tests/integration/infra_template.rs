@@ -184,6 +184,7 @@ fn the_sync_api_serves_every_route_behind_the_jwt_authorizer() {
         vec![
             "GET /v1/sync/conflicts",
             "GET /v1/sync/records/{entity}/{id}",
+            "GET /v1/sync/slots",
             "POST /api/client/sync/pull",
             "POST /api/client/sync/pull-pending",
             "POST /api/client/sync/push",

@@ -189,3 +189,183 @@ async fn scenario_1_orchestrator() {
     }
     service.running.stop().await;
 }
+
+/// One push of the orchestrator's client (its own mutation numbers).
+async fn push(service: &Service, client: &str, mutations: Value) -> Vec<Value> {
+    let reply = service
+        .client(
+            "demo",
+            "POST",
+            "/v1/sync/push",
+            json!({"client_id": client, "mutations": mutations}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body["results"].as_array().expect("results").clone()
+}
+
+fn outcome(result: &Value) -> (String, String) {
+    (
+        result["status"].as_str().expect("status").to_owned(),
+        result["reason"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn contracts_move_only_along_their_lifecycle_and_slots_come_from_the_bookings() {
+    let service = Service::start(syncline_tests::service::ServiceConfig::default()).await;
+    let op = |id: u64, op: &str, record: &str, data: Value| {
+        json!({"id": id, "op": op, "entity": "contract", "record_id": record,
+               "data": data, "timestamp": 1_795_300_000_000_i64 + id as i64})
+    };
+    // createContract, a send, a sign without and with the signature data,
+    // then a cancel of a signed contract; cancelContract(id, reason) of another.
+    let results = push(&service, "office", json!([
+        op(1, "upsert", "c-1", json!({"job": "job-1", "status": "draft", "amount": 1200})),
+        op(2, "upsert", "c-2", json!({"job": "job-2", "status": "signed"})),
+        op(3, "patch", "c-1", json!({"status": "sent"})),
+        op(4, "patch", "c-1", json!({"status": "signed"})),
+        op(5, "patch", "c-1", json!({"status": "signed", "signature": {"name": "Ann Lee", "image": "data:image/png;base64,iVBOR"},
+                                     "signed_at": "2026-11-23T10:00:00Z"})),
+        op(6, "patch", "c-1", json!({"status": "cancelled", "cancel_reason": "changed mind"})),
+        op(7, "upsert", "c-3", json!({"job": "job-3", "status": "draft"})),
+        op(8, "patch", "c-3", json!({"status": "cancelled"})),
+        op(9, "patch", "c-3", json!({"status": "cancelled", "cancel_reason": "customer moved away"})),
+        op(10, "patch", "c-1", json!({"amount": 1300})),
+    ]))
+    .await;
+    let outcomes: Vec<(String, String)> = results.iter().map(outcome).collect();
+    assert_eq!(outcomes[0].0, "applied");
+    assert_eq!(
+        outcomes[1],
+        (
+            "rejected".into(),
+            "a new record starts as draft, not signed".into()
+        )
+    );
+    assert_eq!(outcomes[2].0, "applied");
+    assert_eq!(
+        outcomes[3],
+        (
+            "rejected".into(),
+            "signed needs signature and signed_at".into()
+        )
+    );
+    assert_eq!(outcomes[4].0, "applied");
+    assert_eq!(
+        outcomes[5],
+        (
+            "rejected".into(),
+            "status signed is final; it cannot become cancelled".into()
+        )
+    );
+    assert_eq!(outcomes[6].0, "applied");
+    assert_eq!(
+        outcomes[7],
+        ("rejected".into(), "cancelled needs cancel_reason".into())
+    );
+    assert_eq!(outcomes[8].0, "applied");
+    assert_eq!(
+        outcomes[9].0, "applied",
+        "other fields of a signed contract may change"
+    );
+    // get(contractId): the record as it stands.
+    let c1 = service
+        .client("demo", "GET", "/v1/sync/records/contract/c-1", Value::Null)
+        .await;
+    assert_eq!(c1.body["record"]["data"]["status"], "signed");
+    assert_eq!(c1.body["record"]["data"]["signature"]["name"], "Ann Lee");
+    assert_eq!(c1.body["record"]["data"]["amount"], 1300);
+    let c2 = service
+        .client("demo", "GET", "/v1/sync/records/contract/c-2", Value::Null)
+        .await;
+    assert_eq!(c2.status, 404, "a rejected create wrote nothing");
+
+    // getAvailableTimeSlots(date, duration): crew-a is booked 09:00-12:00
+    // and 13:00-14:00 (UTC) on 23 November; crew-b's booking does not count.
+    let book = |id: u64, record: &str, crew: &str, start: &str, end: &str| {
+        json!({"id": id, "op": "upsert", "entity": "job_schedule", "record_id": record,
+               "data": {"crew": crew, "start": start, "end": end}, "timestamp": 1})
+    };
+    let booked = push(
+        &service,
+        "dispatch",
+        json!([
+            book(
+                1,
+                "job-1",
+                "crew-a",
+                "2026-11-23T09:00:00Z",
+                "2026-11-23T12:00:00Z"
+            ),
+            book(
+                2,
+                "job-2",
+                "crew-a",
+                "2026-11-23T13:00:00Z",
+                "2026-11-23T14:00:00Z"
+            ),
+            book(
+                3,
+                "job-3",
+                "crew-b",
+                "2026-11-23T08:00:00Z",
+                "2026-11-23T17:00:00Z"
+            ),
+        ]),
+    )
+    .await;
+    assert!(
+        booked.iter().all(|r| r["status"] == "applied"),
+        "{booked:?}"
+    );
+    let slots = |query: &str| {
+        let service = &service;
+        let path = format!("/v1/sync/slots?{query}");
+        async move { service.client("demo", "GET", &path, Value::Null).await }
+    };
+    let free = slots(
+        "entity=job_schedule&resource=crew-a&date=2026-11-23&duration=60&from=08:00&to=17:00",
+    )
+    .await;
+    assert_eq!(free.status, 200, "{}", free.body);
+    let starts: Vec<&str> = free.body["slots"]
+        .as_array()
+        .expect("slots")
+        .iter()
+        .map(|s| s["start"].as_str().expect("start"))
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "2026-11-23T08:00:00Z",
+            "2026-11-23T12:00:00Z",
+            "2026-11-23T14:00:00Z",
+            "2026-11-23T15:00:00Z",
+            "2026-11-23T16:00:00Z"
+        ]
+    );
+    assert_eq!(free.body["slots"][0]["end"], "2026-11-23T09:00:00Z");
+    // Two-hour slots every 30 minutes, opening hours in Berlin (UTC+1 in
+    // November): 08:00-17:00 local is 07:00-16:00 UTC.
+    let berlin = slots("entity=job_schedule&resource=crew-a&date=2026-11-23&duration=120&step=30&from=08:00&to=17:00&zone=Europe/Berlin").await;
+    let starts: Vec<&str> = berlin.body["slots"]
+        .as_array()
+        .expect("slots")
+        .iter()
+        .map(|s| s["start"].as_str().expect("start"))
+        .collect();
+    assert_eq!(starts, ["2026-11-23T07:00:00Z", "2026-11-23T14:00:00Z"]);
+    // Bad input: a clear 400.
+    for bad in [
+        "entity=job_schedule&resource=crew-a&date=23-11-2026&duration=60",
+        "entity=job_schedule&resource=crew-a&date=2026-11-23&duration=0",
+        "entity=job_schedule&resource=crew-a&date=2026-11-23&duration=60&from=17:00&to=08:00",
+        "entity=job_schedule&resource=crew-a&date=2026-11-23&duration=60&zone=Mars/Base",
+        "entity=task&resource=crew-a&date=2026-11-23&duration=60",
+        "entity=job_schedule&date=2026-11-23&duration=60",
+    ] {
+        let reply = slots(bad).await;
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.body);
+    }
+}
