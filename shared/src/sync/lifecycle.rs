@@ -155,17 +155,17 @@ mod tests {
             data(json!({"status": "signed", "signature": {"by": "Ann", "image": "data:..."}}));
         assert!(l.check(None, Some(&draft)).is_ok());
         assert_eq!(
-            l.check(None, Some(&sent)).unwrap_err(),
+            l.check(None, Some(&sent)).expect_err("refused"),
             "a new record starts as draft, not sent"
         );
         assert!(l.check(Some(&draft), Some(&sent)).is_ok());
         assert!(l.check(Some(&sent), Some(&signed)).is_ok());
         assert_eq!(
-            l.check(Some(&draft), Some(&signed)).unwrap_err(),
+            l.check(Some(&draft), Some(&signed)).expect_err("refused"),
             "status cannot go from draft to signed (from draft: sent, cancelled)"
         );
         assert_eq!(
-            l.check(Some(&signed), Some(&sent)).unwrap_err(),
+            l.check(Some(&signed), Some(&sent)).expect_err("refused"),
             "status signed is final; it cannot become sent"
         );
         assert!(
@@ -187,12 +187,12 @@ mod tests {
                 Some(&sent),
                 Some(&data(json!({"status": "signed", "signature": ""})))
             )
-            .unwrap_err(),
+            .expect_err("refused"),
             "signed needs signature"
         );
         assert_eq!(
             l.check(Some(&sent), Some(&data(json!({"status": "cancelled"}))))
-                .unwrap_err(),
+                .expect_err("refused"),
             "cancelled needs cancel_reason"
         );
         assert!(l.check(None, Some(&data(json!({"title": "x"})))).is_err());
