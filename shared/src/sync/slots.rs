@@ -101,8 +101,8 @@ impl SyncService {
                 let data = &record.data;
                 let mine = match data.get(&rule.resource) {
                     Some(serde_json::Value::String(s)) => *s == query.resource,
-                    Some(other) => other.to_string() == query.resource,
-                    None => false,
+                    Some(serde_json::Value::Number(n)) => n.to_string() == query.resource,
+                    _ => false,
                 };
                 let at = |field: &str| {
                     data.get(field)
