@@ -21,7 +21,9 @@ impl Interval {
             )
         };
         let raw = raw.trim();
-        let split = raw.len().checked_sub(1).ok_or_else(invalid)?;
+        // The unit is the last character, whatever its width (splitting at
+        // a byte inside a character would panic).
+        let split = raw.char_indices().last().map(|(i, _)| i).ok_or_else(invalid)?;
         let (number, unit) = raw.split_at(split);
         let number: u64 = number.parse().map_err(|_| invalid())?;
         let unit_secs = match unit {
@@ -110,6 +112,10 @@ mod tests {
             "32d",
             "-1h",
             "99999999999999999999d",
+            // Found by the fuzzer: a wide last character panicked.
+            "12é",
+            "\u{10ffff}",
+            "1ß",
         ] {
             assert!(Interval::parse(text).is_err(), "{text} should be rejected");
         }
