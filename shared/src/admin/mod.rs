@@ -357,10 +357,10 @@ impl AdminService {
             new.page_size = page_size;
         }
         if let Some(rate) = change.requests_per_second {
-            if !(rate > 0.0 && rate <= 1000.0) {
+            if !(0.001..=1000.0).contains(&rate) {
                 return Err(Error::validation(
                     "requests_per_second",
-                    "above 0, at most 1000",
+                    "from 0.001 to 1000",
                 ));
             }
             new.requests_per_second = rate;

@@ -23,7 +23,11 @@ impl Interval {
         let raw = raw.trim();
         // The unit is the last character, whatever its width (splitting at
         // a byte inside a character would panic).
-        let split = raw.char_indices().last().map(|(i, _)| i).ok_or_else(invalid)?;
+        let split = raw
+            .char_indices()
+            .last()
+            .map(|(i, _)| i)
+            .ok_or_else(invalid)?;
         let (number, unit) = raw.split_at(split);
         let number: u64 = number.parse().map_err(|_| invalid())?;
         let unit_secs = match unit {

@@ -216,6 +216,16 @@ async fn settings_are_validated_and_every_change_is_audited() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Found by the fuzzer: a rate too small for the store's numbers was
+    // accepted and the write failed (503). Now a clear 400.
+    let (status, body) = call(
+        &rig,
+        "PUT",
+        "/v1/admin/settings",
+        Some(json!({"source": "props", "requests_per_second": 5e-324})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, _) = call(
         &rig,
         "PUT",
