@@ -132,6 +132,13 @@ impl SyncService {
             };
             full.extend(data.clone());
             spec.rules.check(&full)?;
+            // A resolution is one more change of the record: it keeps to
+            // the entity's lifecycle like a push does.
+            if let Some(lifecycle) = &spec.lifecycle {
+                lifecycle
+                    .check(live.map(|r| &r.data), Some(&full))
+                    .map_err(Error::Unprocessable)?;
+            }
         }
         let mut resolved = conflict.data.clone();
         resolved.insert("status".into(), Value::String("resolved".into()));

@@ -490,3 +490,79 @@ async fn one_record_is_read_by_entity_and_id_within_the_tokens_scopes() {
             .contains("unknown entity type job")
     );
 }
+
+#[tokio::test]
+async fn a_manual_conflicts_resolution_keeps_to_the_entitys_lifecycle() {
+    let service = Service::start(ServiceConfig {
+        entities: Some(json!({"entities": {"deal": {
+            "conflict": "manual",
+            "lifecycle": {"field": "status", "initial": ["draft"],
+                          "transitions": {"draft": ["sent"], "sent": ["signed"], "signed": []}}}}})),
+        ..ServiceConfig::default()
+    })
+    .await;
+    let everything = token(None);
+    let push = |client: &str, id: u64, base: Option<u64>, status: &str| {
+        json!({"client_id": client, "mutations": [{"id": id, "op": "upsert", "entity": "deal",
+               "record_id": "d1", "base_version": base, "data": {"status": status}, "timestamp": 1}]})
+    };
+    let created = call(
+        &service,
+        &everything,
+        "/v1/sync/push",
+        push("a", 1, None, "draft"),
+    )
+    .await;
+    assert_eq!(created.body["results"][0]["status"], "applied");
+    // A stale edit: stored as a manual conflict.
+    let stale = call(
+        &service,
+        &everything,
+        "/v1/sync/push",
+        push("b", 1, Some(7), "sent"),
+    )
+    .await;
+    let conflict = stale.body["results"][0]["conflict_id"]
+        .as_str()
+        .expect("a stored conflict")
+        .to_owned();
+    let resolve = |data: Value| json!({"resolution": "custom", "data": data});
+    let path = format!("/v1/sync/conflicts/{conflict}/resolve");
+    let skipping = call(
+        &service,
+        &everything,
+        &path,
+        resolve(json!({"status": "signed"})),
+    )
+    .await;
+    assert_eq!(skipping.status, 422, "{:?}", skipping.body);
+    assert!(
+        skipping.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot go from draft to signed")),
+        "{:?}",
+        skipping.body
+    );
+    let record = service
+        .send(
+            "GET",
+            "/v1/sync/records/deal/d1",
+            Some(&everything),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        record.body["record"]["data"]["status"], "draft",
+        "nothing changed"
+    );
+    let resolved = call(
+        &service,
+        &everything,
+        &path,
+        resolve(json!({"status": "sent"})),
+    )
+    .await;
+    assert_eq!(resolved.status, 200, "{:?}", resolved.body);
+    assert_eq!(resolved.body["record"]["data"]["status"], "sent");
+}
