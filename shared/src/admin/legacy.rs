@@ -141,21 +141,32 @@ impl AdminService {
         enabled: bool,
         interval: Option<Interval>,
         who: &str,
-    ) -> Result<Value> {
+    ) -> Result<()> {
+        self.change_chosen(
+            source,
+            |source| SettingsChange {
+                source,
+                interval,
+                enabled: Some(enabled),
+                page_size: None,
+                requests_per_second: None,
+            },
+            who,
+        )
+        .await
+    }
+
+    /// One settings change, as `change` makes it for each chosen source.
+    async fn change_chosen(
+        &self,
+        source: Option<&SourceId>,
+        change: impl Fn(SourceId) -> SettingsChange,
+        who: &str,
+    ) -> Result<()> {
         for source in self.chosen(source)? {
-            self.change_settings(
-                &SettingsChange {
-                    source,
-                    interval,
-                    enabled: Some(enabled),
-                    page_size: None,
-                    requests_per_second: None,
-                },
-                who,
-            )
-            .await?;
+            self.change_settings(&change(source), who).await?;
         }
-        Ok(Value::Null)
+        Ok(())
     }
 
     /// `POST /api/v1/admin/sync`: a run of every source, queued now.
@@ -271,27 +282,21 @@ impl AdminService {
         if entries.is_empty() {
             return Err(Error::validation("settings", "name at least one setting"));
         }
-        let mut change = SettingsChange {
-            source: SourceId::parse("any")?,
-            interval: None,
-            enabled: None,
-            page_size: None,
-            requests_per_second: None,
-        };
+        let (mut interval, mut enabled, mut page_size, mut requests_per_second) =
+            (None, None, None, None);
         for entry in entries {
             let value = entry.setting_value.trim();
             let invalid = |what: &str| Error::validation(&entry.setting_key, what);
             match entry.setting_key.as_str() {
-                "sync_interval" => change.interval = Some(Interval::parse(value)?),
+                "sync_interval" => interval = Some(Interval::parse(value)?),
                 "sync_enabled" | "enable_auto_sync" => {
-                    change.enabled = Some(value.parse().map_err(|_| invalid("true or false"))?);
+                    enabled = Some(value.parse().map_err(|_| invalid("true or false"))?);
                 }
                 "sync_batch_size" => {
-                    change.page_size = Some(value.parse().map_err(|_| invalid("a whole number"))?);
+                    page_size = Some(value.parse().map_err(|_| invalid("a whole number"))?);
                 }
                 "sync_rate_limit" => {
-                    change.requests_per_second =
-                        Some(value.parse().map_err(|_| invalid("a number"))?);
+                    requests_per_second = Some(value.parse().map_err(|_| invalid("a number"))?);
                 }
                 other => {
                     return Err(Error::validation(
@@ -304,10 +309,18 @@ impl AdminService {
                 }
             }
         }
-        for source in self.chosen(source)? {
-            change.source = source;
-            self.change_settings(&change, who).await?;
-        }
+        self.change_chosen(
+            source,
+            |source| SettingsChange {
+                source,
+                interval,
+                enabled,
+                page_size,
+                requests_per_second,
+            },
+            who,
+        )
+        .await?;
         self.legacy_settings(None).await
     }
 
@@ -370,29 +383,18 @@ impl AdminService {
                 continue;
             };
             grouped_sources += 1;
-            let (tenant, entity) = (spec.tenant.clone(), spec.entity.clone());
-            let mut after = None;
-            loop {
-                let page = self
-                    .store
-                    .list_records(&tenant, &entity, 1000, after.as_ref())
-                    .await?;
-                for record in page.items.iter().filter(|r| !r.deleted) {
-                    let value = record.data.get(&field);
-                    let matches = match value {
-                        Some(Value::String(s)) => s == group,
-                        Some(Value::Number(n)) => n.to_string() == group,
-                        _ => false,
-                    };
-                    if matches {
-                        self.force_sync(&source, record.id.as_str(), who).await?;
-                        queued.push(record.id.to_string());
+            let mut members = Vec::new();
+            self.store
+                .visit_live_records(&spec.tenant, &spec.entity, |record| {
+                    if record.field_is(&field, group) {
+                        members.push(record.id.to_string());
                     }
-                }
-                match page.next {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
+                    true
+                })
+                .await?;
+            for id in members {
+                self.force_sync(&source, &id, who).await?;
+                queued.push(id);
             }
         }
         if grouped_sources == 0 {

@@ -248,6 +248,18 @@ pub struct Record {
     pub changed_by: Option<SourceId>,
 }
 
+impl Record {
+    /// Whether `field` holds `text` (a string equal to it, or a number
+    /// that reads as it): how a resource or a group is named in a query.
+    pub fn field_is(&self, field: &str, text: &str) -> bool {
+        match self.data.get(field) {
+            Some(Value::String(s)) => s == text,
+            Some(Value::Number(n)) => n.to_string() == text,
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

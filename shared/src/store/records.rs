@@ -241,6 +241,31 @@ impl Store {
         Ok(records)
     }
 
+    /// Every live record of one entity type, in id order, to `visit`, a
+    /// page at a time, until `visit` answers false.
+    pub async fn visit_live_records(
+        &self,
+        tenant: &TenantId,
+        entity: &EntityType,
+        mut visit: impl FnMut(&Record) -> bool,
+    ) -> Result<()> {
+        let mut after = None;
+        loop {
+            let page = self
+                .list_records(tenant, entity, 1000, after.as_ref())
+                .await?;
+            for record in page.items.iter().filter(|r| !r.deleted) {
+                if !visit(record) {
+                    return Ok(());
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// Records of one entity type in id order, tombstones included.
     pub async fn list_records(
         &self,

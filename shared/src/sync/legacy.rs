@@ -285,25 +285,14 @@ impl SyncService {
         for name in &request.entity_types {
             let entity = entity(name, caller, self)?;
             let mut pending = Vec::new();
-            let mut after = None;
-            loop {
-                let page = self
-                    .store
-                    .list_records(tenant, &entity, 1000, after.as_ref())
-                    .await?;
-                pending.extend(
-                    page.items
-                        .iter()
-                        .filter(|r| {
-                            !r.deleted && r.data.get("sync_status") == Some(&json!("pending"))
-                        })
-                        .map(|r| legacy_record(&RecordView::from(r), "pending")),
-                );
-                match page.next {
-                    Some(next) if pending.len() < MAX_LEGACY_PULL => after = Some(next),
-                    _ => break,
-                }
-            }
+            self.store
+                .visit_live_records(tenant, &entity, |r| {
+                    if r.field_is("sync_status", "pending") {
+                        pending.push(legacy_record(&RecordView::from(r), "pending"));
+                    }
+                    pending.len() < MAX_LEGACY_PULL
+                })
+                .await?;
             grouped.insert(name.clone(), pending);
         }
         if grouped.is_empty() {

@@ -455,22 +455,15 @@ impl SyncService {
         let Some(rule) = &spec.no_overlap else {
             return Ok(index);
         };
-        let mut after = None;
-        loop {
-            let page = self
-                .store
-                .list_records(tenant, entity, 1000, after.as_ref())
-                .await?;
-            for record in page.items.iter().filter(|r| !r.deleted) {
+        self.store
+            .visit_live_records(tenant, entity, |record| {
                 // Stored records were admitted when written; one that no
                 // longer fits (an earlier rule) still holds its slot.
                 let _ = index.admit(rule, &record.id, &Change::Put(record.data.clone()));
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(index),
-            }
-        }
+                true
+            })
+            .await?;
+        Ok(index)
     }
 }
 

@@ -91,37 +91,26 @@ impl SyncService {
         }
         // The resource's bookings that touch the window, as [start, end).
         let mut busy: Vec<(i64, i64)> = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .store
-                .list_records(&caller.tenant, &query.entity, 1000, after.as_ref())
-                .await?;
-            for record in page.items.iter().filter(|r| !r.deleted) {
-                let data = &record.data;
-                let mine = match data.get(&rule.resource) {
-                    Some(serde_json::Value::String(s)) => *s == query.resource,
-                    Some(serde_json::Value::Number(n)) => n.to_string() == query.resource,
-                    _ => false,
-                };
+        self.store
+            .visit_live_records(&caller.tenant, &query.entity, |record| {
                 let at = |field: &str| {
-                    data.get(field)
+                    record
+                        .data
+                        .get(field)
                         .and_then(serde_json::Value::as_str)
                         .and_then(|t| instant(t, &Zone::utc()))
                         .map(|t| t.as_second())
                 };
-                if let (true, Some(start), Some(end)) = (mine, at(&rule.start), at(&rule.end))
+                if record.field_is(&rule.resource, &query.resource)
+                    && let (Some(start), Some(end)) = (at(&rule.start), at(&rule.end))
                     && start < close.as_second()
                     && end > open.as_second()
                 {
                     busy.push((start, end));
                 }
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
+                true
+            })
+            .await?;
         busy.sort_unstable();
         let mut slots = Vec::new();
         let mut start = open.as_second();

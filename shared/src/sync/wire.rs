@@ -95,10 +95,7 @@ pub struct RecordView {
 }
 
 pub fn rfc3339(at: Timestamp) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.as_millis()) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
+    at.to_rfc3339()
 }
 
 impl From<&Record> for RecordView {
