@@ -162,6 +162,20 @@ impl Service {
             .await
     }
 
+    /// A push of `client` in tenant demo, answered 200; its results.
+    pub async fn push(&self, client: &str, mutations: Value) -> Vec<Value> {
+        let reply = self
+            .client(
+                "demo",
+                "POST",
+                "/v1/sync/push",
+                json!({"client_id": client, "mutations": mutations}),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body["results"].as_array().expect("results").clone()
+    }
+
     /// A JSON request as `tenant`'s operator.
     pub async fn admin(&self, method: &str, path: &str, body: Value) -> Reply {
         let body = (!body.is_null()).then(|| body.to_string());

@@ -67,16 +67,7 @@ async fn push(service: &Service, client: &str, first_id: u64, changes: &[(&str, 
             m
         })
         .collect();
-    let reply = service
-        .client(
-            "demo",
-            "POST",
-            "/v1/sync/push",
-            json!({"client_id": client, "mutations": mutations}),
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{:?}", reply.body);
-    for result in reply.body["results"].as_array().expect("results") {
+    for result in service.push(client, json!(mutations)).await {
         assert_eq!(result["status"], json!("applied"), "{result}");
     }
 }

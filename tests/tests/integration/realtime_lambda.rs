@@ -172,6 +172,26 @@ impl Rig {
         ids
     }
 
+    /// A committed task of `tenant`, as the sample stream batch names it.
+    async fn write_task(&self, tenant: &TenantId) {
+        self.adapters
+            .store
+            .put_record(
+                tenant,
+                RecordWrite {
+                    entity: EntityType::parse("task").expect("entity"),
+                    id: RecordId::parse("t1").expect("id"),
+                    change: Change::Put(data(json!({"title": "x"}))),
+                    expect: Expect::Absent,
+                    source: None,
+                    origin: None,
+                    source_version: None,
+                },
+            )
+            .await
+            .expect("write");
+    }
+
     async fn deliver(&self, event: Value) -> Value {
         let vars = self.vars();
         let var = move |name: &str| vars.get(name).cloned();
@@ -251,22 +271,7 @@ async fn a_stream_batch_pokes_through_the_management_api_and_forgets_gone_connec
         .push("M1TN0dPGwIdDJix=".into());
 
     let demo = TenantId::parse("demo").expect("tenant");
-    rig.adapters
-        .store
-        .put_record(
-            &demo,
-            RecordWrite {
-                entity: EntityType::parse("task").expect("entity"),
-                id: RecordId::parse("t1").expect("id"),
-                change: Change::Put(data(json!({"title": "x"}))),
-                expect: Expect::Absent,
-                source: None,
-                origin: None,
-                source_version: None,
-            },
-        )
-        .await
-        .expect("write");
+    rig.write_task(&demo).await;
     let seq = rig.adapters.store.latest_seq(&demo).await.expect("seq");
 
     let stream = syncline_tests::service::sample("delivery/stream.json");
@@ -326,22 +331,7 @@ async fn an_expired_connection_is_closed_through_the_management_api_and_forgotte
     assert!(
         rig.adapters.store.connections(&demo).await.expect("c")[0].expires_at <= Timestamp::now()
     );
-    rig.adapters
-        .store
-        .put_record(
-            &demo,
-            RecordWrite {
-                entity: EntityType::parse("task").expect("entity"),
-                id: RecordId::parse("t1").expect("id"),
-                change: Change::Put(data(json!({"title": "x"}))),
-                expect: Expect::Absent,
-                source: None,
-                origin: None,
-                source_version: None,
-            },
-        )
-        .await
-        .expect("write");
+    rig.write_task(&demo).await;
     let output = rig
         .deliver(syncline_tests::service::sample("delivery/stream.json"))
         .await;

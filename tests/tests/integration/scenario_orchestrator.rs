@@ -190,20 +190,6 @@ async fn scenario_1_orchestrator() {
     service.running.stop().await;
 }
 
-/// One push of the orchestrator's client (its own mutation numbers).
-async fn push(service: &Service, client: &str, mutations: Value) -> Vec<Value> {
-    let reply = service
-        .client(
-            "demo",
-            "POST",
-            "/v1/sync/push",
-            json!({"client_id": client, "mutations": mutations}),
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.body["results"].as_array().expect("results").clone()
-}
-
 fn outcome(result: &Value) -> (String, String) {
     (
         result["status"].as_str().expect("status").to_owned(),
@@ -220,7 +206,7 @@ async fn contracts_move_only_along_their_lifecycle_and_slots_come_from_the_booki
     };
     // createContract, a send, a sign without and with the signature data,
     // then a cancel of a signed contract; cancelContract(id, reason) of another.
-    let results = push(&service, "office", json!([
+    let results = service.push("office", json!([
         op(1, "upsert", "c-1", json!({"job": "job-1", "status": "draft", "amount": 1200})),
         op(2, "upsert", "c-2", json!({"job": "job-2", "status": "signed"})),
         op(3, "patch", "c-1", json!({"status": "sent"})),
@@ -287,34 +273,34 @@ async fn contracts_move_only_along_their_lifecycle_and_slots_come_from_the_booki
         json!({"id": id, "op": "upsert", "entity": "job_schedule", "record_id": record,
                "data": {"crew": crew, "start": start, "end": end}, "timestamp": 1})
     };
-    let booked = push(
-        &service,
-        "dispatch",
-        json!([
-            book(
-                1,
-                "job-1",
-                "crew-a",
-                "2026-11-23T09:00:00Z",
-                "2026-11-23T12:00:00Z"
-            ),
-            book(
-                2,
-                "job-2",
-                "crew-a",
-                "2026-11-23T13:00:00Z",
-                "2026-11-23T14:00:00Z"
-            ),
-            book(
-                3,
-                "job-3",
-                "crew-b",
-                "2026-11-23T08:00:00Z",
-                "2026-11-23T17:00:00Z"
-            ),
-        ]),
-    )
-    .await;
+    let booked = service
+        .push(
+            "dispatch",
+            json!([
+                book(
+                    1,
+                    "job-1",
+                    "crew-a",
+                    "2026-11-23T09:00:00Z",
+                    "2026-11-23T12:00:00Z"
+                ),
+                book(
+                    2,
+                    "job-2",
+                    "crew-a",
+                    "2026-11-23T13:00:00Z",
+                    "2026-11-23T14:00:00Z"
+                ),
+                book(
+                    3,
+                    "job-3",
+                    "crew-b",
+                    "2026-11-23T08:00:00Z",
+                    "2026-11-23T17:00:00Z"
+                ),
+            ]),
+        )
+        .await;
     assert!(
         booked.iter().all(|r| r["status"] == "applied"),
         "{booked:?}"

@@ -21,19 +21,6 @@ async fn legacy(service: &Service, tenant: &str, route: &str, body: Value) -> Va
     reply.body
 }
 
-async fn push(service: &Service, client: &str, mutations: Value) -> Vec<Value> {
-    let reply = service
-        .client(
-            "demo",
-            "POST",
-            "/v1/sync/push",
-            json!({"client_id": client, "mutations": mutations}),
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.body["results"].as_array().expect("results").clone()
-}
-
 fn upsert(id: u64, entity: &str, record: &str, base: Option<u64>, data: Value, at: i64) -> Value {
     json!({"id": id, "op": "upsert", "entity": entity, "record_id": record,
            "base_version": base, "data": data, "timestamp": at})
@@ -113,7 +100,7 @@ async fn scenario(service: &Service) {
 
     // A back-office writer marks an interaction pending; pull-pending
     // returns it to the older client.
-    let marked = push(service, "back-office", json!([
+    let marked = service.push("back-office", json!([
         {"id": 1, "op": "patch", "entity": "interactions", "record_id": interaction_id,
          "data": {"sync_status": "pending", "title": "Call back"}, "timestamp": 1_795_300_000_000_i64}
     ]))
@@ -149,12 +136,12 @@ async fn scenario(service: &Service) {
         ("contact", json!({"name": "Ann", "phone": "111"})),
         ("draft", json!({"text": "v1"})),
     ] {
-        let created = push(
-            service,
-            "device-a",
-            json!([upsert(next(&mut a), entity, "r1", None, data, t0)]),
-        )
-        .await;
+        let created = service
+            .push(
+                "device-a",
+                json!([upsert(next(&mut a), entity, "r1", None, data, t0)]),
+            )
+            .await;
         assert_eq!(
             created[0]["status"],
             json!("applied"),
@@ -172,12 +159,12 @@ async fn scenario(service: &Service) {
         ("contact", json!({"name": "Ann", "phone": "222"})),
         ("draft", json!({"text": "v2 from a"})),
     ] {
-        let edited = push(
-            service,
-            "device-a",
-            json!([upsert(next(&mut a), entity, "r1", Some(1), data, t0 + 10)]),
-        )
-        .await;
+        let edited = service
+            .push(
+                "device-a",
+                json!([upsert(next(&mut a), entity, "r1", Some(1), data, t0 + 10)]),
+            )
+            .await;
         assert_eq!(
             edited[0]["status"],
             json!("applied"),
@@ -216,7 +203,7 @@ async fn scenario(service: &Service) {
             // A merging client sends the version it started from.
             mutation["base"] = json!({"body": "gate code 1234", "room": "hall"});
         }
-        let result = push(service, "device-b", json!([mutation])).await;
+        let result = service.push("device-b", json!([mutation])).await;
         results.push((entity, result[0].clone()));
     }
     let by = |entity: &str| {
@@ -373,19 +360,19 @@ async fn the_seed_client_keeps_a_pushs_timestamp_and_neither_misses_nor_redownlo
     let pulled_at = first["syncTimestamp"].clone();
 
     // Someone else adds a user; the client pushes one of its own.
-    push(
-        &service,
-        "back-office",
-        json!([upsert(
-            1,
-            "end_user",
-            "u2",
-            None,
-            json!({"name": "Bob"}),
-            1_795_300_000_000
-        )]),
-    )
-    .await;
+    service
+        .push(
+            "back-office",
+            json!([upsert(
+                1,
+                "end_user",
+                "u2",
+                None,
+                json!({"name": "Bob"}),
+                1_795_300_000_000
+            )]),
+        )
+        .await;
     let pushed = client
         .push_changes(
             &service,
