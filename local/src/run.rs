@@ -86,8 +86,9 @@ pub struct Functions {
     webhook: WebhookService,
     sync: SyncApi,
     admin: AdminApi,
-    /// scheduled-sync's own worker (continuations inline).
-    sync_worker: RetryWorker,
+    /// scheduled-sync: its engine, its own worker (continuations inline)
+    /// and the console's sampler.
+    scheduled: ScheduledSync,
     /// retry-worker: every kind of work.
     worker: RetryWorker,
     checker: DiscrepancyChecker,
@@ -112,17 +113,15 @@ impl Functions {
         retry: RetryPolicy,
     ) -> Result<Self> {
         let wiring = Wiring::new(adapters, var, retry).with_auth(auth.clone());
-        let ScheduledSync {
-            engine,
-            worker: sync_worker,
-        } = wiring.scheduled_sync()?;
+        let scheduled = wiring.scheduled_sync()?;
+        let engine = scheduled.engine.clone();
         let DiscrepancyCheck { checker, .. } = wiring.discrepancy_check()?;
         Ok(Self {
             webhook: wiring.webhook().await?,
             sync: wiring.sync_api()?,
             admin: wiring.admin_api()?,
             checker,
-            sync_worker,
+            scheduled,
             worker: wiring.retry_worker()?,
             delivery: wiring.destinations()?,
             live: Live::new(wiring.realtime()?),
@@ -166,11 +165,9 @@ impl Functions {
         let event = LambdaEvent::new(payload, context);
         let failed = |e: lambda_runtime::Error| Error::internal(format!("{function}: {e}"));
         match function {
-            "scheduled-sync" => {
-                syncline::lambda::schedule::handle_schedule(&self.engine, &self.sync_worker, event)
-                    .await
-                    .map_err(failed)
-            }
+            "scheduled-sync" => syncline::lambda::schedule::handle_schedule(&self.scheduled, event)
+                .await
+                .map_err(failed),
             "discrepancy-check" => {
                 syncline::lambda::discrepancy::handle_check(&self.engine, &self.checker, event)
                     .await
@@ -492,6 +489,17 @@ pub fn local_token(
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .map_err(|e| Error::internal(format!("signing a local token: {e}")))
+}
+
+/// How long a console sign-in link lasts.
+pub const CONSOLE_LINK_TTL: Duration = Duration::from_secs(3600);
+
+/// A sign-in link to the console at `http`: an admin token of `tenant`
+/// valid for [`CONSOLE_LINK_TTL`], in the URL's fragment (which a browser
+/// never sends to the server; the console takes it out of the address bar).
+pub fn console_link(secret: &str, http: &str, tenant: &str) -> Result<String> {
+    let token = local_token(secret, tenant, Some("admin"), CONSOLE_LINK_TTL)?;
+    Ok(format!("http://{http}/v1/admin/console#token={token}"))
 }
 
 /// Binds `addr` on the loopback interface (or wherever it names).

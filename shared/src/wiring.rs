@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::admin::AdminService;
+use crate::admin::{AdminService, Sampler};
 use crate::auth::{AuthConfig, Authenticator};
 use crate::config::{self, Config};
 use crate::connectors::SourceClient;
@@ -40,6 +40,8 @@ pub struct Wiring<'a> {
 pub struct ScheduledSync {
     pub engine: Arc<SyncEngine>,
     pub worker: RetryWorker,
+    /// The console's samples (dead letters, destination lag), one a tick.
+    pub sampler: Sampler,
 }
 
 /// delivery: the destinations' engine and, with a WebSocket API, the pokes.
@@ -172,7 +174,12 @@ impl<'a> Wiring<'a> {
     /// admin-api: the sources, when this deployment has any, and token checks.
     pub fn admin_api(&self) -> Result<AdminApi> {
         let engine = self.engine(false)?;
+        let registry = match self.document("SYNCLINE_ENTITIES", false)? {
+            Some(document) => EntityRegistry::parse(&document)?,
+            None => EntityRegistry::parse(r#"{"entities": {}}"#)?,
+        };
         Ok(AdminApi {
+            sync: SyncService::new(self.adapters.store.clone(), registry),
             service: AdminService::new(
                 self.adapters.store.clone(),
                 self.adapters.queue.clone(),
@@ -240,7 +247,16 @@ impl<'a> Wiring<'a> {
         let engine = self.engine(true)?;
         let mut worker = self.worker();
         register_sync_work(&mut worker, engine.clone());
-        Ok(ScheduledSync { engine, worker })
+        let sampler = Sampler::new(
+            self.adapters.store.clone(),
+            self.adapters.queue.clone(),
+            self.delivery_engine()?,
+        );
+        Ok(ScheduledSync {
+            engine,
+            worker,
+            sampler,
+        })
     }
 
     /// discrepancy-check: the REST sources (required).

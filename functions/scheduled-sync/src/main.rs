@@ -12,8 +12,5 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let adapters = Adapters::from_config(&config).await?;
     let sync = Wiring::from_env(&config, &adapters).scheduled_sync()?;
-    run(service_fn(|event| {
-        handle_schedule(&sync.engine, &sync.worker, event)
-    }))
-    .await
+    run(service_fn(|event| handle_schedule(&sync, event))).await
 }

@@ -3,7 +3,8 @@
 //! `syncline-local up` runs the whole service in one process: the embedded
 //! store, every function behind one HTTP port, the schedules emulated, the
 //! retry queue drained, and a demo REST source. `syncline-local token`
-//! prints a token for the local JWT secret.
+//! prints a token for the local JWT secret; `syncline-local console`
+//! prints a sign-in link to the operator console.
 //!
 //! `syncline-local [serve]` serves one embedded store for every local
 //! function process: processes must not each open the database file (each
@@ -26,11 +27,13 @@ use syncline::runtime::Adapters;
 use syncline::store::Store;
 use syncline::wiring::Wiring;
 use syncline_local::embedded::{EmbeddedEngine, Storage};
-use syncline_local::run::{Schedules, UpSettings, local_token, local_var, up as up_service};
+use syncline_local::run::{
+    Schedules, UpSettings, console_link, local_token, local_var, up as up_service,
+};
 
 const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 
-const USAGE: &str = "usage: syncline-local [up | token [TENANT] [SCOPE] | serve | demo-source | drain | \
+const USAGE: &str = "usage: syncline-local [up | token [TENANT] [SCOPE] | console [TENANT] | serve | demo-source | drain | \
      dead-letters | redrive [MESSAGE_ID...]]";
 
 #[tokio::main]
@@ -39,6 +42,7 @@ async fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("up") => up().await,
         Some("token") => token(&args[1..]),
+        Some("console") => console(&args[1..]),
         None | Some("serve") => serve().await,
         Some("demo-source") => demo_source().await,
         Some("drain") => drain().await,
@@ -138,6 +142,10 @@ async fn up() -> syncline::Result<()> {
         let admin = local_token(secret, "demo", Some("admin"), ttl)?;
         println!("client token (tenant demo): {client}");
         println!("admin token (tenant demo):  {admin}");
+        println!(
+            "console (sign-in link, 1 h; `syncline-local console` prints a new one): {}",
+            console_link(secret, &running.http.to_string(), "demo")?
+        );
     }
     println!(
         "try: curl -s -X POST http://{}/v1/sync/pull -H \"authorization: Bearer $TOKEN\" \
@@ -162,6 +170,17 @@ fn token(args: &[String]) -> syncline::Result<()> {
         "{}",
         local_token(&secret, tenant, scope, Duration::from_secs(24 * 3600))?
     );
+    Ok(())
+}
+
+/// Prints a sign-in link to the console of the running local service.
+fn console(args: &[String]) -> syncline::Result<()> {
+    let secret = local_var("SYNCLINE_JWT_HS256_SECRET")
+        .ok_or_else(|| syncline::Error::Config("SYNCLINE_JWT_HS256_SECRET is not set".into()))?;
+    let http =
+        local_var("SYNCLINE_LOCAL_HTTP_ADDR").unwrap_or_else(|| DEFAULT_HTTP_ADDR.to_owned());
+    let tenant = args.first().map_or("demo", String::as_str);
+    println!("{}", console_link(&secret, &http, tenant)?);
     Ok(())
 }
 

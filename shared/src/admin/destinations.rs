@@ -54,7 +54,8 @@ impl AdminService {
             .await
     }
 
-    async fn audit(&self, mut audit: Value, who: &str) -> Result<()> {
+    /// Appends an operator's action to the audit trail.
+    pub async fn audit_action(&self, mut audit: Value, who: &str) -> Result<()> {
         audit["who"] = json!(who);
         audit["at"] = json!(Timestamp::now());
         self.store
@@ -84,7 +85,7 @@ impl AdminService {
             })
             .await?;
         let action = if enabled { "enable" } else { "disable" };
-        self.audit(json!({"action": action, "destination": destination}), who)
+        self.audit_action(json!({"action": action, "destination": destination}), who)
             .await?;
         Ok(state)
     }
@@ -110,7 +111,7 @@ impl AdminService {
                 state.replay_through = head;
             })
             .await?;
-        self.audit(
+        self.audit_action(
             json!({"action": "replay", "destination": destination, "from": from, "through": head}),
             who,
         )
@@ -132,7 +133,7 @@ impl AdminService {
             id: id.clone(),
         };
         let outcome = self.delivery.redeliver(&work).await;
-        self.audit(
+        self.audit_action(
             json!({"action": "retry_delivery", "destination": destination, "entity": entity, "id": id}),
             who,
         )

@@ -1,9 +1,14 @@
 //! The operators' view: per-source status and health, run logs, settings
 //! with an audit trail, sync triggers and dead letters (docs/OPERATIONS.md).
 
+mod console;
 mod dashboard;
 mod destinations;
+mod history;
 mod legacy;
+
+pub use console::{ConsoleAsset, console_asset};
+pub use history::{DestinationSample, MAX_SAMPLES, SAMPLE_RETENTION, Sample, Sampler};
 
 pub use destinations::Replay;
 pub use legacy::{SettingEntry, go_duration};
@@ -227,7 +232,7 @@ impl AdminService {
     /// Overall health: the worst source, degraded while dead letters wait.
     pub async fn health(&self, now: Timestamp) -> Result<(Health, Value)> {
         let statuses = self.status(now).await?;
-        let dead_letters = self.queue.dead_letters(10).await?.len();
+        let dead_letters = self.queue.dead_letter_count().await?;
         let mut overall = statuses
             .iter()
             .map(|s| s.health)
@@ -443,6 +448,21 @@ impl AdminService {
             .append_log(&audit_stream(), &audit, AUDIT_RETENTION)
             .await?;
         Ok(message)
+    }
+
+    /// One record of `tenant` as the sync API shows it, deleted ones too.
+    pub async fn record(
+        &self,
+        tenant: &TenantId,
+        entity: &EntityType,
+        id: &RecordId,
+    ) -> Result<Option<crate::sync::RecordView>> {
+        Ok(self
+            .store
+            .get_record(tenant, entity, id)
+            .await?
+            .as_ref()
+            .map(crate::sync::RecordView::from))
     }
 
     /// Dead letters with their reasons.

@@ -8,12 +8,15 @@ use serde_json::json;
 
 use super::admin_legacy::{LegacyRoute, dispatch_legacy, legacy_route};
 use super::http::{error_response, json_response, query_parameter};
-use crate::admin::{AdminService, Health, Replay, SettingsChange, SyncTrigger, render_dashboard};
+use crate::admin::{
+    AdminService, Health, Replay, SettingsChange, SyncTrigger, console_asset, render_dashboard,
+};
 use crate::auth::Authenticator;
 use crate::error::{Error, Result};
 use crate::model::{EntityType, RecordId, RunStatus, SourceId, Timestamp};
 use crate::queue::MessageId;
 use crate::store::PageToken;
+use crate::sync::{Access, Caller, ResolveRequest, SyncService};
 
 /// The scope (or role) an admin token carries.
 pub const ADMIN_SCOPE: &str = "admin";
@@ -23,6 +26,9 @@ const MAX_BODY: usize = 64 * 1024;
 pub struct AdminApi {
     pub service: AdminService,
     pub auth: Authenticator,
+    /// The sync API's service, for the manual conflicts of the admin's
+    /// tenant (listed and resolved with the sync API's rules).
+    pub sync: SyncService,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -37,6 +43,15 @@ struct CheckRequest {
 struct RedriveRequest {
     #[serde(default)]
     ids: Option<Vec<String>>,
+}
+
+/// An admin acting on its tenant's records: every entity type.
+fn admin_caller(principal: &crate::auth::Principal) -> Caller {
+    Caller {
+        tenant: principal.tenant.clone(),
+        access: Access::full(),
+        device: principal.subject.clone(),
+    }
 }
 
 pub async fn handle_admin(
@@ -101,6 +116,15 @@ enum Route<'a> {
     DeadLetters,
     Redrive,
     Dashboard,
+    History,
+    Conflicts,
+    ResolveConflict {
+        id: &'a str,
+    },
+    Record {
+        entity: &'a str,
+        id: &'a str,
+    },
     Destinations,
     Deliveries {
         destination: &'a str,
@@ -137,6 +161,8 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<(Method, Route<'a>)> {
         "/v1/admin/dead-letters" => (Method::GET, Route::DeadLetters),
         "/v1/admin/dead-letters/redrive" => (Method::POST, Route::Redrive),
         "/v1/admin/dashboard" => (Method::GET, Route::Dashboard),
+        "/v1/admin/history" => (Method::GET, Route::History),
+        "/v1/admin/conflicts" => (Method::GET, Route::Conflicts),
         "/v1/admin/destinations" => (Method::GET, Route::Destinations),
         _ => {
             let single = |s: &&str| !s.is_empty() && !s.contains('/');
@@ -185,6 +211,18 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<(Method, Route<'a>)> {
                 path.strip_prefix("/v1/admin/discrepancies/").filter(single)
             {
                 (Method::POST, Route::Check { source })
+            } else if let Some(id) = path
+                .strip_prefix("/v1/admin/conflicts/")
+                .and_then(|rest| rest.strip_suffix("/resolve"))
+                .filter(single)
+            {
+                (Method::POST, Route::ResolveConflict { id })
+            } else if let Some((entity, id)) = path
+                .strip_prefix("/v1/admin/records/")
+                .and_then(|rest| rest.split_once('/'))
+                .filter(|(entity, id)| single(entity) && single(id))
+            {
+                (Method::GET, Route::Record { entity, id })
             } else {
                 return Err(Error::NotFound("route".into()));
             }
@@ -199,6 +237,17 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
         raw => raw.to_owned(),
     };
     let path = path.trim_end_matches('/');
+    // The console's page and assets carry no data: every figure on it
+    // comes from the routes below, with the token it was given.
+    if let Some(asset) = path
+        .strip_prefix("/v1/admin/console")
+        .and_then(console_asset)
+    {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return Err(Error::MethodNotAllowed { allow: "GET, HEAD" });
+        }
+        return Ok(asset.response());
+    }
     let (expected, route) = route(request.method(), path)?;
     let authorization = request
         .headers()
@@ -324,6 +373,76 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
                 HeaderValue::from_static("text/html; charset=utf-8"),
             );
             Ok(response)
+        }
+        Route::History => {
+            let hours = query_parameter(request, "hours")
+                .map(|h| {
+                    h.parse::<u32>()
+                        .ok()
+                        .filter(|h| (1..=336).contains(h))
+                        .ok_or_else(|| Error::validation("hours", "a number from 1 to 336"))
+                })
+                .transpose()?
+                .unwrap_or(24);
+            let since = Timestamp::from_millis(now.as_millis() - i64::from(hours) * 3_600_000);
+            ok(json!({"samples": service.history(since).await?}))
+        }
+        Route::Conflicts => {
+            let (limit, after) = paging(request, 50)?;
+            let caller = admin_caller(&caller);
+            let (conflicts, next) = api
+                .sync
+                .conflicts(&caller, limit.clamp(1, 200), after.as_ref())
+                .await?;
+            let mut listed = Vec::with_capacity(conflicts.len());
+            for conflict in conflicts {
+                // The record as it stands now, beside the one the
+                // conflict saw.
+                let current = match (
+                    conflict.detail.get("entity").and_then(|e| e.as_str()),
+                    conflict.detail.get("record_id").and_then(|e| e.as_str()),
+                ) {
+                    (Some(entity), Some(id)) => {
+                        service
+                            .record(
+                                &caller.tenant,
+                                &EntityType::parse(entity)?,
+                                &RecordId::parse(id)?,
+                            )
+                            .await?
+                    }
+                    _ => None,
+                };
+                let mut value = json!(conflict);
+                value["current"] = json!(current);
+                listed.push(value);
+            }
+            ok(json!({"conflicts": listed, "next": next.map(|n| n.to_string())}))
+        }
+        Route::ResolveConflict { id } => {
+            let resolve: ResolveRequest = super::http::json_object(bytes(request)?, None)?;
+            let caller = admin_caller(&caller);
+            let record = api
+                .sync
+                .resolve_conflict(&caller, id, &resolve, &who)
+                .await?;
+            service
+                .audit_action(
+                    json!({"action": "resolve_conflict", "conflict": id,
+                           "resolution": resolve.resolution}),
+                    &who,
+                )
+                .await?;
+            ok(json!({"conflict": id, "status": "resolved", "record": record}))
+        }
+        Route::Record { entity, id } => {
+            let entity = EntityType::parse(entity)?;
+            let id = RecordId::parse(&super::http::percent_decode(id))?;
+            let record = service
+                .record(&caller.tenant, &entity, &id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("record {entity}/{id}")))?;
+            ok(json!(record))
         }
         Route::Destinations => ok(json!({"destinations": service.destinations().await?})),
         Route::Deliveries { destination } => {

@@ -172,6 +172,14 @@ impl RetryQueue for LocalQueue {
             .collect())
     }
 
+    async fn dead_letter_count(&self) -> Result<u64> {
+        let messages = self
+            .store
+            .messages_all(&self.dead_letter_name, usize::MAX)
+            .await?;
+        Ok(messages.len() as u64)
+    }
+
     async fn redrive(&self, ids: Option<&[MessageId]>) -> Result<u32> {
         let now = Timestamp::now();
         let mut moved = 0;

@@ -123,6 +123,10 @@ pub trait RetryQueue: Send + Sync + fmt::Debug {
     /// Up to `max` messages waiting in the dead-letter queue.
     async fn dead_letters(&self, max: u32) -> Result<Vec<DeadLetter>>;
 
+    /// How many messages wait in the dead-letter queue (SQS: its
+    /// approximate counts), without receiving any.
+    async fn dead_letter_count(&self) -> Result<u64>;
+
     /// Moves dead letters back onto the queue, received zero times: the ones
     /// named, or all when `ids` is `None`. Returns how many moved.
     async fn redrive(&self, ids: Option<&[MessageId]>) -> Result<u32>;

@@ -314,6 +314,25 @@ impl RetryQueue for SqsQueue {
             .collect())
     }
 
+    async fn dead_letter_count(&self) -> Result<u64> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.dead_letter_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| queue_error("GetQueueAttributes", e))?;
+        Ok(out
+            .attributes()
+            .into_iter()
+            .flat_map(HashMap::values)
+            .filter_map(|count| count.parse::<u64>().ok())
+            .sum())
+    }
+
     async fn redrive(&self, ids: Option<&[MessageId]>) -> Result<u32> {
         let messages = self
             .sweep_dead_letters(u32::MAX, Duration::from_secs(60))

@@ -43,6 +43,11 @@ impl LogStream {
         Self("discrepancies".to_owned())
     }
 
+    /// The console's samples over time (`admin::Sampler`).
+    pub fn samples() -> Self {
+        Self("samples".to_owned())
+    }
+
     /// The run logs of every source.
     pub fn runs() -> Self {
         Self("runs".to_owned())

@@ -60,10 +60,18 @@ async fn rig() -> Rig {
         api: AdminApi {
             service: AdminService::new(rig.t.store.clone(), rig.queue.clone(), rig.engine.clone()),
             auth,
+            sync: no_entities(&rig.t.store),
         },
         sync: rig,
         _upstream: upstream,
     }
+}
+
+/// The sync service of a deployment without entity types.
+fn no_entities(store: &syncline::store::Store) -> syncline::sync::SyncService {
+    let registry =
+        syncline::sync::EntityRegistry::parse(r#"{"entities": {}}"#).expect("empty registry");
+    syncline::sync::SyncService::new(store.clone(), registry)
 }
 
 fn token(scope: Option<&str>) -> String {
@@ -465,6 +473,7 @@ async fn every_sample_event_gets_the_answer_its_case_expects() {
         Arc::new(LocalQueue::new(t.store.clone(), "retry", 10).expect("queue"));
     let engine = Arc::new(SyncEngine::new(t.store.clone(), queue.clone(), sources));
     let api = AdminApi {
+        sync: no_entities(&t.store),
         service: AdminService::new(t.store.clone(), queue, engine),
         auth: Authenticator::new(&AuthConfig {
             hs256_secret: Some("syncline-local-jwt-secret".into()),

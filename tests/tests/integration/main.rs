@@ -3,6 +3,7 @@
 
 mod admin_api;
 mod concurrency;
+mod console_browser;
 mod destinations;
 mod discrepancy;
 mod events_catalog;

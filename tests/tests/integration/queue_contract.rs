@@ -266,6 +266,7 @@ async fn redrive_by_id_moves_only_the_named_dead_letters(queue: &dyn RetryQueue)
     }
     let dead = queue.dead_letters(10).await.expect("dead letters");
     assert_eq!(dead.len(), 3);
+    assert_eq!(queue.dead_letter_count().await.expect("count"), 3);
     let b = dead.iter().find(|d| d.body == "b").expect("b is dead");
     assert_eq!(
         queue
@@ -283,6 +284,7 @@ async fn redrive_by_id_moves_only_the_named_dead_letters(queue: &dyn RetryQueue)
         .collect();
     left.sort();
     assert_eq!(left, vec!["a", "c"]);
+    assert_eq!(queue.dead_letter_count().await.expect("count"), 2);
     let back = queue
         .receive(10, Duration::from_secs(30), Duration::from_secs(2))
         .await

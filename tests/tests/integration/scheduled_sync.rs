@@ -588,8 +588,21 @@ async fn the_sample_events_run_through_the_function_handler() {
     let demo = syncline_local::demo::serve("127.0.0.1:0".parse().expect("addr"), 250)
         .await
         .expect("demo source");
-    let rig = syncline_tests::sync_rig(&syncline_tests::demo_sources(demo)).await;
-    let (t, engine, worker) = (&rig.t, &*rig.engine, &rig.worker);
+    let syncline_tests::SyncRig {
+        t,
+        queue,
+        engine,
+        worker,
+    } = syncline_tests::sync_rig(&syncline_tests::demo_sources(demo)).await;
+    let delivery = std::sync::Arc::new(syncline::delivery::DeliveryEngine::none(
+        t.store.clone(),
+        queue.clone(),
+    ));
+    let sync = syncline::wiring::ScheduledSync {
+        engine,
+        worker,
+        sampler: syncline::admin::Sampler::new(t.store.clone(), queue.clone(), delivery),
+    };
     let event = |name: &str| {
         let path = format!(
             "{}/../events/scheduled-sync/{name}.json",
@@ -603,7 +616,7 @@ async fn the_sample_events_run_through_the_function_handler() {
     };
     use syncline::lambda::schedule::handle_schedule;
 
-    let scheduled = handle_schedule(engine, worker, event("schedule"))
+    let scheduled = handle_schedule(&sync, event("schedule"))
         .await
         .expect("schedule");
     assert_eq!(
@@ -617,13 +630,21 @@ async fn the_sample_events_run_through_the_function_handler() {
         "{scheduled}"
     );
     assert_eq!(scheduled["runs"][0]["kind"], json!("full"));
+    // The tick took the console's sample of the minute.
+    let samples = t
+        .store
+        .read_log::<syncline::admin::Sample>(&syncline::store::LogStream::samples(), 10, None)
+        .await
+        .expect("samples");
+    assert_eq!(samples.items.len(), 1);
+    assert_eq!(samples.items[0].entry.dead_letters, 0);
 
-    let continued = handle_schedule(engine, worker, event("continuation"))
+    let continued = handle_schedule(&sync, event("continuation"))
         .await
         .expect("continuation");
     assert_eq!(continued["batchItemFailures"], json!([]), "{continued}");
 
-    let manual = handle_schedule(engine, worker, event("on-demand"))
+    let manual = handle_schedule(&sync, event("on-demand"))
         .await
         .expect("on demand");
     assert_eq!(manual["runs"][0]["trigger"], json!("manual"));
