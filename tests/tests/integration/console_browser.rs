@@ -148,6 +148,15 @@ async fn an_operator_works_the_console_in_a_real_browser() {
         .await;
     assert_eq!(clash[0]["resolution"], json!("manual"), "{clash:?}");
 
+    // Once the destination has caught up, one more sample.
+    wait_for("the destination to catch up", async || {
+        let status = service.admin("GET", "/v1/admin/destinations", Value::Null).await;
+        status.body["destinations"][0]["lag"] == json!(0)
+    })
+    .await;
+    let run = service.invoke("scheduled-sync", tick.clone()).await;
+    assert_eq!(run.status, 200, "{}", run.body);
+
     // A discrepancy: three records upstream that an incremental sync does
     // not see (their updated-at is in the past).
     demo_control(

@@ -247,20 +247,31 @@
       return;
     }
     if (existing) existing.plot.destroy();
-    const series = [{}].concat(labels.map((label, i) => ({
+    const paths = window.uPlot.paths;
+    const drawn = options.bars ? paths.bars({ size: [0.6, 48] })
+      : options.stepped ? paths.stepped({ align: 1 }) : undefined;
+    const series = [{ label: options.ticks ? 'run' : 'time' }].concat(labels.map((label, i) => ({
       label,
       stroke: PALETTE[i % PALETTE.length],
       width: 2,
-      fill: options.bars ? `${PALETTE[i % PALETTE.length]}33` : undefined,
-      paths: options.bars && window.uPlot.paths.bars ? window.uPlot.paths.bars({ size: [0.6, 40] }) : undefined,
-      points: { show: data[0].length < 60 },
+      fill: options.bars ? `${PALETTE[i % PALETTE.length]}55` : undefined,
+      paths: drawn,
+      points: { show: !options.bars && data[0].length < 60 },
     })));
+    // Runs are drawn one after another (x = their order), labelled with
+    // their start time; samples on a time axis.
+    const ticks = options.ticks;
+    const x = ticks
+      ? { scale: { time: false, range: (u, min, max) => [min - 0.6, max + 0.6] },
+        axis: { values: (u, splits) => splits.map((i) => (Number.isInteger(i) && ticks[i] ? ticks[i] : '')) } }
+      : { scale: { time: true }, axis: {} };
+    if (ticks) series[0].value = (u, i) => (i === null || !ticks[i] ? '--' : ticks[i]);
     const plot = new window.uPlot({
       width: Math.max(320, slot.clientWidth - 16),
       height: 190,
       series,
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
-      axes: [{}, { label: options.unit || '' }],
+      scales: { x: x.scale, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+      axes: [x.axis, { label: options.unit || '' }],
       legend: { show: true },
     }, data, host);
     state.charts.set(key, { plot, signature: labels.join('|') });
@@ -350,11 +361,11 @@
     return {
       nodes,
       after: () => {
-        chart(slots[0], 'dead', 'Dead letters waiting', ['dead letters'], [xs, samples.map((s) => s.dead_letters)]);
+        chart(slots[0], 'dead', 'Dead letters waiting', ['dead letters'], [xs, samples.map((s) => s.dead_letters)], { stepped: true });
         chart(slots[1], 'lag', 'Delivery lag (changes behind)', names, [xs, ...per('lag')],
-          { empty: names.length ? undefined : 'no destinations' });
+          { stepped: true, empty: names.length ? undefined : 'no destinations' });
         chart(slots[2], 'failures', 'Delivery failures in a row', names, [xs, ...per('failures')],
-          { empty: names.length ? undefined : 'no destinations' });
+          { stepped: true, empty: names.length ? undefined : 'no destinations' });
       },
     };
   }
@@ -422,7 +433,8 @@
     const s = status.sources.find((x) => x.source === source);
     if (!s) throw new ApiError(404, 'not_found', `source ${source} is not configured`);
     const ordered = [...runs.runs].reverse();
-    const xs = ordered.map((r) => Date.parse(r.started_at) / 1000);
+    const xs = ordered.map((r, i) => i);
+    const ticks = ordered.map((r) => new Date(r.started_at).toLocaleTimeString());
     const seconds = ordered.map((r) => (r.finished_at ? (Date.parse(r.finished_at) - Date.parse(r.started_at)) / 1000 : null));
     const seen = ordered.map((r) => r.counts.seen);
     const written = ordered.map((r) => r.counts.created + r.counts.updated + r.counts.deleted);
@@ -444,8 +456,8 @@
           'No runs yet.'),
       ],
       after: () => {
-        chart(slots[0], `duration-${source}`, 'Run duration', ['seconds'], [xs, seconds], { unit: 's', bars: true });
-        chart(slots[1], `records-${source}`, 'Records per run', ['seen', 'written'], [xs, seen, written]);
+        chart(slots[0], `duration-${source}`, 'Run duration, oldest to newest', ['seconds'], [xs, seconds], { unit: 's', bars: true, ticks });
+        chart(slots[1], `records-${source}`, 'Records per run', ['seen', 'written'], [xs, seen, written], { ticks });
       },
     };
   }
