@@ -243,8 +243,8 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
         .strip_prefix("/v1/admin/console")
         .and_then(console_asset)
     {
-        if request.method() != Method::GET && request.method() != Method::HEAD {
-            return Err(Error::MethodNotAllowed { allow: "GET, HEAD" });
+        if request.method() != Method::GET {
+            return Err(Error::MethodNotAllowed { allow: "GET" });
         }
         return Ok(asset.response());
     }

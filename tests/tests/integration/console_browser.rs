@@ -150,7 +150,9 @@ async fn an_operator_works_the_console_in_a_real_browser() {
 
     // Once the destination has caught up, one more sample.
     wait_for("the destination to catch up", async || {
-        let status = service.admin("GET", "/v1/admin/destinations", Value::Null).await;
+        let status = service
+            .admin("GET", "/v1/admin/destinations", Value::Null)
+            .await;
         status.body["destinations"][0]["lag"] == json!(0)
     })
     .await;
@@ -259,5 +261,111 @@ async fn an_operator_works_the_console_in_a_real_browser() {
             "{action} audited: {actions:?}"
         );
     }
+    service.running.stop().await;
+}
+
+/// The page and its assets need no token and carry no data; every route
+/// the page calls wants an admin token.
+#[tokio::test]
+async fn the_console_is_served_without_a_token_and_its_data_only_with_one() {
+    let service = Service::start(ServiceConfig::default()).await;
+    let client = reqwest::Client::new();
+    for (path, kind) in [
+        ("/v1/admin/console", "text/html"),
+        ("/v1/admin/console/", "text/html"),
+        ("/v1/admin/console/console.js", "text/javascript"),
+        ("/v1/admin/console/console.css", "text/css"),
+        ("/v1/admin/console/uplot.js", "text/javascript"),
+        ("/v1/admin/console/uplot.css", "text/css"),
+    ] {
+        let reply = client
+            .get(format!("{}{path}", service.url))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(reply.status(), 200, "{path}");
+        let header = |name: &str| {
+            reply
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(header("content-type").starts_with(kind), "{path}");
+        let policy = header("content-security-policy");
+        assert!(
+            policy.contains("script-src 'self'") && policy.contains("connect-src 'self'"),
+            "{path}: {policy}"
+        );
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert_eq!(header("referrer-policy"), "no-referrer");
+        let body = reply.text().await.expect("body");
+        assert!(!body.contains("eyJ"), "{path} carries no token");
+    }
+    // Nothing but those files.
+    let missing = service
+        .send("GET", "/v1/admin/console/secrets.json", None, &[], None)
+        .await;
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    // The page's own HTML fetches nothing from elsewhere.
+    let page = client
+        .get(format!("{}/v1/admin/console", service.url))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "{page}"
+    );
+
+    // The routes it calls: 401 without a token, 403 with a client token.
+    for path in [
+        "/v1/admin/history",
+        "/v1/admin/conflicts",
+        "/v1/admin/records/job/r1",
+    ] {
+        let anonymous = service.send("GET", path, None, &[], None).await;
+        assert_eq!(anonymous.status, 401, "{path}: {}", anonymous.body);
+        let client_token = Service::token("demo");
+        let client = service
+            .send("GET", path, Some(&client_token), &[], None)
+            .await;
+        assert_eq!(client.status, 403, "{path}: {}", client.body);
+    }
+    let bad = service
+        .admin("GET", "/v1/admin/history?hours=0", Value::Null)
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(
+        bad.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("hours")),
+        "{}",
+        bad.body
+    );
+    let none = service
+        .admin("GET", "/v1/admin/records/job/nope", Value::Null)
+        .await;
+    assert_eq!(none.status, 404, "{}", none.body);
+    let unknown = service
+        .admin(
+            "POST",
+            "/v1/admin/conflicts/nope/resolve",
+            json!({"resolution": "server"}),
+        )
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    let invalid = service
+        .admin(
+            "POST",
+            "/v1/admin/conflicts/nope/resolve",
+            json!({"resolution": "maybe"}),
+        )
+        .await;
+    assert_eq!(invalid.status, 400, "{}", invalid.body);
     service.running.stop().await;
 }

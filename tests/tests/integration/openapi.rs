@@ -94,7 +94,8 @@ async fn the_code_serves_every_documented_route() {
             .replace("{destination}", "nope")
             .replace("{action}", "enable")
             .replace("{entity}", "task")
-            .replace("{id}", "nope");
+            .replace("{id}", "nope")
+            .replace("{asset}", "console.js");
         let path = if path.starts_with("/v1/webhooks/") {
             "/v1/webhooks/calendly".to_owned()
         } else {
@@ -147,7 +148,8 @@ async fn a_method_a_route_does_not_take_gets_405_with_the_allow_header() {
             .replace("{destination}", "nope")
             .replace("{action}", "enable")
             .replace("{entity}", "task")
-            .replace("{id}", "nope");
+            .replace("{id}", "nope")
+            .replace("{asset}", "console.js");
         for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
             if methods.contains(method) {
                 continue;

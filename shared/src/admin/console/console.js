@@ -158,7 +158,7 @@
 
   function renderSignIn(message) {
     clearNotice();
-    const input = h('textarea', { id: 'token', placeholder: 'eyJhbGciOi…', autocomplete: 'off', spellcheck: 'false' });
+    const input = h('textarea', { id: 'token', placeholder: 'an admin JWT', autocomplete: 'off', spellcheck: 'false' });
     const error = h('p', { id: 'sign-in-error', class: 'error-text', text: message || '' });
     const submit = h('button', { type: 'submit', class: 'primary', text: 'Sign in' });
     const form = h('form', {
