@@ -92,9 +92,15 @@ impl EmbeddedEngine {
     /// SDK configuration pointed at this engine, with placeholder
     /// credentials (the engine does not check signatures).
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        self.sdk_config_via(&self.endpoint).await
+    }
+
+    /// SDK configuration reaching this engine through `endpoint` (a proxy
+    /// in front of it).
+    pub async fn sdk_config_via(&self, endpoint: &str) -> aws_config::SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
+            .endpoint_url(endpoint)
             .credentials_provider(Credentials::new("local", "local", None, None, "syncline"))
             .load()
             .await

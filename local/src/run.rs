@@ -526,6 +526,9 @@ pub struct UpSettings {
     pub schedules: Option<Schedules>,
     /// A retry queue other than the local one kept in the store (SQS).
     pub queue: Option<Arc<dyn RetryQueue>>,
+    /// Given the engine's endpoint, the endpoint the functions reach the
+    /// store through (a proxy in front of it: the fault and latency tests).
+    pub store_front: Option<StoreFront>,
 }
 
 /// A running local syncline.
@@ -554,13 +557,27 @@ impl Running {
 /// Starts the store, every function behind one HTTP port, and (when asked)
 /// the emulated schedules; secrets named in the documents are read through
 /// `var`. Lines of activity go to `report`.
+/// See [`UpSettings::store_front`].
+#[derive(Clone)]
+pub struct StoreFront(pub Arc<dyn Fn(&str) -> String + Send + Sync>);
+
+impl std::fmt::Debug for StoreFront {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreFront")
+    }
+}
+
 pub async fn up(settings: UpSettings, var: Vars<'_>, report: fn(&str)) -> Result<Running> {
     let engine =
         crate::embedded::EmbeddedEngine::start(settings.storage, settings.store_addr).await?;
     let config = syncline::Config::from_vars(|name| {
         (name == "SYNCLINE_TABLE").then(|| config::DEFAULT_TABLE.to_owned())
     })?;
-    let mut adapters = Adapters::with_sdk_config(&config, &engine.sdk_config().await).await?;
+    let sdk = match &settings.store_front {
+        Some(front) => engine.sdk_config_via(&(front.0)(engine.endpoint())).await,
+        None => engine.sdk_config().await,
+    };
+    let mut adapters = Adapters::with_sdk_config(&config, &sdk).await?;
     if let Some(queue) = settings.queue {
         adapters.queue = queue;
     }

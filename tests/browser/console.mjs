@@ -86,7 +86,9 @@ try {
   await page.locator('#token').waitFor();
   await shot(page, 'sign-in');
   await signIn(page, adminToken(-120));
-  const refused = await page.locator('#sign-in-error').textContent();
+  const refusal = page.locator('#sign-in-error', { hasText: /\S/ });
+  await refusal.waitFor({ timeout: 15000 });
+  const refused = await refusal.textContent();
   check(/session ended/i.test(refused) && /expired/i.test(refused), `expired token message: ${refused}`);
   check(await page.locator('#nav').isHidden(), 'no console behind a refused token');
 
@@ -211,8 +213,9 @@ try {
   await short.page.goto(consoleUrl);
   await signIn(short.page, adminToken(6));
   await short.page.locator(`tr[data-source="${source}"]`).waitFor();
-  await short.page.locator('#sign-in-error').waitFor({ timeout: 30000 });
-  const ended = await short.page.locator('#sign-in-error').textContent();
+  const ending = short.page.locator('#sign-in-error', { hasText: /\S/ });
+  await ending.waitFor({ timeout: 30000 });
+  const ended = await ending.textContent();
   check(/expired|session ended/i.test(ended), `expiry message: ${ended}`);
   await short.context.close();
 

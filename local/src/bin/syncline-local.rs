@@ -124,6 +124,7 @@ async fn up() -> syncline::Result<()> {
         retry: Config::from_vars(var)?.retry,
         schedules: Some(Schedules::from_vars(&var)?),
         queue: None,
+        store_front: None,
     };
     let running = up_service(settings, &var, print_line).await?;
     println!(

@@ -194,53 +194,112 @@ impl SyncEngine {
         let Some(_) = self.take_lease(&request.source, &run_id, deadline).await? else {
             return Ok(None);
         };
-        let state = self.state(&request.source).await?;
-        let kind = match request.kind {
-            Some(kind) => kind,
-            None if state.last_success.is_none() => RunKind::Full,
-            None => RunKind::Incremental,
+        let mut log_id = None;
+        let outcome = async {
+            let state = self.state(&request.source).await?;
+            let kind = match request.kind {
+                Some(kind) => kind,
+                None if state.last_success.is_none() => RunKind::Full,
+                None => RunKind::Incremental,
+            };
+            let incremental = kind == RunKind::Incremental;
+            let mut progress = Continuation {
+                source: request.source.clone(),
+                run_id: run_id.clone(),
+                // Replaced by the id the log entry gets when it is appended.
+                log_id: LogId::new(Timestamp::now()),
+                kind,
+                trigger: request.trigger,
+                started_at: Timestamp::now(),
+                page: PageState::First,
+                pages_done: 0,
+                since: state
+                    .since
+                    .as_ref()
+                    .filter(|_| incremental)
+                    .and_then(|m| since_bound(&source, m)),
+                sync_token: state.sync_token.clone().filter(|_| incremental),
+                max_updated: None,
+                counts: RunCounts::default(),
+                seen_chunks: 0,
+                rejected: Vec::new(),
+            };
+            let log = progress.log(RunStatus::Running, None);
+            progress.log_id = self
+                .store
+                .append_log(&runs_stream(), &log, RUN_LOG_RETENTION)
+                .await?;
+            self.store
+                .put_log(
+                    &LogStream::runs_of(&request.source),
+                    &progress.log_id,
+                    &log,
+                    RUN_LOG_RETENTION,
+                )
+                .await?;
+            log_id = Some(progress.log_id.clone());
+            let run = Run {
+                progress,
+                seen: HashSet::new(),
+                next_sync_token: None,
+            };
+            self.execute(&source, run, deadline).await
+        }
+        .await;
+        match outcome {
+            Ok(log) => Ok(Some(log)),
+            Err(error) => {
+                // Nothing retries this run under its id (a continuation
+                // would): mark it failed and free the source now rather
+                // than when the lease runs out.
+                self.abandon(&request.source, &run_id, log_id.as_ref(), &error)
+                    .await;
+                Err(error)
+            }
+        }
+    }
+
+    /// After a run stopped on an error of the store: its log says failed
+    /// and its lease is given up, as far as the store lets that happen now
+    /// (otherwise the lease runs out and the log stays `running`). What the
+    /// run wrote is committed; the source's cursor moves only when a run
+    /// finishes, so the next run covers the rest.
+    async fn abandon(
+        &self,
+        source: &SourceId,
+        run_id: &str,
+        log_id: Option<&LogId>,
+        error: &Error,
+    ) {
+        tracing::error!(%source, error = %error.chain(), "sync run stopped");
+        let stream = LogStream::runs_of(source);
+        let entry = match log_id {
+            Some(log_id) => self.store.get_log::<RunLog>(&stream, log_id).await,
+            None => Ok(None),
         };
-        let incremental = kind == RunKind::Incremental;
-        let mut progress = Continuation {
-            source: request.source.clone(),
-            run_id,
-            // Replaced by the id the log entry gets when it is appended.
-            log_id: LogId::new(Timestamp::now()),
-            kind,
-            trigger: request.trigger,
-            started_at: Timestamp::now(),
-            page: PageState::First,
-            pages_done: 0,
-            since: state
-                .since
-                .as_ref()
-                .filter(|_| incremental)
-                .and_then(|m| since_bound(&source, m)),
-            sync_token: state.sync_token.clone().filter(|_| incremental),
-            max_updated: None,
-            counts: RunCounts::default(),
-            seen_chunks: 0,
-            rejected: Vec::new(),
+        match entry {
+            Ok(Some(entry)) if entry.entry.status == RunStatus::Running => {
+                let mut log = entry.entry;
+                log.status = RunStatus::Failed;
+                log.finished_at = Some(Timestamp::now());
+                log.error = Some(error.chain());
+                if let Err(err) = self.write_run_log(&entry.id, &log).await {
+                    tracing::warn!(%source, error = %err.chain(), "marking the stopped run failed");
+                }
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(%source, error = %err.chain(), "reading the stopped run's log");
+            }
+        }
+        let lease = crate::model::Lease {
+            name: lease_name(source),
+            owner: run_id.to_owned(),
+            expires_at: Timestamp::now(),
         };
-        let log = progress.log(RunStatus::Running, None);
-        progress.log_id = self
-            .store
-            .append_log(&runs_stream(), &log, RUN_LOG_RETENTION)
-            .await?;
-        self.store
-            .put_log(
-                &LogStream::runs_of(&request.source),
-                &progress.log_id,
-                &log,
-                RUN_LOG_RETENTION,
-            )
-            .await?;
-        let run = Run {
-            progress,
-            seen: HashSet::new(),
-            next_sync_token: None,
-        };
-        self.execute(&source, run, deadline).await.map(Some)
+        if let Err(err) = self.store.release_lease(&lease).await {
+            tracing::warn!(%source, error = %err.chain(), "releasing the stopped run's lease");
+        }
     }
 
     /// Continues a run handed on by an earlier invocation.

@@ -59,6 +59,22 @@ pub struct Store {
     signal: CommitSignal,
 }
 
+/// How the SDK retries one store request that failed in a way worth
+/// retrying (throttling, a 5xx, a dropped or timed-out connection): standard
+/// mode, at most 4 attempts, each wait drawn at random up to 50 ms x 2^n
+/// (at most 2 s), with the SDK's retry quota (a run of failures stops
+/// retrying early). Anything else, and the last failure, goes to the caller
+/// (docs/RETRIES.md "Store requests").
+pub fn store_retry() -> aws_sdk_dynamodb::config::retry::RetryConfig {
+    aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+        .with_max_attempts(STORE_ATTEMPTS)
+        .with_initial_backoff(std::time::Duration::from_millis(50))
+        .with_max_backoff(std::time::Duration::from_secs(2))
+}
+
+/// Attempts per store request, the first included.
+pub const STORE_ATTEMPTS: u32 = 4;
+
 impl Store {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
@@ -77,8 +93,13 @@ impl Store {
     /// A client configured from the environment (region, credentials and
     /// `AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_DYNAMODB`), the way the Lambda
     /// functions run.
+    /// The store through `config`, retrying requests as [`store_retry`]
+    /// says.
     pub fn from_sdk_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        Self::new(Client::new(config), table)
+        let config = aws_sdk_dynamodb::config::Builder::from(config)
+            .retry_config(store_retry())
+            .build();
+        Self::new(Client::from_conf(config), table)
     }
 
     pub fn table(&self) -> &str {

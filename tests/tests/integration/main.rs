@@ -24,6 +24,7 @@ mod scenario_sync_worker;
 mod scenario_sync_worker_cache;
 mod scheduled_sync;
 mod store_contract;
+mod store_faults;
 mod sync_api;
 mod sync_reads;
 mod webhooks;

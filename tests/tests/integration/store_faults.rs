@@ -1,0 +1,569 @@
+//! The store misbehaving: every store request of the local run goes through
+//! a proxy (`syncline_tests::faults`) that throttles, answers 500, loses
+//! responses after applying the request and cancels transactions, 10% of
+//! requests in all. Each workload runs through the entry points users use
+//! (scheduled-sync's Invoke API, pushes, signed webhooks, the delivery loop)
+//! with callers retrying what was not acknowledged, then the faults stop and
+//! the outcome is checked against the model. The proxy's request log checks
+//! the retry behaviour docs/RETRIES.md states for store requests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use syncline_local::run::Schedules;
+use syncline_tests::demo_sources;
+use syncline_tests::faults::{FaultProxy, Faults, Outcome, Seen};
+use syncline_tests::outbound::FakeApi;
+use syncline_tests::service::{Service, ServiceConfig, demo_control};
+
+/// The share of store requests that fail: 10%, or `SYNCLINE_FAULT_RATE`
+/// (the longer form: docs/RETRIES.md "Store faults").
+fn rate() -> f64 {
+    std::env::var("SYNCLINE_FAULT_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0.10)
+}
+const SOURCE: &str = "demo-properties";
+
+async fn service(proxy: &FaultProxy, config: ServiceConfig) -> Service {
+    Service::start(ServiceConfig {
+        store_proxy: Some(proxy.clone()),
+        retry: Some(syncline::retry::RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(400),
+            max_attempts: 20,
+        }),
+        ..config
+    })
+    .await
+}
+
+/// What the proxy saw while faults were on, checked against the retry rules:
+/// no request (same operation and body) was sent more than the SDK's 4
+/// attempts in a row of failures, and a retry after a fault never came at
+/// once (jittered backoff, no hot loop). Returns (requests, faults).
+fn retries_as_documented(seen: &[Seen]) -> (usize, usize) {
+    let faults = seen
+        .iter()
+        .filter(|s| s.outcome != Outcome::Forwarded)
+        .count();
+    // Consecutive failed attempts of one request.
+    let mut streak: BTreeMap<(String, u64), (usize, Instant)> = BTreeMap::new();
+    let mut immediate = 0;
+    let mut gaps = Vec::new();
+    for s in seen {
+        let key = (s.operation.clone(), s.body);
+        if let Some((failed, last)) = streak.get(&key).copied()
+            && failed > 0
+        {
+            let gap = s.at.duration_since(last);
+            gaps.push(gap);
+            if gap < Duration::from_micros(200) {
+                immediate += 1;
+            }
+        }
+        let entry = streak.entry(key).or_insert((0, s.at));
+        if s.outcome == Outcome::Forwarded {
+            *entry = (0, s.at);
+        } else {
+            *entry = (entry.0 + 1, s.at);
+            assert!(
+                entry.0 <= syncline::store::STORE_ATTEMPTS as usize,
+                "{} sent {} times in a row after faults",
+                s.operation,
+                entry.0
+            );
+        }
+    }
+    // Full jitter draws some waits near zero; a hot loop makes them all so.
+    assert!(
+        immediate * 4 <= gaps.len().max(1),
+        "{immediate} of {} retries came at once",
+        gaps.len()
+    );
+    (seen.len(), faults)
+}
+
+/// Runs `f` until it returns `Some`, at most `tries` times.
+async fn until<T>(what: &str, tries: usize, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..tries {
+        if let Some(value) = f().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: gave up after {tries} tries");
+}
+
+/// The discrepancy check with the store healthy: nothing missing, extra or
+/// stale, and the store holds `expected` records.
+async fn store_equals_upstream(service: &Service, expected: u64) {
+    let report = service
+        .admin(
+            "POST",
+            &format!("/v1/admin/discrepancies/{SOURCE}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(report.status, 200, "{}", report.body);
+    let body = &report.body;
+    assert_eq!(
+        (
+            body["missing_total"].as_u64(),
+            body["extra_total"].as_u64(),
+            body["stale_total"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{body}"
+    );
+    assert_eq!(body["store_count"], json!(expected), "{body}");
+}
+
+/// A scheduled-sync invocation retried (as the next tick would) until its
+/// run succeeds.
+async fn sync_until_done(service: &Service, kind: &str) -> Value {
+    until("a sync run", 40, async || {
+        let run = service
+            .invoke(
+                "scheduled-sync",
+                json!({"detail": {"sources": [SOURCE], "kind": kind}}),
+            )
+            .await;
+        // Continuations go through the queue; let the worker take them.
+        service.drain_queue_lenient().await;
+        if std::env::var("SYNCLINE_FAULT_TRACE").is_ok() {
+            eprintln!("sync: {} {}", run.status, run.body);
+        }
+        (run.status == 200 && run.body["runs"][0]["status"] == json!("succeeded"))
+            .then(|| run.body["runs"][0].clone())
+    })
+    .await
+}
+
+/// The demo source with `properties` and the local run syncing it through
+/// `proxy`.
+async fn synced_service(proxy: &FaultProxy, properties: usize) -> (std::net::SocketAddr, Service) {
+    let demo = syncline_tests::service::demo_source(syncline_local::demo::DemoCounts {
+        properties,
+        ..syncline_local::demo::DemoCounts::default()
+    })
+    .await;
+    let service = service(
+        proxy,
+        ServiceConfig {
+            sources: Some(demo_sources(demo)),
+            ..ServiceConfig::default()
+        },
+    )
+    .await;
+    (demo, service)
+}
+
+/// Pushes `mutations` as `client` until the push is acknowledged, as a
+/// client does; every result must be applied (or already processed by a
+/// push whose answer was lost). Returns how many pushes were refused (5xx).
+async fn push_until_acknowledged(service: &Service, client: &str, mutations: &[Value]) -> usize {
+    let mut refused = 0;
+    loop {
+        let reply = service.try_push(client, &json!(mutations)).await;
+        if reply.status == 200 {
+            let results = reply.body["results"].as_array().expect("results");
+            assert!(
+                results.iter().all(|r| r["status"] == json!("applied")
+                    || r["status"] == json!("already_processed")),
+                "{}",
+                reply.body
+            );
+            return refused;
+        }
+        assert!(
+            reply.status >= 500,
+            "only the store's trouble refuses a push: {} {}",
+            reply.status,
+            reply.body
+        );
+        refused += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_and_incremental_syncs_end_exact_under_store_faults() {
+    let proxy = FaultProxy::start(21).await;
+    let (demo, service) = synced_service(&proxy, 1200).await;
+    proxy.take();
+    proxy.set(Faults::mixed(rate()));
+    sync_until_done(&service, "full").await;
+    proxy.set(Faults::default());
+    let full = proxy.take();
+    store_equals_upstream(&service, 1200).await;
+
+    demo_control(demo, "properties/change", json!({"count": 150})).await;
+    demo_control(demo, "properties/add", json!({"count": 40})).await;
+    proxy.take();
+    proxy.set(Faults::mixed(rate()));
+    sync_until_done(&service, "incremental").await;
+    proxy.set(Faults::default());
+    let incremental = proxy.take();
+    store_equals_upstream(&service, 1240).await;
+
+    let (requests, faults) = retries_as_documented(&full);
+    assert!(faults > 0, "faults were injected");
+    let (requests2, faults2) = retries_as_documented(&incremental);
+    assert!(faults2 > 0, "faults were injected");
+    println!(
+        "store faults, syncs: full {requests} requests / {faults} faults, incremental {requests2} / {faults2}"
+    );
+    service.running.stop().await;
+}
+
+/// A run the store stops (its record writes fail every attempt) is marked
+/// failed; a run stopped where it cannot record that (its log entry cannot
+/// be written) still frees its source: the next tick runs, rather than
+/// waiting out the lease (the run's deadline plus 15 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_by_the_store_frees_its_source() {
+    let proxy = FaultProxy::start(25).await;
+    let (_, service) = synced_service(&proxy, 300).await;
+    let tick = json!({"detail": {"sources": [SOURCE], "kind": "full"}});
+
+    // Record writes fail: the run says so.
+    proxy.set(Faults {
+        server_error: 1.0,
+        only: Some("TransactWriteItems"),
+        ..Faults::default()
+    });
+    let failed = service.invoke("scheduled-sync", tick.clone()).await;
+    assert_eq!(failed.status, 200, "{}", failed.body);
+    assert_eq!(
+        failed.body["runs"][0]["status"],
+        json!("failed"),
+        "{}",
+        failed.body
+    );
+    let writes = proxy
+        .take()
+        .iter()
+        .filter(|s| s.operation == "TransactWriteItems")
+        .count();
+    assert_eq!(
+        writes,
+        syncline::store::STORE_ATTEMPTS as usize,
+        "one write, tried {} times, then the run stopped",
+        syncline::store::STORE_ATTEMPTS
+    );
+
+    // The lease is taken (the first PutItem), then the run's log cannot be
+    // written: the invocation fails, and the lease is given back.
+    proxy.set(Faults {
+        server_error: 1.0,
+        only: Some("PutItem"),
+        skip: 1,
+        ..Faults::default()
+    });
+    let stopped = service.invoke("scheduled-sync", tick.clone()).await;
+    assert_eq!(stopped.status, 500, "{}", stopped.body);
+    proxy.set(Faults::default());
+    let next = service.invoke("scheduled-sync", tick).await;
+    assert_eq!(next.status, 200, "{}", next.body);
+    assert_eq!(
+        next.body["busy"],
+        json!([]),
+        "the source is free: {}",
+        next.body
+    );
+    assert_eq!(
+        next.body["runs"][0]["status"],
+        json!("succeeded"),
+        "{}",
+        next.body
+    );
+    store_equals_upstream(&service, 300).await;
+    service.running.stop().await;
+}
+
+/// Round `n` of a record only this client writes: based on the version
+/// the previous round made.
+fn upsert(id: u64, record: &str, n: u64, at: i64) -> Value {
+    json!({"id": id, "op": "upsert", "entity": "task", "record_id": record,
+           "base_version": (n > 1).then_some(n - 1),
+           "data": {"title": format!("{record} #{n}"), "done": false}, "timestamp": at})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_from_several_clients_apply_once_under_store_faults() {
+    let proxy = FaultProxy::start(22).await;
+    let service = service(&proxy, ServiceConfig::default()).await;
+    proxy.take();
+    proxy.set(Faults::mixed(rate()));
+    const CLIENTS: usize = 4;
+    const RECORDS: u64 = 8;
+    const ROUNDS: u64 = 6;
+    let t0 = 1_796_000_000_000_i64;
+    let mut unacknowledged = 0;
+    let pushes = (0..CLIENTS).map(|c| {
+        let service = &service;
+        async move {
+            let client = format!("device-{c}");
+            let mut id = 0;
+            let mut retries = 0;
+            for round in 1..=ROUNDS {
+                let mutations: Vec<Value> = (0..RECORDS)
+                    .map(|r| {
+                        id += 1;
+                        upsert(id, &format!("{client}-r{r}"), round, t0 + id as i64)
+                    })
+                    .collect();
+                retries += push_until_acknowledged(service, &client, &mutations).await;
+            }
+            retries
+        }
+    });
+    for retries in futures_util::future::join_all(pushes).await {
+        unacknowledged += retries;
+    }
+    proxy.set(Faults::default());
+    let seen = proxy.take();
+    // Every mutation applied exactly once: each record has one version per
+    // round and the last round's content.
+    let pulled = service.pull_all("demo", "task").await;
+    let latest: BTreeMap<String, &Value> = pulled
+        .iter()
+        .map(|c| (c["id"].as_str().expect("id").to_owned(), c))
+        .collect();
+    assert_eq!(latest.len(), CLIENTS * RECORDS as usize);
+    for (id, change) in &latest {
+        assert_eq!(change["version"], json!(ROUNDS), "{id}: {change}");
+        assert_eq!(
+            change["data"]["title"],
+            json!(format!("{id} #{ROUNDS}")),
+            "{id}"
+        );
+    }
+    let (requests, faults) = retries_as_documented(&seen);
+    assert!(faults > 0, "faults were injected");
+    println!(
+        "store faults, pushes: {requests} requests / {faults} faults, {unacknowledged} pushes answered 5xx and retried"
+    );
+    service.running.stop().await;
+}
+
+fn shop_event(event: &str, product: &str, n: u64) -> (String, String) {
+    let body = json!({"id": event, "topic": "product.updated",
+                      "product": {"id": product, "title": format!("{product} v{n}"), "price": n}})
+    .to_string();
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"shop-local-test-secret").expect("key");
+    mac.update(body.as_bytes());
+    (
+        body,
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_apply_once_under_store_faults() {
+    let proxy = FaultProxy::start(23).await;
+    let service = service(
+        &proxy,
+        ServiceConfig {
+            schedules: Some(Schedules {
+                sync_every: None,
+                check_every: None,
+                drain_every: Duration::from_millis(200),
+                deliver_every: None,
+            }),
+            ..ServiceConfig::default()
+        },
+    )
+    .await;
+    proxy.take();
+    proxy.set(Faults::mixed(rate()));
+    // 200 events over 20 products, and 20 of them delivered twice (the
+    // provider retrying), each sent until acknowledged.
+    let mut events: Vec<(String, String, u64)> = (0..200u64)
+        .map(|i| (format!("evt-{i:04}"), format!("p{:02}", i % 20), i / 20 + 1))
+        .collect();
+    let duplicates: Vec<_> = events.iter().step_by(10).cloned().collect();
+    events.extend(duplicates);
+    let mut refused = 0;
+    for (event, product, n) in &events {
+        let (body, signature) = shop_event(event, product, *n);
+        loop {
+            let reply = service
+                .send(
+                    "POST",
+                    "/v1/webhooks/shop",
+                    None,
+                    &[("x-shop-signature", &signature)],
+                    Some(body.clone()),
+                )
+                .await;
+            if (200..300).contains(&reply.status) {
+                break;
+            }
+            assert!(
+                reply.status >= 500 || reply.status == 409,
+                "{} {}",
+                reply.status,
+                reply.body
+            );
+            refused += 1;
+        }
+    }
+    // Work a webhook handed to the retry queue finishes there.
+    until("the retry queue to empty", 300, async || {
+        (service.drain_queue_lenient().await == 0).then_some(())
+    })
+    .await;
+    proxy.set(Faults::default());
+    until("the retry queue to empty", 100, async || {
+        (service.drain_queue().await == 0).then_some(())
+    })
+    .await;
+    let seen = proxy.take();
+    // Each event changed its product exactly once: the trail names every
+    // event once and no event twice.
+    let mut referenced: BTreeMap<String, usize> = BTreeMap::new();
+    for p in 0..20 {
+        let product = format!("p{p:02}");
+        let trail = service
+            .admin(
+                "GET",
+                &format!("/v1/admin/changes?entity=product&id={product}&limit=200"),
+                Value::Null,
+            )
+            .await;
+        for change in trail.body["changes"].as_array().expect("changes") {
+            *referenced
+                .entry(change["reference"].as_str().unwrap_or_default().to_owned())
+                .or_default() += 1;
+        }
+        let record = service
+            .pulled("demo", "product", &product)
+            .await
+            .expect("product");
+        assert_eq!(
+            record["data"]["title"],
+            json!(format!("{product} v10")),
+            "{record}"
+        );
+        assert_eq!(record["version"], json!(10), "{record}");
+    }
+    let expected: BTreeSet<String> = (0..200).map(|i| format!("evt-{i:04}")).collect();
+    assert_eq!(
+        referenced.keys().cloned().collect::<BTreeSet<_>>(),
+        expected
+    );
+    assert!(referenced.values().all(|n| *n == 1), "{referenced:?}");
+    let (requests, faults) = retries_as_documented(&seen);
+    assert!(faults > 0, "faults were injected");
+    println!(
+        "store faults, webhooks: {requests} requests / {faults} faults, {refused} deliveries answered 5xx and resent"
+    );
+    service.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_misses_nothing_and_sends_no_version_twice_under_store_faults() {
+    let (api, addr) = FakeApi::start().await;
+    let proxy = FaultProxy::start(24).await;
+    let service = service(
+        &proxy,
+        ServiceConfig {
+            destinations: Some(json!({"destinations": {"hook": {
+                "tenant": "demo", "entities": ["task"],
+                "kind": {"webhook": {"url": format!("http://{addr}/hooks"),
+                                     "secret": {"value": "whsec_c3luY2xpbmUtb3V0Ym91bmQtdGVzdC1zZWNyZXQ="}}},
+            }}})),
+            schedules: Some(Schedules {
+                sync_every: None,
+                check_every: None,
+                drain_every: Duration::from_millis(200),
+                deliver_every: Some(Duration::from_millis(300)),
+            }),
+            ..ServiceConfig::default()
+        },
+    )
+    .await;
+    proxy.take();
+    proxy.set(Faults::mixed(rate()));
+    // 60 records, three versions each, pushed while deliveries run.
+    let t0 = 1_796_000_000_000_i64;
+    let mut id = 0;
+    for round in 1..=3u64 {
+        let mutations: Vec<Value> = (0..60)
+            .map(|r| {
+                id += 1;
+                upsert(id, &format!("t{r:02}"), round, t0 + id as i64)
+            })
+            .collect();
+        push_until_acknowledged(&service, "writer", &mutations).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // Deliveries catch up while the store keeps failing, then it recovers.
+    until(
+        "the destination to catch up under faults",
+        600,
+        async || {
+            let status = service
+                .admin("GET", "/v1/admin/destinations", Value::Null)
+                .await;
+            service.drain_queue_lenient().await;
+            (status.status == 200 && status.body["destinations"][0]["lag"] == json!(0))
+                .then_some(())
+        },
+    )
+    .await;
+    proxy.set(Faults::default());
+    let seen = proxy.take();
+    until("the retry queue to empty", 100, async || {
+        (service.drain_queue().await == 0).then_some(())
+    })
+    .await;
+    // Nothing missed: every record's last version arrived. Nothing twice:
+    // a version arrives under one webhook id (repeats of an id are the same
+    // effect, the receiver drops them).
+    let mut ids_of: BTreeMap<(String, u64), BTreeSet<String>> = BTreeMap::new();
+    let mut newest: BTreeMap<String, u64> = BTreeMap::new();
+    for received in api.received() {
+        let body: Value = serde_json::from_str(&received.body).expect("json");
+        let record = body["data"]["id"].as_str().expect("id").to_owned();
+        let version = body["data"]["version"].as_u64().expect("version");
+        let webhook_id = received
+            .headers
+            .get("webhook-id")
+            .cloned()
+            .expect("webhook-id");
+        ids_of
+            .entry((record.clone(), version))
+            .or_default()
+            .insert(webhook_id);
+        let entry = newest.entry(record).or_default();
+        *entry = (*entry).max(version);
+    }
+    assert_eq!(newest.len(), 60, "every record delivered");
+    assert!(newest.values().all(|v| *v == 3), "{newest:?}");
+    assert!(
+        ids_of.values().all(|ids| ids.len() == 1),
+        "a version sent under two ids: {ids_of:?}"
+    );
+    let (requests, faults) = retries_as_documented(&seen);
+    let mut by_operation: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in &seen {
+        *by_operation.entry(s.operation.as_str()).or_default() += 1;
+    }
+    assert!(
+        faults > 0,
+        "faults were injected: {by_operation:?} {:?}",
+        FaultProxy::tally(&seen)
+    );
+    println!(
+        "store faults, delivery: {requests} requests / {faults} faults, {} webhooks for {} versions",
+        api.received().len(),
+        ids_of.len()
+    );
+    service.running.stop().await;
+}
