@@ -584,6 +584,11 @@ pub async fn up(settings: UpSettings, var: Vars<'_>, report: fn(&str)) -> Result
     adapters.store.ensure_table().await?;
     let functions =
         Arc::new(Functions::build(&adapters, var, &settings.auth, settings.retry).await?);
+    // This process is the only one using its store: a lease still held is
+    // a killed predecessor's, and waiting it out (a run's deadline plus 15
+    // minutes) would only delay the work it stopped.
+    functions.engine.drop_leases().await?;
+    functions.delivery.drop_leases().await?;
     let listener = bind(settings.http_addr).await?;
     let http = listener
         .local_addr()

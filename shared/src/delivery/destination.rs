@@ -86,6 +86,15 @@ impl DeliveryEngine {
         self.destinations.values()
     }
 
+    /// Drops every destination's delivery lease, whoever holds it (a local
+    /// run starting after its predecessor was killed mid-delivery).
+    pub async fn drop_leases(&self) -> Result<()> {
+        for name in self.destinations.keys() {
+            self.store.drop_lease(&super::engine::lease_name(name)).await?;
+        }
+        Ok(())
+    }
+
     pub fn destination(&self, name: &str) -> Result<&Arc<Destination>> {
         self.destinations
             .get(name)

@@ -37,6 +37,10 @@ pub(super) const REDIS_IN_FLIGHT: usize = 32;
 /// How long a delivery run holds its destination.
 const LEASE: Duration = Duration::from_secs(120);
 
+pub(super) fn lease_name(destination: &str) -> String {
+    format!("deliver:{destination}")
+}
+
 /// A ledger entry to write, with the revision it is based on and its link.
 pub(super) type Pending = LedgerWrite;
 
@@ -189,7 +193,7 @@ impl DeliveryEngine {
             return Ok(summary);
         }
         let owner = uuid::Uuid::new_v4().simple().to_string();
-        let lease_name = format!("deliver:{name}");
+        let lease_name = lease_name(name);
         let Some(lease) = self.store.acquire_lease(&lease_name, &owner, LEASE).await? else {
             summary.busy = true;
             return Ok(summary);

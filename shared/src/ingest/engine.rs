@@ -120,6 +120,15 @@ impl SyncEngine {
         }
     }
 
+    /// Drops every source's run lease, whoever holds it (a local run
+    /// starting after its predecessor was killed mid-run).
+    pub async fn drop_leases(&self) -> Result<()> {
+        for source in self.sources.ids() {
+            self.store.drop_lease(&lease_name(source)).await?;
+        }
+        Ok(())
+    }
+
     pub fn sources(&self) -> &SourceSet {
         &self.sources
     }

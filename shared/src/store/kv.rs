@@ -269,6 +269,20 @@ impl Store {
         }
     }
 
+    /// Removes the lease `name` whoever holds it: for a process that knows
+    /// no one else can (a local run starting over the store its killed
+    /// predecessor used).
+    pub async fn drop_lease(&self, name: &str) -> Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(KvKey::new(KvKey::LEASE, name).key()))
+            .send()
+            .await
+            .map_err(|e| store_error("DeleteItem", e))?;
+        Ok(())
+    }
+
     /// Gives the lease up, only if `lease.owner` still holds it.
     pub async fn release_lease(&self, lease: &Lease) -> Result<()> {
         let key = KvKey::new(KvKey::LEASE, lease.name.as_str());
