@@ -77,6 +77,10 @@ pub fn local_var(name: &str) -> Option<String> {
 /// The largest request body the local router accepts (API Gateway's
 /// limit for HTTP APIs is 10 MB).
 const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+/// How long a request body may take to arrive (API Gateway's own limit is
+/// 30 s for the whole request): a client trickling one byte at a time holds
+/// a connection this long, then gets 408.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every function's handler over one store and one retry queue.
 pub struct Functions {
@@ -226,11 +230,12 @@ async fn route(
     request: axum::extract::Request,
 ) -> axum::response::Response {
     let (parts, body) = request.into_parts();
-    let response = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
-        Err(_) => error_response(&Error::PayloadTooLarge {
-            limit: MAX_REQUEST_BYTES,
+    let response = match tokio::time::timeout(BODY_TIMEOUT, read_body(body)).await {
+        Err(_) => error_response(&Error::RequestTimeout {
+            after: BODY_TIMEOUT,
         }),
-        Ok(bytes) => {
+        Ok(Err(error)) => error_response(&error),
+        Ok(Ok(bytes)) => {
             let invoked = parts
                 .uri
                 .path()
@@ -240,7 +245,7 @@ async fn route(
             match invoked {
                 Some(function) => invoke_route(&functions, &function, &bytes).await,
                 None => {
-                    let request = Request::from_parts(parts, Body::from(bytes.to_vec()));
+                    let request = Request::from_parts(parts, Body::from(bytes));
                     functions.http(request).await
                 }
             }
@@ -248,6 +253,32 @@ async fn route(
     };
     let (parts, body) = response.into_parts();
     axum::response::Response::from_parts(parts, axum::body::Body::from(body.as_ref().to_vec()))
+}
+
+/// The request body, up to [`MAX_REQUEST_BYTES`] (as API Gateway takes).
+/// A larger one is read on and dropped (up to four times the limit) before
+/// the 413, so that the client, still sending, gets the answer instead of a
+/// closed connection.
+async fn read_body(body: axum::body::Body) -> Result<Vec<u8>> {
+    use futures_util::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::validation("body", e.to_string()))?;
+        total += chunk.len();
+        if total <= MAX_REQUEST_BYTES {
+            bytes.extend_from_slice(&chunk);
+        } else if total > 4 * MAX_REQUEST_BYTES {
+            break;
+        }
+    }
+    if total > MAX_REQUEST_BYTES {
+        return Err(Error::PayloadTooLarge {
+            limit: MAX_REQUEST_BYTES,
+        });
+    }
+    Ok(bytes)
 }
 
 async fn invoke_route(functions: &Functions, function: &str, payload: &[u8]) -> Response<Body> {

@@ -24,6 +24,11 @@ pub enum Error {
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
 
+    /// The client did not send its whole request in time (a body trickled
+    /// in a byte at a time).
+    #[error("the request body did not arrive within {} s", after.as_secs())]
+    RequestTimeout { after: Duration },
+
     /// The route exists; `allow` lists the methods it takes (the `Allow`
     /// header RFC 9110 requires with a 405).
     #[error("method not allowed")]

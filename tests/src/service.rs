@@ -38,6 +38,17 @@ pub struct ServiceConfig {
     pub store_proxy: Option<crate::faults::FaultProxy>,
 }
 
+/// Schedules that only drain the retry queue (every 200 ms): syncs,
+/// checks and deliveries wait for the test.
+pub fn drain_only() -> Schedules {
+    Schedules {
+        sync_every: None,
+        check_every: None,
+        drain_every: std::time::Duration::from_millis(200),
+        deliver_every: None,
+    }
+}
+
 pub const JWT_SECRET: &str = "syncline-local-jwt-secret";
 
 /// A running service and an HTTP client for it.
@@ -127,6 +138,19 @@ impl Service {
     /// A client token for `tenant`.
     pub fn token(tenant: &str) -> String {
         local_token(JWT_SECRET, tenant, None, Duration::from_secs(3600)).expect("token")
+    }
+
+    /// The local run over the demo source with `records` properties (not
+    /// synced yet).
+    pub async fn with_demo(records: usize) -> Self {
+        let demo = syncline_local::demo::serve(SocketAddr::from(([127, 0, 0, 1], 0)), records)
+            .await
+            .expect("demo");
+        Self::start(ServiceConfig {
+            sources: Some(crate::demo_sources(demo)),
+            ..ServiceConfig::default()
+        })
+        .await
     }
 
     /// An admin token for `tenant`.

@@ -130,10 +130,10 @@ impl HttpSource {
                 response.status().is_server_error(),
             ));
         }
-        let token: Value = response
-            .json()
-            .await
-            .map_err(|e| upstream(SOURCE, format!("token response: {e}"), true))?;
+        let token: Value = read_json(response).await.map_err(|e| match e {
+            BodyError::TooLarge => upstream(SOURCE, too_large(), false),
+            BodyError::Unreadable(e) => upstream(SOURCE, format!("token response: {e}"), true),
+        })?;
         let access = token["access_token"]
             .as_str()
             .ok_or_else(|| upstream(SOURCE, "token response has no access_token", false))?;
@@ -277,9 +277,12 @@ impl HttpSource {
                     .get("link")
                     .and_then(|v| v.to_str().ok())
                     .and_then(next_link);
-                let body: Value = match response.json().await {
+                let body: Value = match read_json(response).await {
                     Ok(body) => body,
-                    Err(e) => {
+                    Err(BodyError::TooLarge) => {
+                        return Err(upstream(SOURCE, too_large(), false));
+                    }
+                    Err(BodyError::Unreadable(e)) => {
                         return Ok(Reading::Retry(upstream(
                             SOURCE,
                             format!("malformed page: {e}"),
@@ -446,9 +449,10 @@ impl HttpSource {
                 if !status.is_success() {
                     return Err(upstream(SOURCE, format!("HTTP {status}"), false));
                 }
-                Ok(match response.json::<Value>().await {
+                Ok(match read_json(response).await {
                     Ok(body) => Reading::Done(Some(body)),
-                    Err(e) => {
+                    Err(BodyError::TooLarge) => return Err(upstream(SOURCE, too_large(), false)),
+                    Err(BodyError::Unreadable(e)) => {
                         Reading::Retry(upstream(SOURCE, format!("malformed response: {e}"), true))
                     }
                 })
@@ -456,6 +460,43 @@ impl HttpSource {
         )
         .await
     }
+}
+
+/// The most a source's answer (a page, a record, a token) may carry: a
+/// page that never ends is cut off here instead of filling memory until
+/// the request's timeout.
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+enum BodyError {
+    TooLarge,
+    Unreadable(String),
+}
+
+fn too_large() -> String {
+    format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes")
+}
+
+/// The response's JSON body, read a chunk at a time up to
+/// [`MAX_RESPONSE_BYTES`].
+async fn read_json(mut response: reqwest::Response) -> std::result::Result<Value, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Unreadable(e.to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| BodyError::Unreadable(e.to_string()))
 }
 
 /// The header a static auth scheme sends (name, value); `None` for OAuth2,

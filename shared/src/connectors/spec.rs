@@ -240,6 +240,10 @@ pub struct SourceSpec {
     /// Per-request timeout.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Pages one run reads at most: a source whose pagination never ends
+    /// fails the run here (docs/SOURCES.md).
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u64,
     /// The source keeps range digests of its records, so discrepancy checks
     /// compare without listing it (docs/DISCREPANCIES.md).
     #[serde(default)]
@@ -285,6 +289,10 @@ fn default_interval() -> Interval {
 
 fn default_timeout() -> u64 {
     30
+}
+
+fn default_max_pages() -> u64 {
+    100_000
 }
 
 /// Fills a preset's defaults into the fields the configuration left empty.

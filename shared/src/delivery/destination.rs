@@ -90,7 +90,9 @@ impl DeliveryEngine {
     /// run starting after its predecessor was killed mid-delivery).
     pub async fn drop_leases(&self) -> Result<()> {
         for name in self.destinations.keys() {
-            self.store.drop_lease(&super::engine::lease_name(name)).await?;
+            self.store
+                .drop_lease(&super::engine::lease_name(name))
+                .await?;
         }
         Ok(())
     }

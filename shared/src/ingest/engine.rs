@@ -445,6 +445,24 @@ impl SyncEngine {
                 run.next_sync_token = page.sync_token.clone();
             }
             match page.next {
+                // A source answering with the page it was asked for would
+                // be read forever.
+                Some(next) if next == run.progress.page => {
+                    let error = crate::connectors::upstream(
+                        "source",
+                        format!("the next page is the page just read ({next:?})"),
+                        false,
+                    );
+                    return self.fail(run, &error).await;
+                }
+                Some(_) if run.progress.pages_done >= spec.max_pages => {
+                    let error = crate::connectors::upstream(
+                        "source",
+                        format!("more than {} pages in one run (max_pages)", spec.max_pages),
+                        false,
+                    );
+                    return self.fail(run, &error).await;
+                }
                 Some(next) => run.progress.page = next,
                 None => break,
             }

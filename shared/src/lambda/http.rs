@@ -27,6 +27,7 @@ pub fn classify(error: &Error) -> (StatusCode, &'static str, String) {
         Error::PayloadTooLarge { .. } => {
             (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", shown())
         }
+        Error::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout", shown()),
         Error::MethodNotAllowed { .. } => (
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

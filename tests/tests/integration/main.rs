@@ -6,6 +6,7 @@ mod concurrency;
 mod console_browser;
 mod destinations;
 mod discrepancy;
+mod edges;
 mod events_catalog;
 mod infra_template;
 mod local_runs;

@@ -369,12 +369,7 @@ async fn webhooks_apply_once_under_store_faults() {
     let service = service(
         &proxy,
         ServiceConfig {
-            schedules: Some(Schedules {
-                sync_every: None,
-                check_every: None,
-                drain_every: Duration::from_millis(200),
-                deliver_every: None,
-            }),
+            schedules: Some(syncline_tests::service::drain_only()),
             ..ServiceConfig::default()
         },
     )
