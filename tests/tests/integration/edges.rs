@@ -168,9 +168,10 @@ async fn slow_request_bodies_are_cut_off_and_do_not_block_others() {
             )
             .await;
         assert_eq!(pull.status, 200, "{}", pull.body);
+        // Milliseconds normally; blocked behind the slow clients, 10 s.
         assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{:?}",
+            started.elapsed() < Duration::from_secs(5),
+            "a pull waited {:?}",
             started.elapsed()
         );
     }
