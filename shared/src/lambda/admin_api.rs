@@ -436,8 +436,11 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
             ok(json!({"conflict": id, "status": "resolved", "record": record}))
         }
         Route::Record { entity, id } => {
-            let entity = EntityType::parse(entity)?;
-            let id = RecordId::parse(&super::http::percent_decode(id))?;
+            // A name no record can have names no record: 404, like any
+            // other missing one.
+            let missing = || Error::NotFound("record".into());
+            let entity = EntityType::parse(entity).map_err(|_| missing())?;
+            let id = RecordId::parse(&super::http::percent_decode(id)).map_err(|_| missing())?;
             let record = service
                 .record(&caller.tenant, &entity, &id)
                 .await?
