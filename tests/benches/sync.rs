@@ -8,11 +8,9 @@
 //!
 //! cargo bench -p syncline-tests --bench sync
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use serde::Serialize;
 use serde_json::{Value, json};
 use syncline::ingest::{RunRequest, SourceSet, SyncEngine, Trigger, local_secret};
@@ -58,42 +56,20 @@ async fn bare_write(store: &Store, pk: &str, indexed: bool) -> Duration {
             .map(syncline_local::demo::property)
             .collect();
         for (n, chunk) in records.chunks(25).enumerate() {
-            let mut requests: Vec<WriteRequest> = chunk
+            let items = chunk
                 .iter()
                 .enumerate()
                 .map(|(i, r)| {
-                    let item = serde_dynamo::to_item(BareItem {
+                    serde_dynamo::to_item(BareItem {
                         pk,
                         sk: r["id"].as_str().unwrap_or_default().to_owned(),
                         data: r,
                         ord: indexed.then_some((page_start + n * 25 + i) as u64),
                     })
-                    .expect("item");
-                    WriteRequest::builder()
-                        .put_request(
-                            PutRequest::builder()
-                                .set_item(Some(item))
-                                .build()
-                                .expect("put"),
-                        )
-                        .build()
+                    .expect("item")
                 })
                 .collect();
-            while !requests.is_empty() {
-                let out = store
-                    .client()
-                    .batch_write_item()
-                    .request_items(store.table(), requests)
-                    .send()
-                    .await
-                    .expect("batch write");
-                requests = out
-                    .unprocessed_items
-                    .map(|mut u: HashMap<String, Vec<WriteRequest>>| {
-                        u.remove(store.table()).unwrap_or_default()
-                    })
-                    .unwrap_or_default();
-            }
+            syncline_tests::put_batch(store, items).await;
         }
     }
     started.elapsed()

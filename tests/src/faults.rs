@@ -82,10 +82,159 @@ pub struct Seen {
     pub body: u64,
     pub at: Instant,
     pub outcome: Outcome,
+    /// The capacity a forwarded request consumed by DynamoDB's rules
+    /// ([`capacity`]); zero for faults.
+    pub units: Units,
+}
+
+/// Read and write capacity units.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Units {
+    pub read: f64,
+    pub write: f64,
+}
+
+impl std::ops::AddAssign for Units {
+    fn add_assign(&mut self, other: Self) {
+        self.read += other.read;
+        self.write += other.write;
+    }
+}
+
+/// The size DynamoDB bills for an attribute value (its JSON wire form):
+/// strings and binaries by their bytes, numbers about one byte per two
+/// digits plus one, 1 for booleans and nulls, lists and maps 3 plus their
+/// elements (and, for maps, their names).
+fn value_size(value: &serde_json::Value) -> usize {
+    let Some((kind, inner)) = value.as_object().and_then(|o| o.iter().next()) else {
+        return 0;
+    };
+    match kind.as_str() {
+        "S" => inner.as_str().map_or(0, str::len),
+        "N" => inner.as_str().map_or(0, |n| n.len().div_ceil(2) + 1),
+        "B" => inner.as_str().map_or(0, |b| b.len() * 3 / 4),
+        "BOOL" | "NULL" => 1,
+        "SS" | "NS" | "BS" => inner.as_array().map_or(0, |a| {
+            a.iter().map(|v| v.as_str().map_or(0, str::len)).sum()
+        }),
+        "L" => {
+            3 + inner
+                .as_array()
+                .map_or(0, |a| a.iter().map(value_size).sum())
+        }
+        "M" => 3 + inner.as_object().map_or(0, item_size),
+        _ => 0,
+    }
+}
+
+/// An item's size: every attribute's name and value.
+pub fn item_size(item: &serde_json::Map<String, serde_json::Value>) -> usize {
+    item.iter()
+        .map(|(name, value)| name.len() + value_size(value))
+        .sum()
+}
+
+/// Write units of putting `item`: 1 per KB (rounded up), plus one for the
+/// `by_ord` index entry when the item carries `ord` (a KEYS_ONLY entry is
+/// under 1 KB).
+fn put_units(item: &serde_json::Map<String, serde_json::Value>) -> f64 {
+    let units = item_size(item).div_ceil(1024).max(1) as f64;
+    units + if item.contains_key("ord") { 1.0 } else { 0.0 }
+}
+
+/// Read units of a strongly consistent read of `bytes`: 1 per 4 KB.
+fn read_units(bytes: usize) -> f64 {
+    bytes.div_ceil(4096).max(1) as f64
+}
+
+/// The capacity one request consumed, from its request and response bodies,
+/// by DynamoDB's rules: writes 1 unit per KB per item (2 inside a
+/// transaction) plus local-index entries; strongly consistent reads 1 unit
+/// per 4 KB (a query rounds its whole page once, a batch each item);
+/// deletes and updates are counted as 1 KB items (their old size is not on
+/// the wire), condition checks as reads.
+pub fn capacity(operation: &str, request: &[u8], response: &[u8]) -> Units {
+    let parse =
+        |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap_or_default();
+    let (request, response) = (parse(request), parse(response));
+    let item_of = |v: &serde_json::Value| v.as_object().cloned().unwrap_or_default();
+    let mut units = Units::default();
+    match operation {
+        "PutItem" => units.write += put_units(&item_of(&request["Item"])),
+        "UpdateItem" | "DeleteItem" => units.write += 1.0,
+        "GetItem" => {
+            if let Some(item) = response["Item"].as_object() {
+                units.read += read_units(item_size(item));
+            } else {
+                units.read += 1.0;
+            }
+        }
+        "Query" | "Scan" => {
+            let bytes: usize = response["Items"].as_array().map_or(0, |items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.as_object())
+                    .map(item_size)
+                    .sum()
+            });
+            units.read += read_units(bytes);
+        }
+        "BatchGetItem" => {
+            for items in response["Responses"]
+                .as_object()
+                .into_iter()
+                .flat_map(|t| t.values())
+            {
+                for item in items
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| i.as_object())
+                {
+                    units.read += read_units(item_size(item));
+                }
+            }
+        }
+        "BatchWriteItem" => {
+            for requests in request["RequestItems"]
+                .as_object()
+                .into_iter()
+                .flat_map(|t| t.values())
+            {
+                for write in requests.as_array().into_iter().flatten() {
+                    match write["PutRequest"]["Item"].as_object() {
+                        Some(item) => units.write += put_units(item),
+                        None => units.write += 1.0,
+                    }
+                }
+            }
+        }
+        "TransactWriteItems" => {
+            for action in request["TransactItems"].as_array().into_iter().flatten() {
+                if let Some(item) = action["Put"]["Item"].as_object() {
+                    units.write += 2.0 * put_units(item);
+                } else if !action["ConditionCheck"].is_null() {
+                    units.read += 2.0;
+                } else {
+                    units.write += 2.0;
+                }
+            }
+        }
+        "TransactGetItems" => {
+            for item in response["Responses"].as_array().into_iter().flatten() {
+                let size = item["Item"].as_object().map_or(0, item_size);
+                units.read += 2.0 * read_units(size);
+            }
+        }
+        _ => {}
+    }
+    units
 }
 
 struct State {
     faults: Faults,
+    /// Whether forwarded requests are costed ([`FaultProxy::count_units`]).
+    count_units: bool,
     /// Requests that `faults.skip` let through so far.
     skipped: usize,
     rng: StdRng,
@@ -126,6 +275,7 @@ impl FaultProxy {
             upstream: Arc::new(Mutex::new(None)),
             state: Arc::new(Mutex::new(State {
                 faults: Faults::default(),
+                count_units: false,
                 skipped: 0,
                 rng: StdRng::seed_from_u64(seed),
                 seen: Vec::new(),
@@ -161,6 +311,20 @@ impl FaultProxy {
         let mut state = self.state.lock().expect("lock");
         state.faults = faults;
         state.skipped = 0;
+    }
+
+    /// Costs every forwarded request from now on (parses both bodies).
+    pub fn count_units(&self) {
+        self.state.lock().expect("lock").count_units = true;
+    }
+
+    /// The capacity `seen` consumed.
+    pub fn units(seen: &[Seen]) -> Units {
+        let mut total = Units::default();
+        for s in seen {
+            total += s.units;
+        }
+        total
     }
 
     /// Every request so far, and forgets them.
@@ -212,11 +376,15 @@ impl FaultProxy {
             body: digest(body),
             at: Instant::now(),
             outcome,
+            units: Units::default(),
         });
         (outcome, faults.delay)
     }
 
     async fn connection(&self, mut socket: TcpStream) {
+        // One write per answer, sent at once (Nagle's delay would add tens
+        // of milliseconds to every request).
+        let _ = socket.set_nodelay(true);
         let mut buffer = Vec::new();
         loop {
             let Some((head, body)) = read_request(&mut socket, &mut buffer).await else {
@@ -250,9 +418,21 @@ impl FaultProxy {
                         .to_vec(),
                 ),
                 Outcome::Forwarded | Outcome::LostResponse => {
-                    let Some(answer) = self.forward(&head, body).await else {
+                    let Some(answer) = self.forward(&head, body.clone()).await else {
                         return;
                     };
+                    if self.state.lock().expect("lock").count_units {
+                        let units = if answer.0 == 200 {
+                            capacity(&operation, &body, &answer.1)
+                        } else {
+                            Units::default()
+                        };
+                        let digest = digest(&body);
+                        let mut state = self.state.lock().expect("lock");
+                        if let Some(seen) = state.seen.iter_mut().rev().find(|s| s.body == digest) {
+                            seen.units = units;
+                        }
+                    }
                     if outcome == Outcome::LostResponse {
                         // Applied; the answer never arrives.
                         return;
@@ -260,14 +440,14 @@ impl FaultProxy {
                     answer
                 }
             };
-            let response = format!(
+            let mut response = format!(
                 "HTTP/1.1 {status} {}\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n",
                 if status == 200 { "OK" } else { "Error" },
                 reply.len()
-            );
-            if socket.write_all(response.as_bytes()).await.is_err()
-                || socket.write_all(&reply).await.is_err()
-            {
+            )
+            .into_bytes();
+            response.extend_from_slice(&reply);
+            if socket.write_all(&response).await.is_err() {
                 return;
             }
         }

@@ -147,6 +147,41 @@ impl Intercept for RequestLog {
     }
 }
 
+/// Puts `items` with one BatchWriteItem (up to 25), sending what comes
+/// back unprocessed again until none is left.
+pub async fn put_batch(
+    store: &Store,
+    items: Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+) {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    let mut requests: Vec<WriteRequest> = items
+        .into_iter()
+        .map(|item| {
+            WriteRequest::builder()
+                .put_request(
+                    PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .expect("put"),
+                )
+                .build()
+        })
+        .collect();
+    while !requests.is_empty() {
+        let out = store
+            .client()
+            .batch_write_item()
+            .request_items(store.table(), requests)
+            .send()
+            .await
+            .expect("batch write");
+        requests = out
+            .unprocessed_items
+            .and_then(|mut u| u.remove(store.table()))
+            .unwrap_or_default();
+    }
+}
+
 /// A store on a fresh in-memory embedded engine.
 pub struct TestStore {
     pub store: Store,
