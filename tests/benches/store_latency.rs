@@ -25,7 +25,7 @@ use syncline_tests::faults::{FaultProxy, Faults, Units};
 
 const PAGE: usize = 500;
 /// On-demand prices, us-east-1, per million request units (published
-/// 2024-11-01; docs/ARCHITECTURE.md "Cost").
+/// 2024-11-01; docs/SOURCES.md "With a store 8 ms away").
 const WRITE_PRICE: f64 = 0.625;
 const READ_PRICE: f64 = 0.125;
 
