@@ -7,7 +7,8 @@
 //! - `embedded`: the dynoxide engine served in-process on 127.0.0.1, and
 //!   adapters over it;
 //! - `run`: the one-process local run (`syncline-local up`): the handlers
-//!   built by `syncline::wiring`, the router, the emulated schedules;
+//!   built by `syncline::wiring` and the emulated schedules;
+//! - `router`: its one HTTP port, with API Gateway's request limits;
 //! - `live`: the real-time channel's WebSocket endpoint and pokes;
 //! - `demo`: the demo upstream (a paged property API and Calendly, Stripe
 //!   and Zoho Creator shapes) the sample configuration points at.
@@ -18,4 +19,5 @@
 pub mod demo;
 pub mod embedded;
 pub mod live;
+pub mod router;
 pub mod run;
