@@ -1,6 +1,7 @@
 //! The operators' view: per-source status and health, run logs, settings
 //! with an audit trail, sync triggers and dead letters (docs/OPERATIONS.md).
 
+mod conflicts;
 mod console;
 mod dashboard;
 mod destinations;

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::{EntityType, RecordId, RunStatus, SourceId, Timestamp};
 use crate::queue::MessageId;
 use crate::store::PageToken;
-use crate::sync::{Access, Caller, ResolveRequest, SyncService};
+use crate::sync::{ResolveRequest, SyncService};
 
 /// The scope (or role) an admin token carries.
 pub const ADMIN_SCOPE: &str = "admin";
@@ -43,15 +43,6 @@ struct CheckRequest {
 struct RedriveRequest {
     #[serde(default)]
     ids: Option<Vec<String>>,
-}
-
-/// An admin acting on its tenant's records: every entity type.
-fn admin_caller(principal: &crate::auth::Principal) -> Caller {
-    Caller {
-        tenant: principal.tenant.clone(),
-        access: Access::full(),
-        device: principal.subject.clone(),
-    }
 }
 
 pub async fn handle_admin(
@@ -389,49 +380,15 @@ async fn dispatch(api: &AdminApi, request: &Request) -> Result<Response<Body>> {
         }
         Route::Conflicts => {
             let (limit, after) = paging(request, 50)?;
-            let caller = admin_caller(&caller);
-            let (conflicts, next) = api
-                .sync
-                .conflicts(&caller, limit.clamp(1, 200), after.as_ref())
+            let (conflicts, next) = service
+                .conflicts(&api.sync, &caller, limit, after.as_ref())
                 .await?;
-            let mut listed = Vec::with_capacity(conflicts.len());
-            for conflict in conflicts {
-                // The record as it stands now, beside the one the
-                // conflict saw.
-                let current = match (
-                    conflict.detail.get("entity").and_then(|e| e.as_str()),
-                    conflict.detail.get("record_id").and_then(|e| e.as_str()),
-                ) {
-                    (Some(entity), Some(id)) => {
-                        service
-                            .record(
-                                &caller.tenant,
-                                &EntityType::parse(entity)?,
-                                &RecordId::parse(id)?,
-                            )
-                            .await?
-                    }
-                    _ => None,
-                };
-                let mut value = json!(conflict);
-                value["current"] = json!(current);
-                listed.push(value);
-            }
-            ok(json!({"conflicts": listed, "next": next.map(|n| n.to_string())}))
+            ok(json!({"conflicts": conflicts, "next": next.map(|n| n.to_string())}))
         }
         Route::ResolveConflict { id } => {
             let resolve: ResolveRequest = super::http::json_object(bytes(request)?, None)?;
-            let caller = admin_caller(&caller);
-            let record = api
-                .sync
-                .resolve_conflict(&caller, id, &resolve, &who)
-                .await?;
-            service
-                .audit_action(
-                    json!({"action": "resolve_conflict", "conflict": id,
-                           "resolution": resolve.resolution}),
-                    &who,
-                )
+            let record = service
+                .resolve_conflict(&api.sync, &caller, id, &resolve, &who)
                 .await?;
             ok(json!({"conflict": id, "status": "resolved", "record": record}))
         }
