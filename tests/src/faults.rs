@@ -378,7 +378,7 @@ impl FaultProxy {
             outcome,
             units: Units::default(),
         });
-        (outcome, faults.delay)
+        (outcome, if exempt { Duration::ZERO } else { faults.delay })
     }
 
     async fn connection(&self, mut socket: TcpStream) {

@@ -65,8 +65,7 @@ impl Store {
                 _ => continue,
             };
             if sk == COUNTER_SK {
-                snapshot.counter =
-                    serde_dynamo::from_item(item).map_err(|e| mapping_error("counter", e))?;
+                snapshot.counter = Counter::from_item(&item);
             } else if sk.starts_with("CLIENT#") {
                 let client: ClientItem = serde_dynamo::from_item(item)
                     .map_err(|e| mapping_error("client progress", e))?;
@@ -87,7 +86,7 @@ impl Store {
     /// of what the caller expected give [`Error::Conflict`]; contention on
     /// the tenant counter is retried.
     pub async fn commit(&self, set: &ChangeSet) -> Result<Vec<Committed>> {
-        self.commit_over(set, None, false).await
+        self.commit_over(set, None).await
     }
 
     /// [`Store::commit`] over records the caller has just read (absent ones
@@ -100,45 +99,21 @@ impl Store {
         set: &ChangeSet,
         known: HashMap<(EntityType, RecordId), Record>,
     ) -> Result<Vec<Committed>> {
-        self.commit_over(set, Some(known), false).await
-    }
-
-    /// [`Store::commit_known`] for puts and deletes over record heads
-    /// (version, hash, bookkeeping; no data): a retry reads heads again, and
-    /// an unchanged write comes back with its head (empty data).
-    pub(super) async fn commit_heads(
-        &self,
-        set: &ChangeSet,
-        known: HashMap<(EntityType, RecordId), Record>,
-    ) -> Result<Vec<Committed>> {
-        if set
-            .writes
-            .iter()
-            .any(|w| matches!(w.change, super::Change::Merge(_)))
-        {
-            return Err(Error::internal("a merge needs the stored data, not heads"));
-        }
-        self.commit_over(set, Some(known), true).await
+        self.commit_over(set, Some(known)).await
     }
 
     /// The commit loop: the records from `known` on the first attempt, then
-    /// read afresh (heads only with `heads`). The tenant counter is read
-    /// only when the set writes something.
+    /// read afresh. The tenant counter is read only when the set writes
+    /// something.
     async fn commit_over(
         &self,
         set: &ChangeSet,
         mut known: Option<HashMap<(EntityType, RecordId), Record>>,
-        heads: bool,
     ) -> Result<Vec<Committed>> {
         validate(set)?;
         let changed_by = set.trail.as_ref().and_then(Trail::source);
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
-            let records = match known.take() {
-                Some(records) => Some(records),
-                None if heads => Some(self.read_heads(set).await?),
-                None => None,
-            };
-            let snapshot = match records {
+            let snapshot = match known.take() {
                 // Nothing to write: no counter, no client, no once-only key.
                 Some(records)
                     if set.client.is_none() && set.once_only.is_empty() && {
@@ -167,21 +142,6 @@ impl Store {
             }
         }
         Err(contention("committing a change set"))
-    }
-
-    /// The heads of the records `set` writes, by entity type and id.
-    async fn read_heads(&self, set: &ChangeSet) -> Result<HashMap<(EntityType, RecordId), Record>> {
-        let mut by_entity: HashMap<&EntityType, Vec<&RecordId>> = HashMap::new();
-        for write in &set.writes {
-            by_entity.entry(&write.entity).or_default().push(&write.id);
-        }
-        let mut heads = HashMap::new();
-        for (entity, ids) in by_entity {
-            for (id, record) in self.read_records(&set.tenant, entity, &ids, true).await? {
-                heads.insert((entity.clone(), id), record);
-            }
-        }
-        Ok(heads)
     }
 
     /// One attempt at writing `set` over what `snapshot` read: the committed

@@ -23,6 +23,11 @@ pub struct Changes {
     /// More changes can be read right now beyond `cursor`. Changes still
     /// being written by a bulk upsert show up on a later pull.
     pub has_more: bool,
+    /// No sequence number past `cursor` was taken when the page was read:
+    /// no bulk write held numbers past it, and nothing committed there.
+    /// False while a bulk write holds numbers the page stopped before (a
+    /// transaction that committed after the held block included).
+    pub settled: bool,
 }
 
 impl Store {
@@ -326,7 +331,8 @@ impl Store {
         for_client: bool,
     ) -> Result<Changes> {
         let limit = limit.clamp(1, 1000) as usize;
-        let latest = self.latest_seq(tenant).await?.get();
+        let counter = self.read_counter(tenant).await?;
+        let latest = counter.horizon(Timestamp::now());
         let watermark = latest.max(cursor.seq().get());
         let from = cursor.seq().get() + 1;
         if from > watermark {
@@ -335,6 +341,7 @@ impl Store {
                 records: Vec::new(),
                 cursor: Cursor::at(cursor.seq()),
                 has_more: false,
+                settled: counter.value <= cursor.seq().get(),
             });
         }
         let now = Timestamp::now();
@@ -400,6 +407,7 @@ impl Store {
             records,
             cursor: Cursor::at(Seq::new(page_end)),
             has_more: page_end < watermark || (for_client && moved_on),
+            settled: counter.value <= page_end,
         })
     }
 }

@@ -1,5 +1,6 @@
-//! The tenant's bookkeeping items: the change counter every commit bumps,
-//! and each client's progress (the last mutation id processed).
+//! The tenant's bookkeeping items: the change counter every commit bumps
+//! (with the blocks of numbers bulk writes hold while they write), and
+//! each client's progress (the last mutation id processed).
 
 use std::collections::HashMap;
 
@@ -13,16 +14,75 @@ use super::{
 use crate::error::Result;
 use crate::model::{ClientId, Seq, TenantId, Timestamp};
 
-/// The tenant's counter item: the last allocated sequence number. Every
-/// change takes its numbers in the transaction that writes it, so every
-/// number up to `value` is committed.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// The tenant's counter item: the last allocated sequence number, and the
+/// blocks held by bulk writes still writing. A transaction takes its
+/// numbers in the write that commits them; a bulk chunk holds a block
+/// ([`Store::hold_block`]) while its records go out one by one, so the feed
+/// is complete up to [`Counter::horizon`], not always up to `value`.
+#[derive(Debug, Clone, Default)]
 pub(super) struct Counter {
-    #[serde(default)]
     pub value: u64,
+    /// Live holds: the number before each held block, keyed by attribute.
+    holds: Vec<Hold>,
+}
+
+/// A block of sequence numbers a bulk write holds: `after + 1 ..` are being
+/// written until `deadline_ms`, past which nothing of it is written and
+/// readers pass it.
+#[derive(Debug, Clone)]
+struct Hold {
+    attribute: String,
+    after: u64,
+    deadline_ms: i64,
+}
+
+/// Counter attributes that are holds start with this, then the deadline
+/// (epoch ms) and a random suffix: `h_<deadline>_<suffix>`.
+const HOLD_PREFIX: &str = "h_";
+
+/// A block of sequence numbers taken by [`Store::hold_block`].
+#[derive(Debug, Clone)]
+pub(super) struct HeldBlock {
+    pub first: u64,
+    pub attribute: String,
+    pub deadline_ms: i64,
+    /// Holds past their deadline found on the counter, removed with this one.
+    pub expired: Vec<String>,
 }
 
 impl Counter {
+    pub(super) fn from_item(item: &HashMap<String, AttributeValue>) -> Self {
+        let number = |v: &AttributeValue| v.as_n().ok().and_then(|n| n.parse::<u64>().ok());
+        let mut counter = Counter {
+            value: item.get("value").and_then(number).unwrap_or(0),
+            holds: Vec::new(),
+        };
+        for (name, value) in item {
+            let Some(rest) = name.strip_prefix(HOLD_PREFIX) else {
+                continue;
+            };
+            let deadline_ms = rest.split('_').next().and_then(|d| d.parse::<i64>().ok());
+            if let (Some(deadline_ms), Some(after)) = (deadline_ms, number(value)) {
+                counter.holds.push(Hold {
+                    attribute: name.clone(),
+                    after,
+                    deadline_ms,
+                });
+            }
+        }
+        counter
+    }
+
+    /// The number the feed is complete up to at `now`: the counter's value,
+    /// or just before the oldest block still held.
+    pub(super) fn horizon(&self, now: Timestamp) -> u64 {
+        self.holds
+            .iter()
+            .filter(|h| h.deadline_ms > now.as_millis())
+            .map(|h| h.after)
+            .fold(self.value, u64::min)
+    }
+
     /// The condition that the counter still holds what was read.
     pub(super) fn guard(&self) -> CounterGuard {
         if self.value == 0 {
@@ -97,10 +157,84 @@ impl Store {
             .send()
             .await
             .map_err(|e| store_error("GetItem", e))?;
-        match out.item {
-            Some(item) => serde_dynamo::from_item(item).map_err(|e| mapping_error("counter", e)),
-            None => Ok(Counter::default()),
+        Ok(out
+            .item
+            .as_ref()
+            .map(Counter::from_item)
+            .unwrap_or_default())
+    }
+
+    /// Takes `n` sequence numbers for a bulk write and holds them until
+    /// `hold` has passed: readers stop before the block until it is
+    /// released ([`Store::release_block`]) or its deadline passes, so a
+    /// record written under one of its numbers never lands behind a cursor
+    /// already handed out. One UpdateItem; concurrent holds do not conflict.
+    pub(super) async fn hold_block(
+        &self,
+        tenant: &TenantId,
+        n: u64,
+        hold: std::time::Duration,
+    ) -> Result<HeldBlock> {
+        let now = Timestamp::now();
+        let deadline_ms = now.as_millis() + i64::try_from(hold.as_millis()).unwrap_or(i64::MAX);
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let attribute = format!("{HOLD_PREFIX}{deadline_ms}_{suffix}");
+        // Both operands read the item as it was: the hold keeps the value
+        // before the block, the counter moves past it.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(counter_key(tenant)))
+            .update_expression(
+                "SET #value = if_not_exists(#value, :zero) + :n, #hold = if_not_exists(#value, :zero)",
+            )
+            .expression_attribute_names("#value", "value")
+            .expression_attribute_names("#hold", &attribute)
+            .expression_attribute_values(":zero", number_value(0))
+            .expression_attribute_values(":n", number_value(n))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", e))?;
+        let counter = Counter::from_item(&out.attributes.unwrap_or_default());
+        let Some(mine) = counter.holds.iter().find(|h| h.attribute == attribute) else {
+            return Err(crate::Error::internal("the counter did not keep the hold"));
+        };
+        Ok(HeldBlock {
+            first: mine.after + 1,
+            deadline_ms,
+            expired: counter
+                .holds
+                .iter()
+                .filter(|h| h.deadline_ms <= now.as_millis())
+                .map(|h| h.attribute.clone())
+                .collect(),
+            attribute,
+        })
+    }
+
+    /// Ends a hold (and removes the expired ones it found).
+    pub(super) async fn release_block(&self, tenant: &TenantId, block: &HeldBlock) -> Result<()> {
+        let names: Vec<&String> = std::iter::once(&block.attribute)
+            .chain(&block.expired)
+            .collect();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(counter_key(tenant)));
+        let mut placeholders = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            placeholders.push(format!("#h{i}"));
+            update = update.expression_attribute_names(format!("#h{i}"), name.as_str());
         }
+        update
+            .update_expression(format!("REMOVE {}", placeholders.join(", ")))
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", e))?;
+        Ok(())
     }
 
     /// The last mutation id processed for `client` (0 if none).
@@ -122,8 +256,19 @@ impl Store {
         }
     }
 
-    /// The newest allocated change sequence number of a tenant.
+    /// The sequence number a tenant's feed is complete up to: every change
+    /// numbered up to it is readable, and nothing will be written under a
+    /// number at or below it. What readers and cursors go by.
     pub async fn latest_seq(&self, tenant: &TenantId) -> Result<Seq> {
+        Ok(Seq::new(
+            self.read_counter(tenant).await?.horizon(Timestamp::now()),
+        ))
+    }
+
+    /// The newest sequence number taken, committed or still being written
+    /// (at or past [`Store::latest_seq`]): a write checkpoint covering every
+    /// change committed so far.
+    pub async fn allocated_seq(&self, tenant: &TenantId) -> Result<Seq> {
         Ok(Seq::new(self.read_counter(tenant).await?.value))
     }
 

@@ -123,8 +123,31 @@ impl Store {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
+    /// Writes a trail entry on its own (not in a transaction), under `id`:
+    /// a bulk chunk writes its entry before its records and, when some of
+    /// them went another way, writes it again with only those that applied.
+    pub(super) async fn put_trail(
+        &self,
+        tenant: &TenantId,
+        id: &LogId,
+        entry: &TrailEntry,
+        now: Timestamp,
+    ) -> Result<()> {
+        let item = super::logs::log_item(&trail_stream(tenant), id, now, entry, TRAIL_RETENTION)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| super::store_error("PutItem", e))?;
+        Ok(())
+    }
+
     /// Trail entries newest first; with `record`, only entries that changed
-    /// it (and only that record's change in each). Reads at most `scan`
+    /// it (and only that record's change in each), each version once: the
+    /// newest entry naming it (a bulk chunk cut short names versions it
+    /// did not write; the write that did came later). Reads at most `scan`
     /// entries; `next` continues from where it stopped.
     pub async fn read_trail(
         &self,
@@ -138,6 +161,7 @@ impl Store {
         let mut found = Vec::new();
         let mut scanned = 0;
         let mut after = after.cloned();
+        let mut versions = std::collections::HashSet::new();
         loop {
             let page = self
                 .read_log::<TrailEntry>(&stream, limit.min(100), after.as_ref())
@@ -146,7 +170,9 @@ impl Store {
             for entry in page.items {
                 let mut trail = entry.entry;
                 if let Some((entity, id)) = record {
-                    trail.changes.retain(|c| &c.entity == entity && &c.id == id);
+                    trail.changes.retain(|c| {
+                        &c.entity == entity && &c.id == id && versions.insert(c.version)
+                    });
                     if trail.changes.is_empty() {
                         continue;
                     }

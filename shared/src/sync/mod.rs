@@ -93,7 +93,8 @@ impl SyncService {
     /// cursor or the wait ends.
     ///
     /// Read-your-writes: the client's progress is read before the feed, and
-    /// reported only on a page that ends the feed, so every mutation up to
+    /// reported only on a page that ends the feed with nothing held past it
+    /// (a bulk write still writing), so every mutation up to
     /// the `last_mutation_id` a pull reports is in the state that pull
     /// brings the client to (docs/PROTOCOL.md, "Read your writes").
     pub async fn pull(&self, caller: &Caller, request: &PullRequest) -> Result<PullResponse> {
@@ -123,6 +124,7 @@ impl SyncService {
                     records: Vec::new(),
                     cursor: Cursor::at(cursor.seq()),
                     has_more: false,
+                    settled: true,
                 },
                 false => {
                     self.store
@@ -146,7 +148,7 @@ impl SyncService {
                 cursor: changes.cursor,
                 has_more: changes.has_more,
                 reset,
-                last_mutation_id: progress.filter(|_| !changes.has_more),
+                last_mutation_id: progress.filter(|_| !changes.has_more && changes.settled),
             });
         }
     }

@@ -125,7 +125,7 @@ impl SyncService {
             .all(|r| r.status != Status::AlreadyProcessed);
         let cursor = match committed_up_to {
             Some(seq) if covers_all => Seq::new(seq),
-            _ => self.store.latest_seq(tenant).await?,
+            _ => self.store.allocated_seq(tenant).await?,
         };
         Ok(PushResponse {
             cursor: Cursor::at(cursor),

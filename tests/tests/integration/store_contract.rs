@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use syncline::Error;
-use syncline::model::{ClientId, Cursor, EntityType, RecordId, SourceId, TenantId};
+use syncline::model::{ClientId, Cursor, EntityType, RecordId, Seq, SourceId, TenantId};
 use syncline::store::{
     Change, ChangeSet, ClientProgress, Expect, KvExpect, KvKey, LogStream, RecordWrite,
 };
@@ -389,7 +389,8 @@ async fn heads_list_the_same_records_without_their_data() {
 }
 
 #[tokio::test]
-async fn batch_upserts_send_at_most_25_items_a_call_and_skip_unchanged_records() {
+async fn batch_upserts_write_each_changed_record_once_under_one_held_block_and_skip_unchanged_records()
+ {
     let t = test_store().await;
     let acme = tenant("acme");
     let property = entity("property");
@@ -419,9 +420,14 @@ async fn batch_upserts_send_at_most_25_items_a_call_and_skip_unchanged_records()
         .expect("first run");
     assert_eq!((first.created, first.updated, first.unchanged), (60, 0, 0));
     let sent = t.requests.take();
-    // One transaction: 60 records, the counter and the trail entry.
-    assert_eq!(RequestLog::record_writes(&sent), vec![60]);
-    assert_eq!(RequestLog::sizes(&sent, "TransactWriteItems"), vec![62]);
+    // No transaction: one conditional PutItem per record, one for the trail
+    // entry, and the counter's hold taken and released.
+    assert_eq!(RequestLog::record_writes(&sent), vec![1; 60], "{sent:?}");
+    assert_eq!(RequestLog::count(&sent, "PutItem"), 61);
+    assert_eq!(RequestLog::count(&sent, "UpdateItem"), 2);
+    assert_eq!(RequestLog::count(&sent, "TransactWriteItems"), 0);
+    assert_eq!(t.store.latest_seq(&acme).await.expect("seq").get(), 60);
+    assert_eq!(t.store.allocated_seq(&acme).await.expect("seq").get(), 60);
 
     let rerun = t
         .store
@@ -456,7 +462,20 @@ async fn batch_upserts_send_at_most_25_items_a_call_and_skip_unchanged_records()
         .expect("partial change");
     assert_eq!((changed.updated, changed.unchanged), (7, 53));
     let sent = t.requests.take();
-    assert_eq!(RequestLog::record_writes(&sent), vec![7]);
+    assert_eq!(RequestLog::record_writes(&sent), vec![1; 7]);
+    let feed = t
+        .store
+        .changes_since(
+            &acme,
+            std::slice::from_ref(&property),
+            Cursor::at(Seq::new(60)),
+            100,
+        )
+        .await
+        .expect("feed");
+    let ids: Vec<&str> = feed.records.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["p0", "p1", "p2", "p3", "p4", "p5", "p6"]);
+    assert_eq!((feed.cursor.seq().get(), feed.has_more), (67, false));
 
     let p3 = t
         .store

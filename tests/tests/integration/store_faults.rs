@@ -230,10 +230,11 @@ async fn a_run_stopped_by_the_store_frees_its_source() {
     let (_, service) = synced_service(&proxy, 300).await;
     let tick = json!({"detail": {"sources": [SOURCE], "kind": "full"}});
 
-    // Record writes fail: the run says so.
+    // Record writes cannot take their sequence numbers (the hold on the
+    // counter fails): the run says so.
     proxy.set(Faults {
         server_error: 1.0,
-        only: Some("TransactWriteItems"),
+        only: Some("UpdateItem"),
         ..Faults::default()
     });
     let failed = service.invoke("scheduled-sync", tick.clone()).await;
@@ -247,7 +248,7 @@ async fn a_run_stopped_by_the_store_frees_its_source() {
     let writes = proxy
         .take()
         .iter()
-        .filter(|s| s.operation == "TransactWriteItems")
+        .filter(|s| s.operation == "UpdateItem")
         .count();
     assert_eq!(
         writes,
@@ -561,4 +562,93 @@ async fn delivery_misses_nothing_and_sends_no_version_twice_under_store_faults()
         ids_of.len()
     );
     service.running.stop().await;
+}
+
+/// A bulk write holds the sequence numbers it is writing: while its
+/// record writes are slow (400 ms each, through the proxy), a reader on
+/// the same store sees the feed end before the block, even past a
+/// transaction that committed after it; when the chunks are done the feed
+/// holds all of it, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_pass_a_bulk_write_still_writing() {
+    use syncline::model::{Cursor, EntityType, RecordId, Seq, TenantId};
+    use syncline::store::{Change, Expect, RecordWrite, Store, Trail, TrailPath};
+    use syncline_local::embedded::{EmbeddedEngine, Storage};
+
+    let engine = EmbeddedEngine::start(Storage::Memory, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("engine");
+    let proxy = FaultProxy::start(31).await;
+    proxy.forward_to(engine.endpoint());
+    let direct = Store::from_sdk_config(&engine.sdk_config().await, "held");
+    direct.ensure_table().await.expect("table");
+    let slow = Store::from_sdk_config(&engine.sdk_config_via(&proxy.url()).await, "held");
+    proxy.set(Faults {
+        only: Some("PutItem"),
+        ..Faults::latency(Duration::from_millis(400))
+    });
+    let tenant = TenantId::parse("acme").expect("tenant");
+    let entity = EntityType::parse("property").expect("entity");
+    let data = |i: usize| json!({"i": i}).as_object().cloned().expect("object");
+    let changes: Vec<_> = (0..150)
+        .map(|i| {
+            (
+                RecordId::parse(&format!("p{i:03}")).expect("id"),
+                Change::Put(data(i)),
+            )
+        })
+        .collect();
+    let trail = Trail::new(TrailPath::Sync, "property-api", "run-1");
+    let writing = {
+        let (slow, tenant, entity) = (slow.clone(), tenant.clone(), entity.clone());
+        tokio::spawn(async move {
+            slow.upsert_batch(&tenant, &entity, None, changes, &trail)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(direct.allocated_seq(&tenant).await.expect("seq").get(), 150);
+    assert_eq!(direct.latest_seq(&tenant).await.expect("seq").get(), 0);
+    // A transaction commits meanwhile, after the held block.
+    let other = direct
+        .put_record(
+            &tenant,
+            RecordWrite {
+                entity: entity.clone(),
+                id: RecordId::parse("x").expect("id"),
+                change: Change::Put(data(999)),
+                expect: Expect::Absent,
+                source: None,
+                origin: None,
+                source_version: None,
+            },
+        )
+        .await
+        .expect("committed");
+    assert_eq!(other.record.seq.get(), 151);
+    let entities = std::slice::from_ref(&entity);
+    let early = direct
+        .changes_since(&tenant, entities, Cursor::START, 1000)
+        .await
+        .expect("feed");
+    assert!(early.records.is_empty(), "{:?}", early.records);
+    assert_eq!(early.cursor.seq(), Seq::new(0));
+    let early = direct
+        .changes_for_client(&tenant, entities, Cursor::START, 1000)
+        .await
+        .expect("feed");
+    // A client is not told its state is complete while numbers are held.
+    assert!(early.records.is_empty() && !early.has_more && !early.settled);
+
+    let outcome = writing.await.expect("task").expect("written");
+    assert_eq!(outcome.created, 150);
+    assert_eq!(direct.latest_seq(&tenant).await.expect("seq").get(), 151);
+    let feed = direct
+        .changes_since(&tenant, entities, Cursor::START, 1000)
+        .await
+        .expect("feed");
+    let seqs: Vec<u64> = feed.records.iter().map(|r| r.seq.get()).collect();
+    assert_eq!(seqs, (1..=151).collect::<Vec<_>>());
+    assert_eq!(feed.records.last().map(|r| r.id.as_str()), Some("x"));
+    assert!(!feed.has_more && feed.settled);
 }
