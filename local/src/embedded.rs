@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use syncline::config::{Config, DEFAULT_TABLE, StoreBackend};
 use syncline::error::{Error, Result};
 use syncline::runtime::Adapters;
-use syncline::store::Store;
+use syncline::store::{BulkWrites, Store};
 
 /// Where the embedded engine keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +106,14 @@ impl EmbeddedEngine {
             .await
     }
 
+    /// A store on `table` of this engine, writing bulk puts and deletes in
+    /// transactions: here a request costs CPU and a commit, not a round
+    /// trip, and nothing is billed per write.
+    pub async fn store(&self, table: &str) -> Store {
+        Store::from_sdk_config(&self.sdk_config().await, table)
+            .with_bulk_writes(BulkWrites::Transactions)
+    }
+
     /// Stops serving and waits until open connections are done.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -129,7 +137,7 @@ impl Drop for EmbeddedEngine {
 /// returns a store on that table.
 pub async fn start_store(storage: Storage, table: &str) -> Result<(Store, EmbeddedEngine)> {
     let engine = EmbeddedEngine::start(storage, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let store = Store::from_sdk_config(&engine.sdk_config().await, table);
+    let store = engine.store(table).await;
     store.ensure_table().await?;
     Ok((store, engine))
 }

@@ -38,7 +38,7 @@ use syncline::model::Timestamp;
 use syncline::queue::RetryQueue;
 use syncline::retry::{RetryPolicy, RetryWorker};
 use syncline::runtime::Adapters;
-use syncline::store::Store;
+use syncline::store::{BulkWrites, Store};
 use syncline::webhooks::WebhookService;
 use syncline::wiring::{DiscrepancyCheck, ScheduledSync, Vars, Wiring};
 
@@ -497,6 +497,19 @@ impl std::fmt::Debug for StoreFront {
     }
 }
 
+/// How the local run writes bulk puts and deletes: in transactions, as the
+/// embedded engine's own stores do ([`crate::embedded::EmbeddedEngine::store`]),
+/// unless `SYNCLINE_BULK_WRITES=held` asks for the way it writes to DynamoDB.
+fn bulk_writes(var: Vars<'_>) -> Result<BulkWrites> {
+    match var("SYNCLINE_BULK_WRITES").as_deref() {
+        None | Some("transactions") => Ok(BulkWrites::Transactions),
+        Some("held") => Ok(BulkWrites::Held),
+        Some(other) => Err(Error::Config(format!(
+            "SYNCLINE_BULK_WRITES is {other:?}: say `transactions` or `held`"
+        ))),
+    }
+}
+
 pub async fn up(settings: UpSettings, var: Vars<'_>, report: fn(&str)) -> Result<Running> {
     let engine =
         crate::embedded::EmbeddedEngine::start(settings.storage, settings.store_addr).await?;
@@ -508,6 +521,7 @@ pub async fn up(settings: UpSettings, var: Vars<'_>, report: fn(&str)) -> Result
         None => engine.sdk_config().await,
     };
     let mut adapters = Adapters::with_sdk_config(&config, &sdk).await?;
+    adapters.store = adapters.store.clone().with_bulk_writes(bulk_writes(var)?);
     if let Some(queue) = settings.queue {
         adapters.queue = queue;
     }
@@ -517,8 +531,17 @@ pub async fn up(settings: UpSettings, var: Vars<'_>, report: fn(&str)) -> Result
     // This process is the only one using its store: a lease still held is
     // a killed predecessor's, and waiting it out (a run's deadline plus 15
     // minutes) would only delay the work it stopped.
+    // The same holds for the blocks of sequence numbers its bulk writes
+    // held: readers would stop before them until their deadlines.
     functions.engine.drop_leases().await?;
     functions.delivery.drop_leases().await?;
+    let holds = adapters.store.drop_holds().await?;
+    if holds > 0 {
+        tracing::warn!(
+            holds,
+            "ended the blocks of sequence numbers a killed run held"
+        );
+    }
     let listener = bind(settings.http_addr).await?;
     let http = listener
         .local_addr()

@@ -15,7 +15,7 @@ use syncline::discrepancy::DiscrepancyChecker;
 use syncline::ingest::{SourceSet, SyncEngine, local_secret};
 use syncline::model::{EntityType, RecordId, SourceId, TenantId};
 use syncline::queue::{LocalQueue, RetryQueue};
-use syncline::store::{BulkWrite, Change, Store};
+use syncline::store::{BulkWrite, Change};
 use syncline_local::embedded::{EmbeddedEngine, Storage};
 
 const RECORDS: usize = 1_000_000;
@@ -57,7 +57,7 @@ async fn main() {
     )
     .await
     .expect("engine");
-    let store = Store::from_sdk_config(&engine.sdk_config().await, "syncline-bench");
+    let store = engine.store("syncline-bench").await;
     store.ensure_table().await.expect("table");
     let upstream = syncline_local::demo::serve("127.0.0.1:0".parse().expect("addr"), RECORDS)
         .await

@@ -84,7 +84,7 @@ async fn main() {
     )
     .await
     .expect("engine");
-    let store = Store::from_sdk_config(&engine.sdk_config().await, "syncline-bench");
+    let store = engine.store("syncline-bench").await;
     store.ensure_table().await.expect("table");
     let upstream = syncline_local::demo::serve("127.0.0.1:0".parse().expect("addr"), RECORDS)
         .await

@@ -1,8 +1,9 @@
 //! Bulk upserts: what sync runs, sweeps and force-syncs write. Puts and
 //! deletes go in chunks that hold a block of sequence numbers and write
 //! each record with its own conditional PutItem, several chunks at once;
-//! merges go through the commit path, one transaction per chunk with its
-//! sequence numbers and change-trail entry.
+//! merges, and every bulk write of a store set to
+//! [`BulkWrites::Transactions`], go through the commit path, one
+//! transaction per chunk with its sequence numbers and change-trail entry.
 
 use std::collections::HashMap;
 
@@ -15,8 +16,8 @@ use super::record_item::RecordItem;
 use super::tenant::HeldBlock;
 use super::write::apply_change;
 use super::{
-    BatchOutcome, BulkWrite, Change, ChangeSet, Committed, Expect, RecordWrite, Store, Trail,
-    TrailChange, TrailEntry, is_condition_failure, number_value, store_error,
+    BatchOutcome, BulkWrite, BulkWrites, Change, ChangeSet, Committed, Expect, RecordWrite, Store,
+    Trail, TrailChange, TrailEntry, is_condition_failure, number_value, store_error,
 };
 use crate::error::{Error, Result};
 use crate::model::{EntityType, Record, RecordId, Seq, SourceId, TenantId, Timestamp, Version};
@@ -33,9 +34,12 @@ const CHUNKS_IN_FLIGHT: usize = 8;
 /// How long a chunk holds its block of sequence numbers at most; readers
 /// wait at most this long behind a chunk that was cut short.
 const HOLD: std::time::Duration = std::time::Duration::from_secs(60);
-/// A chunk starts no record write later than this before its hold ends
-/// (a write's own retries take seconds at most).
+/// A chunk starts no record write later than this before its hold ends.
 const HOLD_MARGIN_MS: i64 = 20_000;
+/// How long one record write of a held block may take, its retries
+/// included, before the client gives it up: well inside the margin, so a
+/// write started before the margin ends before the hold does.
+pub(super) const HELD_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// A bulk chunk closes before its records add up to this much (a
 /// transaction carries at most 4 MB).
 const BULK_CHUNK_BYTES: usize = 2 * 1024 * 1024;
@@ -111,7 +115,8 @@ impl Store {
         }
         // Puts and deletes replace the content: the stored heads are all they
         // need, read for the whole batch at once.
-        let merges = changes.iter().any(|w| matches!(w.change, Change::Merge(_)));
+        let merges = changes.iter().any(|w| matches!(w.change, Change::Merge(_)))
+            || self.bulk_writes == BulkWrites::Transactions;
         let mut heads = if merges {
             HashMap::new()
         } else {
@@ -296,7 +301,7 @@ impl Store {
         }
         let item = RecordItem::from_record(record, self.tombstone_retention).to_item()?;
         let put = self
-            .client
+            .held_client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item));

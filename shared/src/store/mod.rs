@@ -54,9 +54,27 @@ pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(30 * 24 * 
 #[derive(Clone, Debug)]
 pub struct Store {
     client: Client,
+    /// The same client with every request bounded in time, for the record
+    /// writes of a held block: none of them lands after its hold ends.
+    held_client: Client,
     table: String,
     tombstone_retention: Duration,
     signal: CommitSignal,
+    bulk_writes: BulkWrites,
+}
+
+/// How a bulk write of puts and deletes (a sync page) reaches the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BulkWrites {
+    /// Each chunk holds a block of sequence numbers and writes every record
+    /// with its own conditional PutItem, several chunks at once: one write
+    /// unit per KB and round trips overlapped, for DynamoDB.
+    #[default]
+    Held,
+    /// Each chunk is one transaction: one request and one commit for up to
+    /// 98 records, for the embedded engine, where a request costs CPU, not
+    /// a round trip, and no write unit is billed.
+    Transactions,
 }
 
 /// How the SDK retries one store request that failed in a way worth
@@ -77,12 +95,31 @@ pub const STORE_ATTEMPTS: u32 = 4;
 
 impl Store {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
+        let held_client = Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .timeout_config(
+                    aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                        .operation_timeout(bulk::HELD_WRITE_TIMEOUT)
+                        .build(),
+                )
+                .build(),
+        );
         Self {
             client,
+            held_client,
             table: table.into(),
             tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
             signal: CommitSignal::default(),
+            bulk_writes: BulkWrites::default(),
         }
+    }
+
+    /// The store writing bulk puts and deletes as `mode` says.
+    pub fn with_bulk_writes(mut self, mode: BulkWrites) -> Self {
+        self.bulk_writes = mode;
+        self
     }
 
     pub fn with_tombstone_retention(mut self, retention: Duration) -> Self {
@@ -90,9 +127,6 @@ impl Store {
         self
     }
 
-    /// A client configured from the environment (region, credentials and
-    /// `AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_DYNAMODB`), the way the Lambda
-    /// functions run.
     /// The store through `config`, retrying requests as [`store_retry`]
     /// says.
     pub fn from_sdk_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {

@@ -237,6 +237,55 @@ impl Store {
         Ok(())
     }
 
+    /// Ends every hold on every tenant's counter, whoever took it: for a
+    /// process that knows no one else writes (a local run starting over
+    /// the store its killed predecessor used, whose blocks would otherwise
+    /// stop readers until their deadlines). What the killed chunks wrote
+    /// stands; nothing more is written under their numbers. Returns how
+    /// many holds were ended. One Scan of the table.
+    pub async fn drop_holds(&self) -> Result<usize> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("#sk = :counter")
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":counter", string_value(COUNTER_SK))
+            .into_paginator()
+            .send();
+        let mut dropped = 0;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| store_error("Scan", e))?;
+            for item in page.items() {
+                let holds = Counter::from_item(item).holds;
+                let Some(pk) = item.get(PK).cloned() else {
+                    continue;
+                };
+                if holds.is_empty() {
+                    continue;
+                }
+                let mut update = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key(PK, pk)
+                    .key(SK, string_value(COUNTER_SK));
+                let mut placeholders = Vec::new();
+                for (i, hold) in holds.iter().enumerate() {
+                    placeholders.push(format!("#h{i}"));
+                    update = update.expression_attribute_names(format!("#h{i}"), &hold.attribute);
+                }
+                update
+                    .update_expression(format!("REMOVE {}", placeholders.join(", ")))
+                    .send()
+                    .await
+                    .map_err(|e| store_error("UpdateItem", e))?;
+                dropped += holds.len();
+            }
+        }
+        Ok(dropped)
+    }
+
     /// The last mutation id processed for `client` (0 if none).
     pub async fn client_progress(&self, tenant: &TenantId, client: &ClientId) -> Result<u64> {
         let out = self

@@ -230,11 +230,11 @@ async fn a_run_stopped_by_the_store_frees_its_source() {
     let (_, service) = synced_service(&proxy, 300).await;
     let tick = json!({"detail": {"sources": [SOURCE], "kind": "full"}});
 
-    // Record writes cannot take their sequence numbers (the hold on the
-    // counter fails): the run says so.
+    // Record writes fail (the local run writes each chunk of a page in one
+    // transaction): the run says so.
     proxy.set(Faults {
         server_error: 1.0,
-        only: Some("UpdateItem"),
+        only: Some("TransactWriteItems"),
         ..Faults::default()
     });
     let failed = service.invoke("scheduled-sync", tick.clone()).await;
@@ -248,7 +248,7 @@ async fn a_run_stopped_by_the_store_frees_its_source() {
     let writes = proxy
         .take()
         .iter()
-        .filter(|s| s.operation == "UpdateItem")
+        .filter(|s| s.operation == "TransactWriteItems")
         .count();
     assert_eq!(
         writes,
