@@ -500,7 +500,7 @@ impl std::fmt::Debug for StoreFront {
 /// How the local run writes bulk puts and deletes: in transactions, as the
 /// embedded engine's own stores do ([`crate::embedded::EmbeddedEngine::store`]),
 /// unless `SYNCLINE_BULK_WRITES=held` asks for the way it writes to DynamoDB.
-fn bulk_writes(var: Vars<'_>) -> Result<BulkWrites> {
+pub fn bulk_writes(var: Vars<'_>) -> Result<BulkWrites> {
     match var("SYNCLINE_BULK_WRITES").as_deref() {
         None | Some("transactions") => Ok(BulkWrites::Transactions),
         Some("held") => Ok(BulkWrites::Held),

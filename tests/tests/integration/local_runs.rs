@@ -140,3 +140,32 @@ async fn function_processes_pointed_at_one_store_share_records_and_the_retry_que
             .is_empty()
     );
 }
+
+/// `SYNCLINE_BULK_WRITES` picks how the local run writes a sync page's
+/// records (transactions unless told `held`); any other value fails the
+/// start with a message naming the variable and the choices.
+#[test]
+fn the_local_run_writes_bulk_changes_in_transactions_unless_told_held() {
+    use syncline::store::BulkWrites;
+    use syncline_local::run::bulk_writes;
+    let pick = |value: Option<&str>| {
+        let value = value.map(str::to_owned);
+        bulk_writes(&move |name: &str| {
+            (name == "SYNCLINE_BULK_WRITES")
+                .then(|| value.clone())
+                .flatten()
+        })
+    };
+    assert_eq!(pick(None).expect("default"), BulkWrites::Transactions);
+    assert_eq!(
+        pick(Some("transactions")).expect("transactions"),
+        BulkWrites::Transactions
+    );
+    assert_eq!(pick(Some("held")).expect("held"), BulkWrites::Held);
+    let refused = pick(Some("batches")).expect_err("an unknown mode");
+    let message = refused.to_string();
+    assert!(
+        message.contains("SYNCLINE_BULK_WRITES") && message.contains("held"),
+        "{message}"
+    );
+}

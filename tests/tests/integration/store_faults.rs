@@ -146,7 +146,13 @@ async fn sync_until_done(service: &Service, kind: &str) -> Value {
 
 /// The demo source with `properties` and the local run syncing it through
 /// `proxy`.
-async fn synced_service(proxy: &FaultProxy, properties: usize) -> (std::net::SocketAddr, Service) {
+/// The local run over a demo source of `properties`, its bulk writes as
+/// `bulk_writes` says (`held`, as on DynamoDB, or `transactions`).
+async fn synced_service(
+    proxy: &FaultProxy,
+    properties: usize,
+    bulk_writes: &str,
+) -> (std::net::SocketAddr, Service) {
     let demo = syncline_tests::service::demo_source(syncline_local::demo::DemoCounts {
         properties,
         ..syncline_local::demo::DemoCounts::default()
@@ -156,6 +162,7 @@ async fn synced_service(proxy: &FaultProxy, properties: usize) -> (std::net::Soc
         proxy,
         ServiceConfig {
             sources: Some(demo_sources(demo)),
+            vars: vec![("SYNCLINE_BULK_WRITES", bulk_writes.to_owned())],
             ..ServiceConfig::default()
         },
     )
@@ -193,7 +200,7 @@ async fn push_until_acknowledged(service: &Service, client: &str, mutations: &[V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_and_incremental_syncs_end_exact_under_store_faults() {
     let proxy = FaultProxy::start(21).await;
-    let (demo, service) = synced_service(&proxy, 1200).await;
+    let (demo, service) = synced_service(&proxy, 1200, "held").await;
     proxy.take();
     proxy.set(Faults::mixed(rate()));
     sync_until_done(&service, "full").await;
@@ -210,6 +217,9 @@ async fn full_and_incremental_syncs_end_exact_under_store_faults() {
     let incremental = proxy.take();
     store_equals_upstream(&service, 1240).await;
 
+    // The records went out as DynamoDB gets them: one PutItem each.
+    let puts = full.iter().filter(|s| s.operation == "PutItem").count();
+    assert!(puts >= 1200, "{puts} PutItem requests for 1,200 records");
     let (requests, faults) = retries_as_documented(&full);
     assert!(faults > 0, "faults were injected");
     let (requests2, faults2) = retries_as_documented(&incremental);
@@ -227,7 +237,7 @@ async fn full_and_incremental_syncs_end_exact_under_store_faults() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_stopped_by_the_store_frees_its_source() {
     let proxy = FaultProxy::start(25).await;
-    let (_, service) = synced_service(&proxy, 300).await;
+    let (_, service) = synced_service(&proxy, 300, "transactions").await;
     let tick = json!({"detail": {"sources": [SOURCE], "kind": "full"}});
 
     // Record writes fail (the local run writes each chunk of a page in one
