@@ -113,11 +113,13 @@ impl Store {
                 format!("record {dup} appears twice in one batch"),
             ));
         }
-        // Puts and deletes replace the content: the stored heads are all they
-        // need, read for the whole batch at once.
-        let merges = changes.iter().any(|w| matches!(w.change, Change::Merge(_)))
-            || self.bulk_writes == BulkWrites::Transactions;
-        let mut heads = if merges {
+        // Held chunks of puts and deletes need only the stored heads (the
+        // content is replaced), read for the whole batch at once; merges,
+        // and stores writing in transactions, go through the commit path,
+        // which reads what it needs.
+        let transactions = self.bulk_writes == BulkWrites::Transactions
+            || changes.iter().any(|w| matches!(w.change, Change::Merge(_)));
+        let mut heads = if transactions {
             HashMap::new()
         } else {
             let ids: Vec<&RecordId> = changes.iter().map(|w| &w.id).collect();
@@ -132,7 +134,7 @@ impl Store {
         } in changes
         {
             let size = approximate_size(&change) + id.as_str().len();
-            let room = if merges { BULK_CHUNK } else { HELD_CHUNK };
+            let room = if transactions { BULK_CHUNK } else { HELD_CHUNK };
             match chunks.last() {
                 Some(last) if last.len() < room && chunk_bytes + size <= BULK_CHUNK_BYTES => {}
                 _ => {
@@ -154,7 +156,7 @@ impl Store {
             }
         }
         let mut outcome = BatchOutcome::default();
-        if merges {
+        if transactions {
             for writes in chunks {
                 let set = ChangeSet {
                     tenant: tenant.clone(),

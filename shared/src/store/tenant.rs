@@ -216,20 +216,31 @@ impl Store {
 
     /// Ends a hold (and removes the expired ones it found).
     pub(super) async fn release_block(&self, tenant: &TenantId, block: &HeldBlock) -> Result<()> {
-        let names: Vec<&String> = std::iter::once(&block.attribute)
+        let names: Vec<&str> = std::iter::once(&block.attribute)
             .chain(&block.expired)
+            .map(String::as_str)
             .collect();
-        let mut update = self
-            .client
+        self.remove_holds(counter_key(tenant), &names).await
+    }
+
+    /// Removes the hold attributes `names` from the counter item at `key`.
+    async fn remove_holds(
+        &self,
+        key: HashMap<String, AttributeValue>,
+        names: &[&str],
+    ) -> Result<()> {
+        let placeholders: Vec<String> = (0..names.len()).map(|i| format!("#h{i}")).collect();
+        self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(counter_key(tenant)));
-        let mut placeholders = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            placeholders.push(format!("#h{i}"));
-            update = update.expression_attribute_names(format!("#h{i}"), name.as_str());
-        }
-        update
+            .set_key(Some(key))
+            .set_expression_attribute_names(Some(
+                placeholders
+                    .iter()
+                    .cloned()
+                    .zip(names.iter().map(|n| (*n).to_owned()))
+                    .collect(),
+            ))
             .update_expression(format!("REMOVE {}", placeholders.join(", ")))
             .send()
             .await
@@ -258,28 +269,15 @@ impl Store {
             let page = page.map_err(|e| store_error("Scan", e))?;
             for item in page.items() {
                 let holds = Counter::from_item(item).holds;
-                let Some(pk) = item.get(PK).cloned() else {
+                let (Some(pk), false) = (item.get(PK), holds.is_empty()) else {
                     continue;
                 };
-                if holds.is_empty() {
-                    continue;
-                }
-                let mut update = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .key(PK, pk)
-                    .key(SK, string_value(COUNTER_SK));
-                let mut placeholders = Vec::new();
-                for (i, hold) in holds.iter().enumerate() {
-                    placeholders.push(format!("#h{i}"));
-                    update = update.expression_attribute_names(format!("#h{i}"), &hold.attribute);
-                }
-                update
-                    .update_expression(format!("REMOVE {}", placeholders.join(", ")))
-                    .send()
-                    .await
-                    .map_err(|e| store_error("UpdateItem", e))?;
+                let key = HashMap::from([
+                    (PK.to_owned(), pk.clone()),
+                    (SK.to_owned(), string_value(COUNTER_SK)),
+                ]);
+                let names: Vec<&str> = holds.iter().map(|h| h.attribute.as_str()).collect();
+                self.remove_holds(key, &names).await?;
                 dropped += holds.len();
             }
         }

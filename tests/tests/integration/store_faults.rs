@@ -145,9 +145,8 @@ async fn sync_until_done(service: &Service, kind: &str) -> Value {
 }
 
 /// The demo source with `properties` and the local run syncing it through
-/// `proxy`.
-/// The local run over a demo source of `properties`, its bulk writes as
-/// `bulk_writes` says (`held`, as on DynamoDB, or `transactions`).
+/// `proxy`, its bulk writes as `bulk_writes` says (`held`, as on DynamoDB,
+/// or `transactions`).
 async fn synced_service(
     proxy: &FaultProxy,
     properties: usize,
