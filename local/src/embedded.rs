@@ -1,6 +1,7 @@
 //! The embedded DynamoDB-compatible engine (dynoxide) for local runs and
-//! tests: served in-process on 127.0.0.1, so the storage code talks to it
-//! over the same DynamoDB API it uses in AWS. Never linked into a Lambda
+//! tests: served on 127.0.0.1 for other processes, and called directly by
+//! the stores of this process (`in_process`), so the storage code talks to
+//! it over the same DynamoDB API it uses in AWS. Never linked into a Lambda
 //! binary.
 //!
 //! Several processes must not open one database file each (every process
@@ -33,6 +34,8 @@ pub enum Storage {
 #[derive(Debug)]
 pub struct EmbeddedEngine {
     endpoint: String,
+    /// The engine called without HTTP, for this process's SDK clients.
+    http_client: aws_sdk_dynamodb::config::SharedHttpClient,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -61,6 +64,16 @@ impl EmbeddedEngine {
             }
         }
         .map_err(|e| engine_error("opening the database", e))?;
+        // A commit reaches the write-ahead log without waiting for the disk:
+        // what a killed process wrote survives (only a power cut can lose
+        // the last commits), and a sync commits several times a second.
+        // dynoxide opens with SQLite's default (FULL, an fsync a commit);
+        // this call sets its "normal" pragmas: synchronous = NORMAL and the
+        // default cache.
+        database
+            .disable_bulk_loading()
+            .map_err(|e| engine_error("setting synchronous = NORMAL", e))?;
+        let http_client = crate::in_process::http_client(database.clone());
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| engine_error("binding", e))?;
@@ -80,6 +93,7 @@ impl EmbeddedEngine {
         });
         Ok(Self {
             endpoint: format!("http://{bound}"),
+            http_client,
             shutdown: Some(shutdown),
             task: Some(task),
         })
@@ -89,14 +103,14 @@ impl EmbeddedEngine {
         &self.endpoint
     }
 
-    /// SDK configuration pointed at this engine, with placeholder
-    /// credentials (the engine does not check signatures).
+    /// SDK configuration pointed at this engine's HTTP endpoint, with
+    /// placeholder credentials (the engine does not check signatures).
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         self.sdk_config_via(&self.endpoint).await
     }
 
-    /// SDK configuration reaching this engine through `endpoint` (a proxy
-    /// in front of it).
+    /// SDK configuration reaching this engine over HTTP through `endpoint`
+    /// (its own, or a proxy in front of it).
     pub async fn sdk_config_via(&self, endpoint: &str) -> aws_config::SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
@@ -109,8 +123,15 @@ impl EmbeddedEngine {
     /// A store on `table` of this engine, writing bulk puts and deletes in
     /// transactions: here a request costs CPU and a commit, not a round
     /// trip, and nothing is billed per write.
+    ///
+    /// The store calls the engine in this process (`in_process`), not over
+    /// its HTTP endpoint.
     pub async fn store(&self, table: &str) -> Store {
-        Store::from_sdk_config(&self.sdk_config().await, table)
+        let config = aws_sdk_dynamodb::config::Builder::from(&self.sdk_config().await)
+            .http_client(self.http_client.clone())
+            .retry_config(syncline::store::store_retry())
+            .build();
+        Store::new(aws_sdk_dynamodb::Client::from_conf(config), table)
             .with_bulk_writes(BulkWrites::Transactions)
     }
 

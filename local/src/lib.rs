@@ -6,6 +6,8 @@
 //! Layout:
 //! - `embedded`: the dynoxide engine served in-process on 127.0.0.1, and
 //!   adapters over it;
+//! - `in_process`: the SDK's HTTP client that calls that engine directly,
+//!   for the stores of this process;
 //! - `run`: the one-process local run (`syncline-local up`): the handlers
 //!   built by `syncline::wiring` and the emulated schedules;
 //! - `router`: its one HTTP port, with API Gateway's request limits;
@@ -18,6 +20,7 @@
 
 pub mod demo;
 pub mod embedded;
+mod in_process;
 pub mod live;
 pub mod router;
 pub mod run;

@@ -516,11 +516,18 @@ pub async fn up(settings: UpSettings, var: Vars<'_>, report: fn(&str)) -> Result
     let config = syncline::Config::from_vars(|name| {
         (name == "SYNCLINE_TABLE").then(|| config::DEFAULT_TABLE.to_owned())
     })?;
-    let sdk = match &settings.store_front {
-        Some(front) => engine.sdk_config_via(&(front.0)(engine.endpoint())).await,
-        None => engine.sdk_config().await,
+    // The process's store calls the engine in process; a test's front (a
+    // proxy) is reached over HTTP.
+    let mut adapters = match &settings.store_front {
+        Some(front) => {
+            let sdk = engine.sdk_config_via(&(front.0)(engine.endpoint())).await;
+            Adapters::with_sdk_config(&config, &sdk).await?
+        }
+        None => {
+            let store = engine.store(config::DEFAULT_TABLE).await;
+            Adapters::with_store(&config, &engine.sdk_config().await, store).await?
+        }
     };
-    let mut adapters = Adapters::with_sdk_config(&config, &sdk).await?;
     adapters.store = adapters.store.clone().with_bulk_writes(bulk_writes(var)?);
     if let Some(queue) = settings.queue {
         adapters.queue = queue;

@@ -1,0 +1,132 @@
+//! The embedded engine reached from this process without HTTP: an HTTP
+//! client for the AWS SDK that hands each request to the engine's own
+//! operations and answers with the engine's response, so the storage code
+//! still speaks the DynamoDB API (the SDK builds, signs and parses every
+//! request as it does against AWS) while no request crosses a socket,
+//! hyper or the engine's HTTP layer.
+//!
+//! What the engine's HTTP layer adds and this skips is its checking of
+//! malformed JSON (a whole second parse of every body), which the SDK never
+//! sends. Transactions are run without their idempotency token: the token
+//! lets DynamoDB recognise the retry of a transaction whose answer was lost
+//! on the way, and here no answer is lost, so the SDK retries only an
+//! attempt that was answered with an error, which applied nothing; the
+//! engine would otherwise hash every transaction to remember it.
+
+use aws_sdk_dynamodb::config::http::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::http::{
+    HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector, http_client_fn,
+};
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use dynoxide::DynoxideError;
+use dynoxide::actions;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The SDK's target prefix for DynamoDB operations.
+const TARGET_PREFIX: &str = "DynamoDB_20120810.";
+
+/// An SDK HTTP client whose every request is answered by `database`.
+pub fn http_client(database: dynoxide::Database) -> SharedHttpClient {
+    let connector = SharedHttpConnector::new(Engine { database });
+    http_client_fn(move |_, _| connector.clone())
+}
+
+#[derive(Clone)]
+struct Engine {
+    database: dynoxide::Database,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("in-process embedded engine")
+    }
+}
+
+impl HttpConnector for Engine {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let engine = self.clone();
+        HttpConnectorFuture::new(async move {
+            // A request to a store elsewhere lets other tasks run while it
+            // is out; so does this one, before the engine takes its turn.
+            tokio::task::yield_now().await;
+            Ok(engine.respond(&request))
+        })
+    }
+}
+
+impl Engine {
+    fn respond(&self, request: &HttpRequest) -> HttpResponse {
+        let operation = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|target| target.strip_prefix(TARGET_PREFIX))
+            .unwrap_or_default();
+        let body = request.body().bytes().unwrap_or_default();
+        // The engine runs the operation to completion on this thread, as
+        // its HTTP handler does: one mutex serialises its storage anyway.
+        let (status, body) = match answer(&self.database, operation, body) {
+            Ok(json) => (200, json),
+            Err(err) => (err.status_code(), err.to_json().into_bytes()),
+        };
+        let status = StatusCode::try_from(status).unwrap_or_else(|_| internal());
+        let mut response = HttpResponse::new(status, SdkBody::from(body));
+        response
+            .headers_mut()
+            .insert("content-type", "application/x-amz-json-1.0");
+        response
+    }
+}
+
+fn internal() -> StatusCode {
+    StatusCode::try_from(500).expect("500 is a status code")
+}
+
+/// Runs one operation of the engine on a request body.
+fn answer(db: &dynoxide::Database, operation: &str, body: &[u8]) -> dynoxide::Result<Vec<u8>> {
+    match operation {
+        "PutItem" => run(body, |r| db.put_item(r)),
+        "GetItem" => run(body, |r| db.get_item(r)),
+        "DeleteItem" => run(body, |r| db.delete_item(r)),
+        "UpdateItem" => run(body, |r| db.update_item(r)),
+        "Query" => run(body, |r| db.query(r)),
+        "Scan" => run(body, |r| db.scan(r)),
+        "BatchGetItem" => run(body, |r| db.batch_get_item(r)),
+        "BatchWriteItem" => run(body, |r| db.batch_write_item(r)),
+        "TransactWriteItems" => run(
+            body,
+            |mut r: actions::transact_write_items::TransactWriteItemsRequest| {
+                r.client_request_token = None;
+                db.transact_write_items(r)
+            },
+        ),
+        "TransactGetItems" => run(body, |r| db.transact_get_items(r)),
+        "CreateTable" => run(body, |r| db.create_table(r)),
+        "DeleteTable" => run(body, |r| db.delete_table(r)),
+        "DescribeTable" => run(body, |r| db.describe_table(r)),
+        "UpdateTable" => run(body, |r| db.update_table(r)),
+        "ListTables" => run(body, |r| db.list_tables(r)),
+        "UpdateTimeToLive" => run(body, |r| db.update_time_to_live(r)),
+        "DescribeTimeToLive" => run(body, |r| db.describe_time_to_live(r)),
+        other => Err(DynoxideError::ValidationException(format!(
+            "operation {other:?} is not served in process"
+        ))),
+    }
+}
+
+fn run<Req, Resp>(
+    body: &[u8],
+    operation: impl FnOnce(Req) -> dynoxide::Result<Resp>,
+) -> dynoxide::Result<Vec<u8>>
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+{
+    // DynamoDB answers a value it cannot read (an empty set, say) with a
+    // ValidationException; the SDK sends no other kind of unreadable body.
+    let request = serde_json::from_slice(body)
+        .map_err(|e| DynoxideError::ValidationException(e.to_string()))?;
+    let response = operation(request)?;
+    serde_json::to_vec(&response).map_err(|e| DynoxideError::InternalServerError(e.to_string()))
+}
