@@ -127,12 +127,17 @@ impl EmbeddedEngine {
     /// The store calls the engine in this process (`in_process`), not over
     /// its HTTP endpoint.
     pub async fn store(&self, table: &str) -> Store {
-        let config = aws_sdk_dynamodb::config::Builder::from(&self.sdk_config().await)
-            .http_client(self.http_client.clone())
-            .retry_config(syncline::store::store_retry())
-            .build();
+        let config = self.in_process_config().await.build();
         Store::new(aws_sdk_dynamodb::Client::from_conf(config), table)
             .with_bulk_writes(BulkWrites::Transactions)
+    }
+
+    /// DynamoDB client configuration calling this engine in this process,
+    /// retrying as [`syncline::store::store_retry`] says.
+    pub async fn in_process_config(&self) -> aws_sdk_dynamodb::config::Builder {
+        aws_sdk_dynamodb::config::Builder::from(&self.sdk_config().await)
+            .http_client(self.http_client.clone())
+            .retry_config(syncline::store::store_retry())
     }
 
     /// Stops serving and waits until open connections are done.

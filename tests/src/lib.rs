@@ -189,14 +189,29 @@ pub struct TestStore {
     pub engine: EmbeddedEngine,
 }
 
+/// A store on a fresh in-memory embedded engine, reached over its HTTP
+/// endpoint (as other processes reach it).
 pub async fn test_store() -> TestStore {
+    test_store_by(false).await
+}
+
+/// [`test_store`] calling the engine in process, as the local run's own
+/// store does.
+pub async fn test_store_in_process() -> TestStore {
+    test_store_by(true).await
+}
+
+async fn test_store_by(in_process: bool) -> TestStore {
     let engine = EmbeddedEngine::start(Storage::Memory, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .expect("embedded engine starts");
     let requests = RequestLog::default();
-    let config = aws_sdk_dynamodb::config::Builder::from(&engine.sdk_config().await)
-        .interceptor(requests.clone())
-        .build();
+    let config = if in_process {
+        engine.in_process_config().await
+    } else {
+        aws_sdk_dynamodb::config::Builder::from(&engine.sdk_config().await)
+    };
+    let config = config.interceptor(requests.clone()).build();
     let store = Store::new(aws_sdk_dynamodb::Client::from_conf(config), TEST_TABLE);
     store.ensure_table().await.expect("table created");
     requests.take();

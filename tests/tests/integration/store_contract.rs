@@ -1,4 +1,5 @@
-//! The storage layer's contract, run against the embedded engine in-process.
+//! The storage layer's contract, run against the embedded engine both ways
+//! the code reaches it: over its HTTP endpoint, and called in process.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use syncline::model::{ClientId, Cursor, EntityType, RecordId, Seq, SourceId, Ten
 use syncline::store::{
     Change, ChangeSet, ClientProgress, Expect, KvExpect, KvKey, LogStream, RecordWrite,
 };
-use syncline_tests::{RequestLog, data, stored, test_store};
+use syncline_tests::{RequestLog, TestStore, data, stored, test_store, test_store_in_process};
 
 fn tenant(name: &str) -> TenantId {
     TenantId::parse(name).expect("valid tenant")
@@ -35,9 +36,7 @@ fn put(entity_name: &str, record: &str, value: serde_json::Value, expect: Expect
     }
 }
 
-#[tokio::test]
-async fn conditional_writes_conflict_when_the_expectation_is_stale() {
-    let t = test_store().await;
+async fn conditional_writes_conflict_when_the_expectation_is_stale(t: TestStore) {
     let acme = tenant("acme");
 
     let created = t
@@ -90,9 +89,7 @@ async fn conditional_writes_conflict_when_the_expectation_is_stale() {
     assert_eq!(record.version.get(), 2);
 }
 
-#[tokio::test]
-async fn rewriting_identical_content_writes_nothing() {
-    let t = test_store().await;
+async fn rewriting_identical_content_writes_nothing(t: TestStore) {
     let acme = tenant("acme");
     let first = t
         .store
@@ -122,9 +119,7 @@ async fn rewriting_identical_content_writes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn a_multi_item_write_fails_as_a_whole_and_leaves_nothing_behind() {
-    let t = test_store().await;
+async fn a_multi_item_write_fails_as_a_whole_and_leaves_nothing_behind(t: TestStore) {
     let acme = tenant("acme");
     let existing = t
         .store
@@ -176,9 +171,7 @@ async fn a_multi_item_write_fails_as_a_whole_and_leaves_nothing_behind() {
     assert_eq!(t.store.latest_seq(&acme).await.expect("seq"), seq_before);
 }
 
-#[tokio::test]
-async fn records_counter_and_client_progress_commit_together() {
-    let t = test_store().await;
+async fn records_counter_and_client_progress_commit_together(t: TestStore) {
     let acme = tenant("acme");
     let phone = ClientId::parse("phone-1").expect("client");
     let set = ChangeSet {
@@ -221,9 +214,7 @@ async fn records_counter_and_client_progress_commit_together() {
     assert_eq!(t.store.latest_seq(&acme).await.expect("seq").get(), 2);
 }
 
-#[tokio::test]
-async fn a_once_key_applies_its_change_set_exactly_once() {
-    let t = test_store().await;
+async fn a_once_key_applies_its_change_set_exactly_once(t: TestStore) {
     let acme = tenant("acme");
     let key = KvKey::new(KvKey::DEDUPE, "calendly#evt-1");
     let set = ChangeSet {
@@ -255,9 +246,7 @@ async fn a_once_key_applies_its_change_set_exactly_once() {
     assert_eq!(record.version.get(), 1);
 }
 
-#[tokio::test]
-async fn listing_pages_through_every_record_in_id_order_and_only_its_own() {
-    let t = test_store().await;
+async fn listing_pages_through_every_record_in_id_order_and_only_its_own(t: TestStore) {
     let acme = tenant("acme");
     let other = tenant("other");
     let ids: Vec<String> = (0..53).map(|i| format!("p-{i:03}")).collect();
@@ -322,9 +311,7 @@ async fn listing_pages_through_every_record_in_id_order_and_only_its_own() {
     );
 }
 
-#[tokio::test]
-async fn heads_list_the_same_records_without_their_data() {
-    let t = test_store().await;
+async fn heads_list_the_same_records_without_their_data(t: TestStore) {
     let acme = tenant("acme");
     let changes = (0..23)
         .map(|i| {
@@ -388,10 +375,9 @@ async fn heads_list_the_same_records_without_their_data() {
     assert!(heads.iter().all(|h| h.source.as_ref() == Some(&source)));
 }
 
-#[tokio::test]
-async fn batch_upserts_write_each_changed_record_once_under_one_held_block_and_skip_unchanged_records()
- {
-    let t = test_store().await;
+async fn batch_upserts_write_each_changed_record_once_under_one_held_block_and_skip_unchanged_records(
+    t: TestStore,
+) {
     let acme = tenant("acme");
     let property = entity("property");
     let source = SourceId::parse("property-api").expect("source");
@@ -487,9 +473,7 @@ async fn batch_upserts_write_each_changed_record_once_under_one_held_block_and_s
     assert_eq!(p3.source, Some(source));
 }
 
-#[tokio::test]
-async fn tombstones_are_returned_by_reads_and_the_change_feed() {
-    let t = test_store().await;
+async fn tombstones_are_returned_by_reads_and_the_change_feed(t: TestStore) {
     let acme = tenant("acme");
     let created = t
         .store
@@ -525,9 +509,7 @@ async fn tombstones_are_returned_by_reads_and_the_change_feed() {
     assert!(changes.cursor > cursor);
 }
 
-#[tokio::test]
-async fn tombstones_expire_after_the_retention_window() {
-    let t = test_store().await;
+async fn tombstones_expire_after_the_retention_window(t: TestStore) {
     let store = t
         .store
         .clone()
@@ -571,9 +553,7 @@ async fn tombstones_expire_after_the_retention_window() {
     assert_eq!(again.record.version.get(), 1);
 }
 
-#[tokio::test]
-async fn changes_since_a_cursor_are_complete_and_in_commit_order() {
-    let t = test_store().await;
+async fn changes_since_a_cursor_are_complete_and_in_commit_order(t: TestStore) {
     let acme = tenant("acme");
     let kinds = [entity("booking"), entity("payment")];
     let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
@@ -664,9 +644,7 @@ async fn changes_since_a_cursor_are_complete_and_in_commit_order() {
     assert_eq!(idle.cursor, cursor);
 }
 
-#[tokio::test]
-async fn keyed_items_expire_in_code_and_can_be_taken_again() {
-    let t = test_store().await;
+async fn keyed_items_expire_in_code_and_can_be_taken_again(t: TestStore) {
     let key = KvKey::new(KvKey::IDEMPOTENCY, "msg-1");
     assert!(
         t.store
@@ -730,9 +708,7 @@ async fn keyed_items_expire_in_code_and_can_be_taken_again() {
     );
 }
 
-#[tokio::test]
-async fn a_lease_has_one_holder_until_it_expires() {
-    let t = test_store().await;
+async fn a_lease_has_one_holder_until_it_expires(t: TestStore) {
     let ttl = Duration::from_secs(1);
     let first = t
         .store
@@ -782,9 +758,7 @@ async fn a_lease_has_one_holder_until_it_expires() {
     );
 }
 
-#[tokio::test]
-async fn a_redelivered_webhook_event_is_remembered() {
-    let t = test_store().await;
+async fn a_redelivered_webhook_event_is_remembered(t: TestStore) {
     let key =
         syncline::model::DedupeKey::parse(SourceId::parse("stripe").expect("source"), "evt_1")
             .expect("key");
@@ -793,9 +767,7 @@ async fn a_redelivered_webhook_event_is_remembered() {
     assert!(!t.store.remember_event(&key, week).await.expect("again"));
 }
 
-#[tokio::test]
-async fn logs_page_newest_first_and_drop_expired_entries() {
-    let t = test_store().await;
+async fn logs_page_newest_first_and_drop_expired_entries(t: TestStore) {
     let runs = LogStream::new("runs").expect("stream");
     for i in 0..23 {
         t.store
@@ -855,3 +827,39 @@ async fn logs_page_newest_first_and_drop_expired_entries() {
         .expect("page");
     assert!(page.items.is_empty(), "{:?}", page.items);
 }
+
+/// Every contract test, once over each way of reaching the engine.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod over_http {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::test_store().await).await
+            })*
+        }
+        mod in_process {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::test_store_in_process().await).await
+            })*
+        }
+    };
+}
+
+contract!(
+    conditional_writes_conflict_when_the_expectation_is_stale,
+    rewriting_identical_content_writes_nothing,
+    a_multi_item_write_fails_as_a_whole_and_leaves_nothing_behind,
+    records_counter_and_client_progress_commit_together,
+    a_once_key_applies_its_change_set_exactly_once,
+    listing_pages_through_every_record_in_id_order_and_only_its_own,
+    heads_list_the_same_records_without_their_data,
+    batch_upserts_write_each_changed_record_once_under_one_held_block_and_skip_unchanged_records,
+    tombstones_are_returned_by_reads_and_the_change_feed,
+    tombstones_expire_after_the_retention_window,
+    changes_since_a_cursor_are_complete_and_in_commit_order,
+    keyed_items_expire_in_code_and_can_be_taken_again,
+    a_lease_has_one_holder_until_it_expires,
+    a_redelivered_webhook_event_is_remembered,
+    logs_page_newest_first_and_drop_expired_entries,
+);
