@@ -14,9 +14,11 @@
 //! engine would otherwise hash every transaction to remember it.
 
 use aws_sdk_dynamodb::config::http::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::{
     HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector, http_client_fn,
 };
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use dynoxide::DynoxideError;
@@ -51,13 +53,15 @@ impl HttpConnector for Engine {
             // A request to a store elsewhere lets other tasks run while it
             // is out; so does this one, before the engine takes its turn.
             tokio::task::yield_now().await;
-            Ok(engine.respond(&request))
+            engine
+                .respond(&request)
+                .map_err(|err| ConnectorError::other(err, None))
         })
     }
 }
 
 impl Engine {
-    fn respond(&self, request: &HttpRequest) -> HttpResponse {
+    fn respond(&self, request: &HttpRequest) -> Result<HttpResponse, BoxError> {
         let operation = request
             .headers()
             .get("x-amz-target")
@@ -70,17 +74,12 @@ impl Engine {
             Ok(json) => (200, json),
             Err(err) => (err.status_code(), err.to_json().into_bytes()),
         };
-        let status = StatusCode::try_from(status).unwrap_or_else(|_| internal());
-        let mut response = HttpResponse::new(status, SdkBody::from(body));
+        let mut response = HttpResponse::new(StatusCode::try_from(status)?, SdkBody::from(body));
         response
             .headers_mut()
             .insert("content-type", "application/x-amz-json-1.0");
-        response
+        Ok(response)
     }
-}
-
-fn internal() -> StatusCode {
-    StatusCode::try_from(500).expect("500 is a status code")
 }
 
 /// Runs one operation of the engine on a request body.

@@ -24,19 +24,6 @@ const DELETED: [usize; 2] = [250_000, 999_998];
 /// Rewritten in the store by another writer (stale).
 const REWRITTEN: usize = 777_777;
 
-fn peak_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        / 1024
-}
-
 fn id(i: usize) -> RecordId {
     RecordId::parse(&format!("prop-{i:06}")).expect("id")
 }
@@ -244,5 +231,8 @@ async fn main() {
         by_ids.read_source,
         by_ids.read_store
     );
-    println!("  peak RSS {} MB", peak_mb());
+    println!(
+        "  peak RSS {} MB",
+        syncline_tests::memory_kb("self", "VmHWM:") / 1024
+    );
 }

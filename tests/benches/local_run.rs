@@ -130,19 +130,6 @@ fn dev_binary() -> PathBuf {
     binary
 }
 
-fn peak_rss_mb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        / 1024
-}
-
 /// `syncline-local up` on a fresh data directory until its first scheduled
 /// sync of the demo properties reports.
 fn readme_run(binary: &Path) -> Measured {
@@ -168,7 +155,7 @@ fn readme_run(binary: &Path) -> Measured {
         }
     }
     let process = started.elapsed();
-    let peak_mb = peak_rss_mb(child.id());
+    let peak_mb = syncline_tests::memory_kb(&child.id().to_string(), "VmHWM:") / 1024;
     let _ = child.kill();
     let _ = child.wait();
     let synced = synced.expect("the local run ended before its first sync");

@@ -31,15 +31,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
-fn memory_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// What each socket received: (seq of the poke's cursor or the bare
 /// message's number, when).
 type Arrivals = Arc<Mutex<Vec<Vec<(u64, Instant)>>>>;
@@ -164,7 +155,7 @@ async fn main() {
     let poked = latencies(&committed, &arrivals);
 
     // Connections held: memory per open connection, and its items.
-    let rss_before = memory_kb("VmRSS:");
+    let rss_before = syncline_tests::memory_kb("self", "VmRSS:");
     let url = format!(
         "{}/v1/sync/live?token={token}",
         service.url.replacen("http://", "ws://", 1)
@@ -184,7 +175,7 @@ async fn main() {
     while service.live.channel.open() < HELD + CLIENTS {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let rss_held = memory_kb("VmRSS:");
+    let rss_held = syncline_tests::memory_kb("self", "VmRSS:");
     let stored = service
         .store
         .connections(&syncline::model::TenantId::parse("bench").expect("tenant"))

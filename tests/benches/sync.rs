@@ -22,18 +22,6 @@ use syncline_local::embedded::{EmbeddedEngine, Storage};
 const RECORDS: usize = 100_000;
 const PAGE: usize = 500;
 
-fn memory(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn rate(n: usize, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64()
 }
@@ -91,7 +79,7 @@ async fn main() {
         .expect("upstream");
     let base = format!("http://{upstream}");
     let client = syncline::connectors::http_client().expect("client");
-    let rss_start = memory("VmRSS:");
+    let rss_start = syncline_tests::memory_kb("self", "VmRSS:");
 
     // (a) bare fetch-and-parse loop.
     let started = Instant::now();
@@ -143,7 +131,7 @@ async fn main() {
         trigger: Trigger::Manual,
     };
     let far = || Timestamp::now().plus(Duration::from_secs(3600));
-    let rss_before_sync = memory("VmRSS:");
+    let rss_before_sync = syncline_tests::memory_kb("self", "VmRSS:");
     let started = Instant::now();
     let full = sync
         .run(&request, far())
@@ -152,7 +140,7 @@ async fn main() {
         .expect("lease");
     let full_time = started.elapsed();
     assert_eq!(full.counts.created as usize, RECORDS, "{full:?}");
-    let rss_after_sync = memory("VmRSS:");
+    let rss_after_sync = syncline_tests::memory_kb("self", "VmRSS:");
     let started = Instant::now();
     let again = sync
         .run(&request, far())
@@ -198,6 +186,6 @@ async fn main() {
         rss_start / 1024,
         rss_before_sync / 1024,
         rss_after_sync / 1024,
-        memory("VmHWM:") / 1024
+        syncline_tests::memory_kb("self", "VmHWM:") / 1024
     );
 }

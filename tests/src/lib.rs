@@ -231,6 +231,18 @@ pub struct Moto {
     stdin: Option<ChildStdin>,
 }
 
+/// A memory figure of a process in KB (`field` as `/proc/<process>/status`
+/// names it: `VmRSS:`, `VmHWM:`), 0 where it cannot be read; `process` is a
+/// pid or `self`.
+pub fn memory_kb(process: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
