@@ -93,6 +93,7 @@ fn answer(db: &dynoxide::Database, operation: &str, body: &[u8]) -> dynoxide::Re
         "Scan" => run(body, |r| db.scan(r)),
         "BatchGetItem" => run(body, |r| db.batch_get_item(r)),
         "BatchWriteItem" => run(body, |r| db.batch_write_item(r)),
+        "BatchExecuteStatement" => run(body, |r| db.batch_execute_statement(r)),
         "TransactWriteItems" => run(
             body,
             |mut r: actions::transact_write_items::TransactWriteItemsRequest| {

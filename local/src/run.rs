@@ -542,6 +542,13 @@ pub async fn up(settings: UpSettings, var: Vars<'_>, report: fn(&str)) -> Result
     // held: readers would stop before them until their deadlines.
     functions.engine.drop_leases().await?;
     functions.delivery.drop_leases().await?;
+    let moved = adapters.store.upgrade_feed().await?;
+    if moved > 0 {
+        tracing::warn!(
+            moved,
+            "gave the records of a store written by an earlier version their feed entries"
+        );
+    }
     let holds = adapters.store.drop_holds().await?;
     if holds > 0 {
         tracing::warn!(

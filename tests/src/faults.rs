@@ -40,6 +40,9 @@ pub struct Faults {
     pub only: Option<&'static str>,
     /// Requests (of `only`, when set) let through before faults start.
     pub skip: usize,
+    /// Faults injected at most (then every request passes); `None`: no
+    /// limit.
+    pub limit: Option<usize>,
 }
 
 impl Faults {
@@ -54,6 +57,7 @@ impl Faults {
             delay: Duration::ZERO,
             only: None,
             skip: 0,
+            limit: None,
         }
     }
 
@@ -142,6 +146,47 @@ fn put_units(item: &serde_json::Map<String, serde_json::Value>) -> f64 {
     units + if item.contains_key("ord") { 1.0 } else { 0.0 }
 }
 
+/// Write units of one PartiQL write of a BatchExecuteStatement: the item
+/// it writes (named in the statement, valued by its parameters) at 1 unit
+/// per KB. A statement that failed its condition is billed the write it
+/// attempted without index entries; an UPDATE that moves `ord` rewrites
+/// the item's `by_ord` entry, which DynamoDB bills as two (the old entry
+/// deleted, the new one put), an INSERT puts one.
+fn statement_units(statement: &serde_json::Value, failed: bool) -> f64 {
+    let text = statement["Statement"].as_str().unwrap_or_default();
+    let parameters = statement["Parameters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let update = text.starts_with("UPDATE");
+    // INSERT ... VALUE {'name': ?, ...}; UPDATE ... SET "name" = ? ... WHERE "pk" = ? AND "sk" = ?
+    let quote = if update { '"' } else { '\'' };
+    let mut names: Vec<&str> = text
+        .split(quote)
+        .skip(1)
+        .step_by(2)
+        .filter(|name| !name.is_empty())
+        .collect();
+    if update {
+        // The table, then each SET name, REMOVE name and the WHERE's names.
+        names.remove(0);
+        let sets = text.matches(" SET ").count();
+        let set_names: Vec<&str> = names[..sets.min(names.len())].to_vec();
+        names = set_names.into_iter().chain(["pk", "sk"]).collect();
+    }
+    let item: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .zip(&parameters)
+        .map(|(name, value)| ((*name).to_owned(), value.clone()))
+        .collect();
+    let base = item_size(&item).div_ceil(1024).max(1) as f64;
+    match (failed, item.contains_key("ord"), update) {
+        (true, _, _) | (false, false, _) => base,
+        (false, true, false) => base + 1.0,
+        (false, true, true) => base + 2.0,
+    }
+}
+
 /// Read units of a strongly consistent read of `bytes`: 1 per 4 KB.
 fn read_units(bytes: usize) -> f64 {
     bytes.div_ceil(4096).max(1) as f64
@@ -220,6 +265,20 @@ pub fn capacity(operation: &str, request: &[u8], response: &[u8]) -> Units {
                 }
             }
         }
+        "BatchExecuteStatement" => {
+            let responses = response["Responses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let statements = request["Statements"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for (n, statement) in statements.iter().enumerate() {
+                let failed = responses.get(n).is_none_or(|r| !r["Error"].is_null());
+                units.write += statement_units(statement, failed);
+            }
+        }
         "TransactGetItems" => {
             for item in response["Responses"].as_array().into_iter().flatten() {
                 let size = item["Item"].as_object().map_or(0, item_size);
@@ -237,6 +296,8 @@ struct State {
     count_units: bool,
     /// Requests that `faults.skip` let through so far.
     skipped: usize,
+    /// Faults injected since the faults were set.
+    injected: usize,
     rng: StdRng,
     seen: Vec<Seen>,
 }
@@ -277,6 +338,7 @@ impl FaultProxy {
                 faults: Faults::default(),
                 count_units: false,
                 skipped: 0,
+                injected: 0,
                 rng: StdRng::seed_from_u64(seed),
                 seen: Vec::new(),
             })),
@@ -311,6 +373,7 @@ impl FaultProxy {
         let mut state = self.state.lock().expect("lock");
         state.faults = faults;
         state.skipped = 0;
+        state.injected = 0;
     }
 
     /// Costs every forwarded request from now on (parses both bodies).
@@ -370,6 +433,14 @@ impl FaultProxy {
             Outcome::Cancelled
         } else {
             Outcome::Forwarded
+        };
+        let outcome = match outcome {
+            Outcome::Forwarded => outcome,
+            _ if faults.limit.is_some_and(|limit| state.injected >= limit) => Outcome::Forwarded,
+            _ => {
+                state.injected += 1;
+                outcome
+            }
         };
         state.seen.push(Seen {
             operation: operation.to_owned(),

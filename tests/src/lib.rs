@@ -85,6 +85,7 @@ fn items_in(operation: &str, body: &serde_json::Value) -> usize {
         "BatchWriteItem" => count_lists("RequestItems"),
         "BatchGetItem" => count_lists("RequestItems"),
         "TransactWriteItems" => body["TransactItems"].as_array().map_or(0, Vec::len),
+        "BatchExecuteStatement" => body["Statements"].as_array().map_or(0, Vec::len),
         _ => 1,
     }
 }
@@ -110,7 +111,21 @@ fn records_in(body: &serde_json::Value) -> usize {
         .flatten()
         .filter(|action| is_record(&action["Put"]["Item"]))
         .count();
-    batched + transacted + usize::from(is_record(&body["Item"]))
+    // A PartiQL INSERT or UPDATE of a record names the record's `sk`
+    // among its parameters.
+    let statements = body["Statements"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|statement| {
+            statement["Parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|parameter| parameter["S"].as_str().is_some_and(|s| s.starts_with("R#")))
+        })
+        .count();
+    batched + transacted + statements + usize::from(is_record(&body["Item"]))
 }
 
 impl Intercept for RequestLog {

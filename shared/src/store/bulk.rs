@@ -1,7 +1,7 @@
 //! Bulk upserts: what sync runs, sweeps and force-syncs write. Puts and
 //! deletes go in chunks that hold a block of sequence numbers and write
-//! each record with its own conditional PutItem, several chunks at once;
-//! merges, and every bulk write of a store set to
+//! their records with conditional statements, several chunks at once
+//! (`held.rs`); merges, and every bulk write of a store set to
 //! [`BulkWrites::Transactions`], go through the commit path, one
 //! transaction per chunk with its sequence numbers and change-trail entry.
 
@@ -10,17 +10,12 @@ use std::collections::HashMap;
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
-use super::keys::{EXPIRES_AT, PK};
-use super::logs::LogId;
-use super::record_item::RecordItem;
-use super::tenant::HeldBlock;
-use super::write::apply_change;
 use super::{
     BatchOutcome, BulkWrite, BulkWrites, Change, ChangeSet, Committed, Expect, RecordWrite, Store,
-    Trail, TrailChange, TrailEntry, is_condition_failure, number_value, store_error,
+    Trail,
 };
 use crate::error::{Error, Result};
-use crate::model::{EntityType, Record, RecordId, Seq, SourceId, TenantId, Timestamp, Version};
+use crate::model::{EntityType, RecordId, SourceId, TenantId, Version};
 
 /// Record writes in one bulk chunk: a transaction's room beside the
 /// counter and the trail entry.
@@ -31,15 +26,6 @@ const HELD_CHUNK: usize = 100;
 /// Chunks of one batch written at the same time: with a store some
 /// milliseconds away, what keeps a sync from waiting on each round trip.
 const CHUNKS_IN_FLIGHT: usize = 8;
-/// How long a chunk holds its block of sequence numbers at most; readers
-/// wait at most this long behind a chunk that was cut short.
-const HOLD: std::time::Duration = std::time::Duration::from_secs(60);
-/// A chunk starts no record write later than this before its hold ends.
-const HOLD_MARGIN_MS: i64 = 20_000;
-/// How long one record write of a held block may take, its retries
-/// included, before the client gives it up: well inside the margin, so a
-/// write started before the margin ends before the hold does.
-pub(super) const HELD_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// A bulk chunk closes before its records add up to this much (a
 /// transaction carries at most 4 MB).
 const BULK_CHUNK_BYTES: usize = 2 * 1024 * 1024;
@@ -181,148 +167,6 @@ impl Store {
             outcome.count(&committed?);
         }
         Ok(outcome)
-    }
-
-    /// One chunk of puts and deletes over the heads read for it, without a
-    /// transaction: the chunk holds a block of sequence numbers, writes its
-    /// trail entry, then each record with a conditional PutItem (one write
-    /// unit per KB, where a transaction costs two), all at once, and
-    /// releases the block. A record that moved since its head was read
-    /// goes through [`Store::commit`] instead, with a number of its own.
-    ///
-    /// Cut short (a crash, a store error), the records written stand, each
-    /// complete with its number; the rest were never written, and the run
-    /// that failed writes them again. Readers never pass a held block, so
-    /// no record lands behind a cursor already handed out.
-    async fn write_held(
-        &self,
-        tenant: &TenantId,
-        writes: Vec<RecordWrite>,
-        heads: HashMap<RecordId, Record>,
-        trail: &Trail,
-    ) -> Result<Vec<Committed>> {
-        let now = Timestamp::now();
-        let changed_by = trail.source();
-        let mut committed = Vec::with_capacity(writes.len());
-        let mut planned = Vec::new();
-        for write in writes {
-            let current = heads.get(&write.id);
-            match apply_change(tenant, &write, current, now, changed_by.as_ref()) {
-                Some(record) => planned.push((write, current.cloned(), record)),
-                None => committed.extend(current.map(|c| Committed {
-                    record: c.clone(),
-                    changed: false,
-                })),
-            }
-        }
-        if planned.is_empty() {
-            return Ok(committed);
-        }
-        let entry_id = LogId::generate(now);
-        let entry = |records: &mut dyn Iterator<Item = &Record>| TrailEntry {
-            trail: trail.clone(),
-            changes: records.map(TrailChange::of).collect(),
-        };
-        let intent = entry(&mut planned.iter().map(|(_, _, r)| r));
-        let (block, ()) = tokio::try_join!(
-            self.hold_block(tenant, planned.len() as u64, HOLD),
-            self.put_trail(tenant, &entry_id, &intent, now),
-        )?;
-        for (n, (_, _, record)) in planned.iter_mut().enumerate() {
-            record.seq = Seq::new(block.first + n as u64);
-        }
-        let puts = planned
-            .iter()
-            .map(|(_, current, record)| self.put_held(record, current.as_ref(), &block, now));
-        let results = futures_util::future::join_all(puts).await;
-        let mut moved = Vec::new();
-        let mut failure = None;
-        for ((write, _, record), result) in planned.into_iter().zip(results) {
-            match result {
-                Ok(true) => committed.push(Committed {
-                    record,
-                    changed: true,
-                }),
-                Ok(false) => moved.push(write),
-                Err(error) => failure = Some(error),
-            }
-        }
-        let released = self.release_block(tenant, &block).await;
-        if let Some(error) = failure {
-            return Err(error);
-        }
-        released?;
-        if let Some(last) = committed
-            .iter()
-            .filter(|c| c.changed)
-            .map(|c| c.record.seq)
-            .max()
-        {
-            let mut entities: Vec<EntityType> =
-                committed.iter().map(|c| c.record.entity.clone()).collect();
-            entities.dedup();
-            self.signal.announce(super::Commit {
-                tenant: tenant.clone(),
-                entities,
-                seq: last,
-            });
-        }
-        if !moved.is_empty() {
-            // The entry names only what this chunk wrote; the records that
-            // moved get their own entry from the commit.
-            let applied = entry(&mut committed.iter().filter(|c| c.changed).map(|c| &c.record));
-            self.put_trail(tenant, &entry_id, &applied, now).await?;
-            let set = ChangeSet {
-                tenant: tenant.clone(),
-                writes: moved,
-                client: None,
-                once_only: Vec::new(),
-                trail: Some(trail.clone()),
-            };
-            committed.extend(self.commit(&set).await?);
-        }
-        Ok(committed)
-    }
-
-    /// Writes one record of a held block under the condition that it still
-    /// is what its head said: true when written, false when it moved.
-    async fn put_held(
-        &self,
-        record: &Record,
-        current: Option<&Record>,
-        block: &HeldBlock,
-        now: Timestamp,
-    ) -> Result<bool> {
-        // Past this, a write could outlive the hold that readers wait on.
-        if Timestamp::now().as_millis() + HOLD_MARGIN_MS > block.deadline_ms {
-            return Err(Error::Store {
-                operation: "PutItem",
-                retryable: true,
-                source: "a bulk chunk outran the hold on its sequence numbers".into(),
-            });
-        }
-        let item = RecordItem::from_record(record, self.tombstone_retention).to_item()?;
-        let put = self
-            .held_client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item));
-        let put = match current {
-            Some(current) => put
-                .condition_expression("#version = :version")
-                .expression_attribute_names("#version", "version")
-                .expression_attribute_values(":version", number_value(current.version.get())),
-            None => put
-                .condition_expression("attribute_not_exists(#pk) OR #exp <= :now")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#exp", EXPIRES_AT)
-                .expression_attribute_values(":now", number_value(now.as_secs())),
-        };
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
-            Err(err) => Err(store_error("PutItem", err)),
-        }
     }
 }
 

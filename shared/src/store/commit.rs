@@ -30,6 +30,7 @@ enum Action {
     Client,
     Once,
     Trail,
+    Feed,
 }
 
 struct Snapshot {
@@ -214,6 +215,13 @@ impl Store {
             };
             actions.push(self.trail_put(&set.tenant, &entry, now)?);
             kinds.push(Action::Trail);
+        }
+        if let Some(entry) = super::feed::feed_item(
+            &set.tenant,
+            committed.iter().filter(|c| c.changed).map(|c| &c.record),
+        ) {
+            actions.push(self.put_action(entry)?);
+            kinds.push(Action::Feed);
         }
         if actions.is_empty() {
             return Ok(Some(committed));

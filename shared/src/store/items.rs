@@ -1,12 +1,13 @@
-//! Consistent reads of many items by key: BatchGetItem in calls of 100
-//! keys, a few in flight, unprocessed keys retried with backoff.
+//! Consistent reads of many items by key (BatchGetItem in calls of 100
+//! keys, a few in flight, unprocessed keys retried with backoff), and
+//! unconditional puts of whole items, alone or in a transaction.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use futures_util::StreamExt;
 
-use super::{Store, backoff, store_error};
+use super::{Store, backoff, build_error, store_error};
 use crate::error::{Error, Result};
 
 /// BatchGetItem's limit of keys per call.
@@ -15,6 +16,34 @@ const BATCH_GET_MAX: usize = 100;
 const READ_CONCURRENCY: usize = 4;
 
 impl Store {
+    /// `item` put without a condition, as one action of a transaction.
+    pub(super) fn put_action(
+        &self,
+        item: HashMap<String, AttributeValue>,
+    ) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// `item` put on its own, without a condition.
+    pub(super) async fn put_unconditional(
+        &self,
+        item: HashMap<String, AttributeValue>,
+    ) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+
     /// Reads many items by key with strongly consistent reads, retrying
     /// unprocessed keys. Returns the raw items found.
     pub(super) async fn batch_get(

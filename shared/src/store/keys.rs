@@ -5,8 +5,9 @@ use crate::model::{ClientId, EntityType, RecordId, TenantId};
 
 pub const PK: &str = "pk";
 pub const SK: &str = "sk";
-/// Sort key of the `by_ord` local secondary index: a record's change
-/// sequence, or a queued message's visible-at time.
+/// Sort key of the `by_ord` local secondary index: a queued message's
+/// visible-at time (records carry their feed number as `seq`, outside any
+/// index: `feed.rs`).
 pub const ORD: &str = "ord";
 /// Epoch seconds; the table's TTL attribute. Expiry is also checked in code
 /// because DynamoDB deletes expired items late.

@@ -74,14 +74,7 @@ fn message_key(queue: &str, id: &str) -> HashMap<String, AttributeValue> {
 impl Store {
     pub(crate) async fn message_put(&self, message: &MessageItem) -> Result<()> {
         let item = serde_dynamo::to_item(message).map_err(|e| mapping_error("message", e))?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| store_error("PutItem", e))?;
-        Ok(())
+        self.put_unconditional(item).await
     }
 
     /// Messages of `queue` visible at `now`, earliest first.

@@ -10,6 +10,8 @@ mod bulk;
 mod commit;
 mod connections;
 mod deliveries;
+mod feed;
+mod held;
 mod items;
 mod keys;
 mod kv;
@@ -22,6 +24,7 @@ pub mod schema;
 mod signal;
 mod tenant;
 mod trail;
+mod upgrade;
 mod write;
 
 use std::time::Duration;
@@ -101,7 +104,7 @@ impl Store {
                 .to_builder()
                 .timeout_config(
                     aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-                        .operation_timeout(bulk::HELD_WRITE_TIMEOUT)
+                        .operation_timeout(held::HELD_WRITE_TIMEOUT)
                         .build(),
                 )
                 .build(),

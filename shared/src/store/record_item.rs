@@ -20,7 +20,9 @@ use crate::model::{
 pub(super) struct RecordItem {
     pk: String,
     sk: String,
-    ord: u64,
+    /// The record's number in the change feed (not an index key: feed
+    /// entries name it, `feed.rs`).
+    seq: u64,
     tenant: TenantId,
     entity: EntityType,
     id: RecordId,
@@ -64,7 +66,7 @@ pub(super) const HEAD: &[&str] = &[
     "updated_at",
     "expires_at",
     "origin",
-    "ord",
+    "seq",
     "mark",
     "by",
 ];
@@ -92,7 +94,7 @@ pub(super) fn decode_head(
         source: head.source,
         created_at: head.created_at,
         updated_at: head.updated_at,
-        seq: Seq::new(head.ord),
+        seq: Seq::new(head.seq),
         origin: head.origin,
         source_version: head.source_version,
         changed_by: head.by,
@@ -159,7 +161,7 @@ struct RecordHead {
     expires_at: Option<i64>,
     #[serde(default)]
     origin: Option<Origin>,
-    ord: u64,
+    seq: u64,
     #[serde(default)]
     #[serde(rename = "mark")]
     source_version: Option<String>,
@@ -172,7 +174,7 @@ impl RecordItem {
         Self {
             pk: keys::records_pk(&record.tenant, &record.entity),
             sk: keys::record_sk(&record.id),
-            ord: record.seq.get(),
+            seq: record.seq.get(),
             tenant: record.tenant.clone(),
             entity: record.entity.clone(),
             id: record.id.clone(),
@@ -204,7 +206,7 @@ impl RecordItem {
             source: self.source,
             created_at: self.created_at,
             updated_at: self.updated_at,
-            seq: Seq::new(self.ord),
+            seq: Seq::new(self.seq),
             origin: self.origin,
             source_version: self.source_version,
             changed_by: self.by,

@@ -1,16 +1,14 @@
 //! Record reads: one record, many by id, listings in id order, and the
 //! change feed in commit order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use aws_sdk_dynamodb::types::AttributeValue;
-
-use super::keys::{self, BY_ORD, ORD, PK, SK};
+use super::keys::{self, SK};
 use super::paging::{Page, PageToken};
 use super::record_item::{
     HEAD, RecordMark, decode_head, decode_mark, decode_record, record_key, record_rows,
 };
-use super::{Store, number_value, store_error, string_value};
+use super::{Store, store_error, string_value};
 use crate::error::Result;
 use crate::model::{Cursor, EntityType, Record, RecordId, Seq, TenantId, Timestamp};
 
@@ -165,28 +163,6 @@ impl Store {
         })
     }
 
-    /// A consistent query of the change-feed index (keys only) for the
-    /// records of one entity type with sequence numbers `from..=to`.
-    fn feed_query(
-        &self,
-        tenant: &TenantId,
-        entity: &EntityType,
-        from: u64,
-        to: u64,
-    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
-        self.client
-            .query()
-            .table_name(&self.table)
-            .index_name(BY_ORD)
-            .key_condition_expression("#pk = :pk AND #ord BETWEEN :from AND :to")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#ord", ORD)
-            .expression_attribute_values(":pk", string_value(keys::records_pk(tenant, entity)))
-            .expression_attribute_values(":from", number_value(from))
-            .expression_attribute_values(":to", number_value(to))
-            .consistent_read(true)
-    }
-
     /// Ids of the records of one entity type changed after `after` in the
     /// change feed, and the sequence number they are complete up to (every
     /// change up to it is among them, or was overwritten by one that is).
@@ -197,30 +173,17 @@ impl Store {
         after: Seq,
     ) -> Result<(Vec<RecordId>, Seq)> {
         let upto = self.latest_seq(tenant).await?;
-        let mut ids = Vec::new();
-        if upto <= after {
-            return Ok((ids, after));
-        }
-        let mut start = None;
-        loop {
-            let out = self
-                .feed_query(tenant, entity, after.get() + 1, upto.get())
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| store_error("Query", e))?;
-            for item in out.items.unwrap_or_default() {
-                if let Some(AttributeValue::S(sk)) = item.get(SK)
-                    && let Some(id) = sk.strip_prefix("R#")
-                {
-                    ids.push(RecordId::parse(id)?);
-                }
-            }
-            match out.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok((ids, upto)),
-            }
-        }
+        let entities = std::slice::from_ref(entity);
+        let (changes, upto) = self
+            .feed_changes(tenant, Some(entities), after.get(), upto.get(), None)
+            .await?;
+        let mut seen = HashSet::new();
+        let ids = changes
+            .into_iter()
+            .filter(|c| seen.insert(c.id.clone()))
+            .map(|c| c.id)
+            .collect();
+        Ok((ids, Seq::new(upto.max(after.get()))))
     }
 
     /// Current records of any entity types by key (absent ones left out).
@@ -344,60 +307,36 @@ impl Store {
                 settled: counter.value <= cursor.seq().get(),
             });
         }
-        let now = Timestamp::now();
-        let mut records = Vec::new();
-        // Each entity type is read up to `limit`; the page ends where the
-        // first truncated entity type ends, so nothing is skipped. For a
-        // client the index is read past the watermark too, to see whether
-        // anything moved there meanwhile (those entries are not fetched).
-        let mut page_end = watermark;
-        let mut moved_on = false;
-        let upto = if for_client {
-            i64::MAX as u64
-        } else {
-            watermark
-        };
-        for entity in entities {
-            let out = self
-                .feed_query(tenant, entity, from, upto)
-                .limit(limit as i32)
-                .send()
-                .await
-                .map_err(|e| store_error("Query", e))?;
-            // The index holds keys only (cheap to write); the records come
-            // with one consistent batch read.
-            let entries = out.items.unwrap_or_default();
-            let ord = |e: &HashMap<String, AttributeValue>| match e.get(ORD) {
-                Some(AttributeValue::N(n)) => n.parse::<u64>().ok(),
-                _ => None,
-            };
-            let last = entries.last().and_then(ord);
-            let keys = entries
-                .iter()
-                .filter(|e| {
-                    let newer = ord(e).is_some_and(|o| o > watermark);
-                    moved_on |= newer;
-                    !newer
-                })
-                .filter_map(|e| {
-                    Some(HashMap::from([
-                        (PK.to_owned(), e.get(PK)?.clone()),
-                        (SK.to_owned(), e.get(SK)?.clone()),
-                    ]))
-                })
-                .collect();
-            for item in self.batch_get(keys).await? {
-                records.extend(decode_record(item, now)?);
-            }
-            if out.last_evaluated_key.is_some() && last.is_none_or(|l| l <= watermark) {
-                page_end = page_end.min(last.unwrap_or(from - 1));
+        // The entries past the cursor name the records changed there; each
+        // record is read once, at the newest number named, and kept only
+        // if it still has a number of this page (one rewritten since comes
+        // at its newer number).
+        let (named, mut page_end) = self
+            .feed_changes(
+                tenant,
+                Some(entities),
+                cursor.seq().get(),
+                watermark,
+                Some(limit),
+            )
+            .await?;
+        let mut keys = Vec::new();
+        let mut wanted = HashSet::new();
+        for change in named.iter().rev() {
+            if wanted.insert((&change.entity, &change.id)) {
+                keys.push(record_key(tenant, &change.entity, &change.id));
             }
         }
-        // A record rewritten since the index was read carries a newer
-        // sequence number; it comes with a later pull.
-        let read = records.len();
+        let now = Timestamp::now();
+        let mut records = Vec::new();
+        let mut moved_on = false;
+        for item in self.batch_get(keys).await? {
+            if let Some(record) = decode_record(item, now)? {
+                moved_on |= record.seq.get() > watermark;
+                records.push(record);
+            }
+        }
         records.retain(|r| (from..=page_end).contains(&r.seq.get()));
-        moved_on |= records.len() < read;
         records.sort_by_key(|r| r.seq);
         if records.len() > limit {
             records.truncate(limit);

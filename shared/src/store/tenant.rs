@@ -215,7 +215,7 @@ impl Store {
     }
 
     /// Ends a hold (and removes the expired ones it found).
-    pub(super) async fn release_block(&self, tenant: &TenantId, block: &HeldBlock) -> Result<()> {
+    pub(super) async fn end_hold(&self, tenant: &TenantId, block: &HeldBlock) -> Result<()> {
         let names: Vec<&str> = std::iter::once(&block.attribute)
             .chain(&block.expired)
             .map(String::as_str)

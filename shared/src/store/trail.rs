@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use serde::{Deserialize, Serialize};
 
+use super::Store;
 use super::logs::{LogId, LogStream};
 use super::paging::{Page, PageToken};
-use super::{Store, build_error};
 use crate::error::Result;
 use crate::model::{EntityType, Record, RecordId, TenantId, Timestamp};
 
@@ -115,12 +115,7 @@ impl Store {
             entry,
             TRAIL_RETENTION,
         )?;
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .build()
-            .map_err(build_error)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        self.put_action(item)
     }
 
     /// Writes a trail entry on its own (not in a transaction), under `id`:
@@ -134,14 +129,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<()> {
         let item = super::logs::log_item(&trail_stream(tenant), id, now, entry, TRAIL_RETENTION)?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| super::store_error("PutItem", e))?;
-        Ok(())
+        self.put_unconditional(item).await
     }
 
     /// Trail entries newest first; with `record`, only entries that changed

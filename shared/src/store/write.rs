@@ -101,10 +101,11 @@ pub struct ChangeSet {
 
 impl ChangeSet {
     /// How many record writes fit in one change set beside its other
-    /// actions: the tenant counter always, and the client's progress,
-    /// `once_only` keys and the trail entry when it has them.
+    /// actions: the tenant counter and the feed entry always, and the
+    /// client's progress, `once_only` keys and the trail entry when it has
+    /// them.
     pub const fn record_room(client: bool, once_only: usize, trail: bool) -> usize {
-        MAX_TRANSACTION_ITEMS - 1 - client as usize - once_only - trail as usize
+        MAX_TRANSACTION_ITEMS - 2 - client as usize - once_only - trail as usize
     }
 }
 

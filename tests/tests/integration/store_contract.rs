@@ -191,9 +191,10 @@ async fn records_counter_and_client_progress_commit_together(t: TestStore) {
     t.requests.take();
     let committed = t.store.commit(&set).await.expect("commit");
     let sent = t.requests.take();
+    // Two records, the counter, the client's progress and the feed entry.
     assert_eq!(
         RequestLog::sizes(&sent, "TransactWriteItems"),
-        vec![4],
+        vec![5],
         "{sent:?}"
     );
 
@@ -406,10 +407,14 @@ async fn batch_upserts_write_each_changed_record_once_under_one_held_block_and_s
         .expect("first run");
     assert_eq!((first.created, first.updated, first.unchanged), (60, 0, 0));
     let sent = t.requests.take();
-    // No transaction: one conditional PutItem per record, one for the trail
-    // entry, and the counter's hold taken and released.
-    assert_eq!(RequestLog::record_writes(&sent), vec![1; 60], "{sent:?}");
-    assert_eq!(RequestLog::count(&sent, "PutItem"), 61);
+    // No transaction: the records as conditional statements, 25 to a
+    // request, a PutItem each for the trail entry and the feed entry, and
+    // the counter's hold taken and released.
+    let mut writes = RequestLog::record_writes(&sent);
+    writes.sort_unstable();
+    assert_eq!(writes, vec![10, 25, 25], "{sent:?}");
+    assert_eq!(RequestLog::count(&sent, "BatchExecuteStatement"), 3);
+    assert_eq!(RequestLog::count(&sent, "PutItem"), 2);
     assert_eq!(RequestLog::count(&sent, "UpdateItem"), 2);
     assert_eq!(RequestLog::count(&sent, "TransactWriteItems"), 0);
     assert_eq!(t.store.latest_seq(&acme).await.expect("seq").get(), 60);
@@ -448,7 +453,8 @@ async fn batch_upserts_write_each_changed_record_once_under_one_held_block_and_s
         .expect("partial change");
     assert_eq!((changed.updated, changed.unchanged), (7, 53));
     let sent = t.requests.take();
-    assert_eq!(RequestLog::record_writes(&sent), vec![1; 7]);
+    // The seven changed records in one statement batch (UPDATEs).
+    assert_eq!(RequestLog::record_writes(&sent), vec![7]);
     let feed = t
         .store
         .changes_since(
@@ -863,3 +869,92 @@ contract!(
     a_redelivered_webhook_event_is_remembered,
     logs_page_newest_first_and_drop_expired_entries,
 );
+
+/// A store written before feed entries (records numbered by their `ord`
+/// index attribute, no entries): the upgrade the local run makes at start
+/// gives every record its entry, so pulls bring them all, in order, and a
+/// second run finds nothing left to move.
+#[tokio::test]
+async fn a_store_written_before_feed_entries_is_upgraded_without_losing_a_record() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let t = syncline_tests::test_store().await;
+    let acme = tenant("acme");
+    let property = entity("property");
+    let changes: Vec<_> = (0..130)
+        .map(|i| (id(&format!("p{i:03}")), Change::Put(data(json!({"i": i})))))
+        .collect();
+    t.store
+        .upsert_batch(&acme, &property, None, changes, &syncline_tests::trail())
+        .await
+        .expect("written");
+    // Back to the earlier layout: `seq` as `ord`, the feed entries gone.
+    let client = t.store.client();
+    let items = client
+        .scan()
+        .table_name(t.store.table())
+        .send()
+        .await
+        .expect("scan")
+        .items
+        .unwrap_or_default();
+    let mut entries = 0;
+    for item in items {
+        let key = |n: &str| item.get(n).cloned().expect("key");
+        let sk = item["sk"].as_s().expect("sk").clone();
+        if item["pk"].as_s().expect("pk").starts_with("F#") {
+            client
+                .delete_item()
+                .table_name(t.store.table())
+                .key("pk", key("pk"))
+                .key("sk", key("sk"))
+                .send()
+                .await
+                .expect("entry deleted");
+            entries += 1;
+        } else if sk.starts_with("R#") {
+            client
+                .update_item()
+                .table_name(t.store.table())
+                .key("pk", key("pk"))
+                .key("sk", key("sk"))
+                .update_expression("SET #ord = #seq REMOVE #seq")
+                .expression_attribute_names("#ord", "ord")
+                .expression_attribute_names("#seq", "seq")
+                .send()
+                .await
+                .expect("old layout");
+        }
+    }
+    assert!(entries >= 1);
+    let entities = std::slice::from_ref(&property);
+    let before = t
+        .store
+        .changes_since(&acme, entities, Cursor::START, 1000)
+        .await;
+    assert!(
+        before.is_err() || before.as_ref().is_ok_and(|c| c.records.is_empty()),
+        "the earlier layout is not read as it is"
+    );
+
+    assert_eq!(t.store.upgrade_feed().await.expect("upgrade"), 130);
+    assert_eq!(t.store.upgrade_feed().await.expect("again"), 0);
+    let feed = t
+        .store
+        .changes_since(&acme, entities, Cursor::START, 1000)
+        .await
+        .expect("feed");
+    let seqs: Vec<u64> = feed.records.iter().map(|r| r.seq.get()).collect();
+    assert_eq!(seqs, (1..=130).collect::<Vec<_>>());
+    assert!(!feed.has_more);
+    let ord = client
+        .get_item()
+        .table_name(t.store.table())
+        .key("pk", AttributeValue::S("T#acme#E#property".into()))
+        .key("sk", AttributeValue::S("R#p000".into()))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("item");
+    assert!(ord.contains_key("seq") && !ord.contains_key("ord"));
+}

@@ -216,9 +216,16 @@ async fn full_and_incremental_syncs_end_exact_under_store_faults() {
     let incremental = proxy.take();
     store_equals_upstream(&service, 1240).await;
 
-    // The records went out as DynamoDB gets them: one PutItem each.
-    let puts = full.iter().filter(|s| s.operation == "PutItem").count();
-    assert!(puts >= 1200, "{puts} PutItem requests for 1,200 records");
+    // The records went out as DynamoDB gets them: conditional statements,
+    // up to 25 to a BatchExecuteStatement.
+    let batches = full
+        .iter()
+        .filter(|s| s.operation == "BatchExecuteStatement")
+        .count();
+    assert!(
+        (48..200).contains(&batches),
+        "{batches} BatchExecuteStatement requests for 1,200 records"
+    );
     let (requests, faults) = retries_as_documented(&full);
     assert!(faults > 0, "faults were injected");
     let (requests2, faults2) = retries_as_documented(&incremental);
@@ -593,7 +600,7 @@ async fn readers_never_pass_a_bulk_write_still_writing() {
     direct.ensure_table().await.expect("table");
     let slow = Store::from_sdk_config(&engine.sdk_config_via(&proxy.url()).await, "held");
     proxy.set(Faults {
-        only: Some("PutItem"),
+        only: Some("BatchExecuteStatement"),
         ..Faults::latency(Duration::from_millis(400))
     });
     let tenant = TenantId::parse("acme").expect("tenant");
@@ -660,4 +667,93 @@ async fn readers_never_pass_a_bulk_write_still_writing() {
     assert_eq!(seqs, (1..=151).collect::<Vec<_>>());
     assert_eq!(feed.records.last().map(|r| r.id.as_str()), Some("x"));
     assert!(!feed.has_more && feed.settled);
+}
+
+/// A statement batch whose answer is lost is sent again; its statements
+/// then fail their conditions on the records they wrote themselves. Those
+/// are told apart by the sequence number they carry: the chunk counts
+/// them as written (created, not unchanged), the trail entry keeps them,
+/// and nothing is written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_batch_whose_answer_was_lost_counts_what_it_wrote() {
+    use syncline::model::{Cursor, EntityType, RecordId, TenantId};
+    use syncline::store::{Change, Store, Trail, TrailPath};
+    use syncline_local::embedded::{EmbeddedEngine, Storage};
+
+    let engine = EmbeddedEngine::start(Storage::Memory, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("engine");
+    let proxy = FaultProxy::start(33).await;
+    proxy.forward_to(engine.endpoint());
+    let store = Store::from_sdk_config(&engine.sdk_config_via(&proxy.url()).await, "held");
+    store.ensure_table().await.expect("table");
+    let tenant = TenantId::parse("acme").expect("tenant");
+    let entity = EntityType::parse("property").expect("entity");
+    let batch = |v: &str| -> Vec<(RecordId, Change)> {
+        (0..60)
+            .map(|i| {
+                let data = json!({"i": i, "v": v})
+                    .as_object()
+                    .cloned()
+                    .expect("object");
+                (
+                    RecordId::parse(&format!("p{i:02}")).expect("id"),
+                    Change::Put(data),
+                )
+            })
+            .collect()
+    };
+    let trail = Trail::new(TrailPath::Sync, "property-api", "run-1");
+
+    // Every batch's first answer is lost (inserts, then updates).
+    for (round, (v, created, updated)) in [("a", 60, 0), ("b", 0, 60)].into_iter().enumerate() {
+        proxy.take();
+        proxy.set(Faults {
+            lost_response: 1.0,
+            only: Some("BatchExecuteStatement"),
+            limit: Some(3),
+            ..Faults::default()
+        });
+        let outcome = store
+            .upsert_batch(&tenant, &entity, None, batch(v), &trail)
+            .await
+            .expect("written");
+        proxy.set(Faults::default());
+        let lost = proxy
+            .take()
+            .iter()
+            .filter(|s| s.outcome == Outcome::LostResponse)
+            .count();
+        assert_eq!(lost, 3, "round {round}: three answers lost");
+        assert_eq!(
+            (outcome.created, outcome.updated, outcome.unchanged),
+            (created, updated, 0),
+            "round {round}"
+        );
+    }
+    // Two versions of each record, each under one number, and the trail
+    // names every version once.
+    let feed = store
+        .changes_since(&tenant, std::slice::from_ref(&entity), Cursor::START, 1000)
+        .await
+        .expect("feed");
+    assert_eq!(feed.records.len(), 60);
+    assert!(feed.records.iter().all(|r| r.version.get() == 2));
+    assert!(feed.records.iter().all(|r| r.data["v"] == json!("b")));
+    assert_eq!(store.allocated_seq(&tenant).await.expect("seq").get(), 120);
+    let entries = store
+        .read_trail(&tenant, None, 100, 1000, None)
+        .await
+        .expect("trail");
+    let mut named: Vec<(String, u64)> = entries
+        .items
+        .iter()
+        .flat_map(|(_, e)| e.changes.iter())
+        .map(|c| (c.id.as_str().to_owned(), c.version))
+        .collect();
+    named.sort();
+    let expected: Vec<(String, u64)> = (0..60)
+        .flat_map(|i| [(format!("p{i:02}"), 1), (format!("p{i:02}"), 2)])
+        .collect();
+    assert_eq!(named, expected);
 }
