@@ -8,14 +8,12 @@
 
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::{EncodingKey, Header, encode};
 use lambda_http::Body;
 use serde_json::json;
-use syncline::auth::{AuthConfig, Authenticator};
-use syncline::lambda::sync_api::{SyncApi, handle_sync};
-use syncline::model::{EntityType, RecordId, TenantId, Timestamp};
+use syncline::lambda::sync_api::handle_sync;
+use syncline::model::{EntityType, RecordId, TenantId};
 use syncline::store::{Change, ChangeSet, Expect, RecordWrite};
-use syncline::sync::{EntityRegistry, SyncService};
+use syncline::sync::EntityRegistry;
 use syncline_tests::{RequestLog, data, test_store};
 
 const MUTATIONS: u64 = 10_000;
@@ -35,21 +33,7 @@ async fn main() {
         .to_string(),
     )
     .expect("registry");
-    let api = SyncApi {
-        service: SyncService::new(t.store.clone(), registry),
-        auth: Authenticator::new(&AuthConfig {
-            hs256_secret: Some(SECRET.into()),
-            tenant_claim: "tenant".into(),
-            ..AuthConfig::default()
-        })
-        .expect("auth"),
-    };
-    let token = encode(
-        &Header::default(),
-        &json!({"tenant": "bench", "exp": Timestamp::now().as_secs() + 3600}),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("token");
+    let (api, token) = syncline_tests::bench::sync_api(&t.store, registry, SECRET);
 
     // Baseline: the same records, 98 to a transaction, straight to the store.
     let tenant = TenantId::parse("baseline").expect("tenant");

@@ -7,6 +7,11 @@
 //! (b) a full sync through the engine;
 //! (c) an unchanged re-sync;
 //! (d) an incremental sync after 1% of the records changed upstream;
+//! (e) discrepancy checks of the synced source (the first builds the
+//! store's range digests in one pass, the next brings them up to date);
+//! (f) 10,000 client mutations, pushes of 100 from 4 clients at once;
+//! (g) 2,000 signed webhook events, 16 at once;
+//! (h) delivery of those 12,000 records to a JSON API (8 requests at once);
 //! records/second, the ratio of (b) to (a), and read/write units per record
 //! (the floor is 1 write unit per record of up to 1 KB).
 //!
@@ -15,13 +20,31 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use lambda_http::Body;
 use serde_json::{Value, json};
+use syncline::connectors::SourceClient;
+use syncline::delivery::DeliveryEngine;
+use syncline::discrepancy::DiscrepancyChecker;
 use syncline::ingest::{RunRequest, SourceSet, SyncEngine, Trigger, local_secret};
+use syncline::lambda::sync_api::handle_sync;
+use syncline::lambda::webhook::handle_webhook;
 use syncline::model::{RunKind, SourceId, Timestamp};
 use syncline::queue::{LocalQueue, RetryQueue};
 use syncline::store::Store;
+use syncline::sync::EntityRegistry;
+use syncline::webhooks::{WebhookService, WebhookSources};
 use syncline_local::embedded::{EmbeddedEngine, Storage};
-use syncline_tests::faults::{FaultProxy, Faults, Units};
+use syncline_tests::faults::{FaultProxy, Faults, Seen, Units};
+use syncline_tests::outbound::FakeApi;
+
+const MUTATIONS: usize = 10_000;
+const PUSH: usize = 100;
+const CLIENTS: usize = 4;
+const EVENTS: usize = 2_000;
+const EVENTS_AT_ONCE: usize = 16;
+const JWT_SECRET: &str = "bench-secret";
+const WEBHOOK_SECRET: &str = "whsec_bench_secret";
 
 const PAGE: usize = 500;
 /// On-demand prices, us-east-1, per million request units (published
@@ -48,6 +71,26 @@ fn per_record(units: Units, records: usize) -> String {
     )
 }
 
+/// Requests and capacity units by operation, largest first: where a
+/// phase's units go.
+fn breakdown(seen: &[Seen]) -> String {
+    let mut by: std::collections::BTreeMap<&str, (usize, Units)> = Default::default();
+    for s in seen {
+        let entry = by.entry(s.operation.as_str()).or_default();
+        entry.0 += 1;
+        entry.1 += s.units;
+    }
+    let mut rows: Vec<_> = by.into_iter().collect();
+    rows.sort_by(|a, b| {
+        let total = |u: &Units| u.read + u.write;
+        total(&b.1.1).total_cmp(&total(&a.1.1))
+    });
+    rows.iter()
+        .map(|(op, (n, u))| format!("{op} {n} req {:.0} WCU {:.0} RCU", u.write, u.read))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// (a): the records written 25 to a BatchWriteItem, one call at a time.
 async fn serial_batches(store: &Store, records: usize) -> Duration {
     let started = Instant::now();
@@ -65,8 +108,103 @@ async fn serial_batches(store: &Store, records: usize) -> Duration {
     started.elapsed()
 }
 
+/// (f): pushes of 100 mutations from `CLIENTS` clients at once, each
+/// client's pushes in order, through the sync API's handler.
+async fn pushes(store: &Store) -> Duration {
+    let registry = EntityRegistry::parse(
+        &json!({"entities": {"task": {"conflict": "last_write_wins"}}}).to_string(),
+    )
+    .expect("registry");
+    let (api, token) = syncline_tests::bench::sync_api(store, registry, JWT_SECRET);
+    let started = Instant::now();
+    let client = async |c: usize| {
+        for push in 0..MUTATIONS / PUSH / CLIENTS {
+            let mutations: Vec<_> = (0..PUSH)
+                .map(|i| {
+                    let n = (c * MUTATIONS / CLIENTS) + push * PUSH + i;
+                    json!({"id": push * PUSH + i + 1, "op": "upsert", "entity": "task",
+                           "record_id": format!("t{n}"), "data": {"title": format!("task {n}")},
+                           "timestamp": n})
+                })
+                .collect();
+            let body = json!({"client_id": format!("client-{c}"), "mutations": mutations});
+            let request = lambda_http::http::Request::builder()
+                .method("POST")
+                .uri("/v1/sync/push")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::from(body.to_string()))
+                .expect("request");
+            let response = handle_sync(&api, request).await.expect("response");
+            assert_eq!(response.status(), 200);
+        }
+    };
+    futures_util::future::join_all((0..CLIENTS).map(client)).await;
+    started.elapsed()
+}
+
+/// (g): signed Stripe-style events, `EVENTS_AT_ONCE` in flight.
+async fn webhooks(store: &Store, queue: Arc<dyn RetryQueue>) -> Duration {
+    let document = json!({"sources": {"stripe": {
+        "tenant": "bench", "verifier": {"kind": "stripe"},
+        "secrets": [{"value": WEBHOOK_SECRET}],
+        "event_type": "/type", "event_id": {"pointer": "/id"},
+        "events": {"payment_intent.succeeded": {
+            "entity": "payment", "id": "/data/object/id",
+            "fields": {"amount": "/data/object/amount", "currency": "/data/object/currency"}
+        }}
+    }}});
+    let sources = WebhookSources::load(&document.to_string(), |_| None, None)
+        .await
+        .expect("sources");
+    let service = WebhookService::new(store.clone(), queue, sources);
+    let signed = |i: usize| {
+        let body = serde_json::to_vec(&json!({
+            "id": format!("evt_{i}"), "type": "payment_intent.succeeded",
+            "data": {"object": {"id": format!("pi_{i}"), "amount": 1000 + i, "currency": "eur"}}
+        }))
+        .expect("json");
+        syncline_tests::bench::stripe_request(WEBHOOK_SECRET, body)
+    };
+    let started = Instant::now();
+    let mut sent = futures_util::stream::iter(0..EVENTS)
+        .map(|i| handle_webhook(&service, signed(i)))
+        .buffer_unordered(EVENTS_AT_ONCE);
+    while let Some(response) = sent.next().await {
+        assert_eq!(response.expect("response").status(), 200);
+    }
+    started.elapsed()
+}
+
+/// (h): every task and payment to a JSON API, until a run delivers nothing.
+async fn delivery(store: &Store, queue: Arc<dyn RetryQueue>) -> (Duration, usize) {
+    let (api, addr) = FakeApi::start().await;
+    let document = json!({"destinations": {"api": {"tenant": "bench", "entities": ["task", "payment"],
+        "kind": {"http": {"base_url": format!("http://{addr}"), "requests_per_second": 1.0e6,
+                          "concurrency": 8, "create": {"method": "POST", "path": "/items"}}}}}});
+    let engine = DeliveryEngine::new(
+        store.clone(),
+        queue,
+        &document.to_string(),
+        SourceClient::lazy(),
+        local_secret(|_: &str| None),
+    )
+    .expect("destinations");
+    let started = Instant::now();
+    loop {
+        let run = engine
+            .deliver("api", Timestamp::now().plus(Duration::from_secs(900)))
+            .await
+            .expect("delivery");
+        assert_eq!(run.failed, 0, "{run:?}");
+        if run.delivered == 0 {
+            return (started.elapsed(), api.applied());
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    syncline::metrics::silence();
     let records = setting("SYNCLINE_BENCH_RECORDS", 100_000) as usize;
     let latency = Duration::from_millis(setting("SYNCLINE_BENCH_LATENCY_MS", 8));
     let engine = EmbeddedEngine::start(Storage::Memory, "127.0.0.1:0".parse().expect("addr"))
@@ -93,7 +231,8 @@ async fn main() {
         "records": "/data", "id": "/id", "updated_at": "/updated_at",
         "incremental": {"param": "updated_since", "lookback_secs": 0},
         "pagination": {"cursor_body": {"cursor_path": "/next_cursor", "param": "cursor"}},
-        "page_size": PAGE, "page_size_param": "limit", "requests_per_second": 10000
+        "page_size": PAGE, "page_size_param": "limit", "requests_per_second": 10000,
+        "digests": {"path": "/properties/_digests", "list_path": "/properties/_marks"}
     }}})
     .to_string();
     let client = syncline::connectors::http_client().expect("client");
@@ -101,7 +240,7 @@ async fn main() {
         SourceSet::parse(&document, client.clone(), local_secret(|_| None)).expect("sources");
     let queue: Arc<dyn RetryQueue> =
         Arc::new(LocalQueue::new(store.clone(), "retry", 10).expect("queue"));
-    let sync = SyncEngine::new(store.clone(), queue, sources);
+    let sync = Arc::new(SyncEngine::new(store.clone(), queue.clone(), sources));
     let run = |kind| RunRequest {
         source: SourceId::parse("bench").expect("id"),
         kind: Some(kind),
@@ -115,7 +254,9 @@ async fn main() {
             .await
             .expect("run")
             .expect("lease");
-        (started.elapsed(), log, FaultProxy::units(&proxy.take()))
+        let seen = proxy.take();
+        println!("    {kind:?} sync: {}", breakdown(&seen));
+        (started.elapsed(), log, FaultProxy::units(&seen))
     };
     let (full, full_log, full_units) = timed(RunKind::Full).await;
     assert_eq!(full_log.counts.created as usize, records, "{full_log:?}");
@@ -136,6 +277,30 @@ async fn main() {
         incremental_log.counts.updated as usize, changed,
         "{incremental_log:?}"
     );
+
+    let checker = DiscrepancyChecker::new(store.clone(), queue.clone(), sync.clone());
+    let source = SourceId::parse("bench").expect("id");
+    let timed_check = async || {
+        let started = Instant::now();
+        let report = checker.check(&source, false).await.expect("check");
+        assert_eq!(report.differences(), 0, "{report:?}");
+        (started.elapsed(), FaultProxy::units(&proxy.take()))
+    };
+    let (first_check, first_check_units) = timed_check().await;
+    let (check, check_units) = timed_check().await;
+
+    let costed = |phase: &str| {
+        let seen = proxy.take();
+        println!("    {phase}: {}", breakdown(&seen));
+        FaultProxy::units(&seen)
+    };
+    let push = pushes(&store).await;
+    let push_units = costed("pushes");
+    let webhook = webhooks(&store, queue.clone()).await;
+    let webhook_units = costed("webhooks");
+    let (delivered, applied) = delivery(&store, queue.clone()).await;
+    let delivery_units = costed("delivery");
+    assert_eq!(applied, MUTATIONS + EVENTS, "every record delivered once");
 
     println!(
         "store latency benchmark: {records} records of 10 fields, pages of {PAGE}, {} ms added to every store request",
@@ -164,7 +329,33 @@ async fn main() {
         per_record(incremental_units, changed)
     );
     println!(
-        "  full sync vs the floor (1 WCU per record): {:.2}x",
-        full_units.write / records as f64
+        "  (e) discrepancy check:      first (builds the range digests) {:.2} s ({}); next {:.2} s ({})",
+        first_check.as_secs_f64(),
+        per_record(first_check_units, records),
+        check.as_secs_f64(),
+        per_record(check_units, records)
+    );
+    println!(
+        "  (f) pushes, {CLIENTS} clients:    {:8.0} mutations/s  ({:.2} of a; {})",
+        rate(MUTATIONS, push),
+        rate(MUTATIONS, push) / rate(records, serial),
+        per_record(push_units, MUTATIONS)
+    );
+    println!(
+        "  (g) webhooks, {EVENTS_AT_ONCE} at once:  {:8.0} events/s  ({:.2} of a; {})",
+        rate(EVENTS, webhook),
+        rate(EVENTS, webhook) / rate(records, serial),
+        per_record(webhook_units, EVENTS)
+    );
+    println!(
+        "  (h) delivery to a JSON API: {:8.0} records/s  ({:.2} of a; {})",
+        rate(applied, delivered),
+        rate(applied, delivered) / rate(records, serial),
+        per_record(delivery_units, applied)
+    );
+    println!(
+        "  full sync vs the floor (1 WCU per record): {:.2}x; incremental {:.2}x",
+        full_units.write / records as f64,
+        incremental_units.write / changed as f64
     );
 }

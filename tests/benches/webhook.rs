@@ -8,12 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
-use lambda_http::Body;
 use serde_json::json;
-use sha2::Sha256;
 use syncline::lambda::webhook::handle_webhook;
-use syncline::model::{EntityType, RecordId, SourceId, TenantId, Timestamp};
+use syncline::model::{EntityType, RecordId, SourceId, TenantId};
 use syncline::queue::{LocalQueue, RetryQueue};
 use syncline::retry::{ApplyChanges, ChangeSpec, DedupeSpec};
 use syncline::webhooks::{WebhookService, WebhookSources};
@@ -49,18 +46,7 @@ fn event(i: usize, run: &str) -> Vec<u8> {
 }
 
 fn signed(body: Vec<u8>) -> lambda_http::Request {
-    let t = Timestamp::now().as_secs().to_string();
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
-    mac.update(t.as_bytes());
-    mac.update(b".");
-    mac.update(&body);
-    let header = format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()));
-    lambda_http::http::Request::builder()
-        .method("POST")
-        .uri("/v1/webhooks/stripe")
-        .header("stripe-signature", header)
-        .body(Body::from(body))
-        .expect("request")
+    syncline_tests::bench::stripe_request(SECRET, body)
 }
 
 fn rate(n: usize, elapsed: Duration) -> f64 {

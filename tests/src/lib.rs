@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use syncline::store::Store;
 use syncline_local::embedded::{EmbeddedEngine, Storage};
 
+pub mod bench;
 pub mod faults;
 pub mod live;
 pub mod outbound;

@@ -30,8 +30,11 @@ pub(super) struct FeedChange {
     pub id: RecordId,
 }
 
-/// Entries read by one query of a feed read.
-const ENTRIES_PER_QUERY: i32 = 100;
+/// Entries read by one query of a feed read at most.
+const ENTRIES_PER_QUERY: usize = 100;
+/// Entries the first query of a page's read asks for, before the number
+/// of records an entry names is known.
+const FIRST_QUERY: usize = 8;
 
 fn feed_pk(tenant: &TenantId) -> String {
     format!("F#{tenant}")
@@ -140,7 +143,20 @@ impl Store {
             return Ok((changes, upto));
         }
         let mut start = None;
+        let mut entries_read = 0usize;
         loop {
+            // Entries name 1 (a webhook's) to 100 (a bulk chunk's) records:
+            // ask for about as many more entries as the records still
+            // wanted take at the rate seen so far.
+            let limit = match enough {
+                Some(n) if entries_read > 0 => {
+                    let per_entry = changes.len().max(1).div_ceil(entries_read);
+                    (n.saturating_sub(changes.len()).div_ceil(per_entry) + 1)
+                        .clamp(1, ENTRIES_PER_QUERY)
+                }
+                Some(_) => FIRST_QUERY,
+                None => ENTRIES_PER_QUERY,
+            };
             let out = self
                 .client
                 .query()
@@ -152,25 +168,29 @@ impl Store {
                 .expression_attribute_values(":from", string_value(feed_sk(after + 1)))
                 .expression_attribute_values(":to", string_value(feed_sk(upto)))
                 .consistent_read(true)
-                .limit(ENTRIES_PER_QUERY)
+                .limit(limit as i32)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| store_error("Query", e))?;
-            let mut last_read = after;
             for item in out.items.unwrap_or_default() {
-                if let Some(AttributeValue::S(sk)) = item.get(SK) {
-                    last_read = u64::from_str_radix(sk, 16).unwrap_or(last_read);
-                }
+                entries_read += 1;
                 changes.extend(
                     decode_entry(&item, entities)?
                         .into_iter()
                         .filter(|c| c.seq > after && c.seq <= upto),
                 );
+                if enough.is_some_and(|n| changes.len() >= n) {
+                    // Complete up to this entry's last number.
+                    let last = match item.get(SK) {
+                        Some(AttributeValue::S(sk)) => u64::from_str_radix(sk, 16).ok(),
+                        _ => None,
+                    };
+                    return Ok((changes, last.unwrap_or(after).min(upto)));
+                }
             }
             match out.last_evaluated_key {
-                Some(key) if enough.is_none_or(|n| changes.len() < n) => start = Some(key),
-                Some(_) => return Ok((changes, last_read)),
+                Some(key) => start = Some(key),
                 None => return Ok((changes, upto)),
             }
         }

@@ -32,7 +32,7 @@ use crate::model::{EntityType, Record, RecordId, Seq, TenantId, Timestamp};
 
 /// How long a chunk holds its block of sequence numbers at most; readers
 /// wait at most this long behind a chunk that was cut short.
-const HOLD: std::time::Duration = std::time::Duration::from_secs(60);
+pub(super) const HOLD: std::time::Duration = std::time::Duration::from_secs(60);
 /// A chunk starts no record write later than this before its hold ends.
 const HOLD_MARGIN_MS: i64 = 20_000;
 /// How long one request of a held block's record writes may take, its
@@ -341,7 +341,7 @@ impl Store {
     /// Ends a block (and the expired holds found beside it), trying again
     /// on a retryable failure: a block left held stops the tenant's readers
     /// until its deadline.
-    async fn release_block(&self, tenant: &TenantId, block: &HeldBlock) -> Result<()> {
+    pub(super) async fn release_block(&self, tenant: &TenantId, block: &HeldBlock) -> Result<()> {
         let mut attempt = 0;
         loop {
             match self.end_hold(tenant, block).await {
