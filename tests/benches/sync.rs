@@ -31,7 +31,8 @@ struct BareItem<'a> {
     pk: &'a str,
     sk: String,
     data: &'a Value,
-    /// Set for the record-shaped variant: the change-feed index entry.
+    /// Set for the variant with a `by_ord` local-index entry per item (what
+    /// every record cost before the change feed moved to feed entries).
     #[serde(skip_serializing_if = "Option::is_none")]
     ord: Option<u64>,
 }
@@ -108,7 +109,8 @@ async fn main() {
     assert_eq!(fetched, RECORDS);
 
     // (b) bare batch-write loop: the same records, 25 to a BatchWriteItem;
-    // (b') the same with the change-feed index attribute every record has.
+    // (b') the same with a local-index entry per item, as records had
+    // before feed entries.
     let write = bare_write(&store, "BARE#property", false).await;
     let write_indexed = bare_write(&store, "BARE#indexed", true).await;
 
@@ -167,7 +169,7 @@ async fn main() {
         rate(RECORDS, write)
     );
     println!(
-        "  (b') bare batch write with the change-feed index: {:8.0} records/s; full sync is {:.2} of it",
+        "  (b') bare batch write with a local-index entry each: {:8.0} records/s; full sync is {:.2} of it",
         rate(RECORDS, write_indexed),
         rate(RECORDS, full_time) / rate(RECORDS, write_indexed)
     );
