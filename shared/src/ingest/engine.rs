@@ -301,6 +301,8 @@ impl SyncEngine {
     ) -> Result<RunLog> {
         let spec = source.spec();
         let mut overlap = OverlapIndex::default();
+        // The next page, fetched while this one was written.
+        let mut prefetched: Option<Result<Fetched>> = None;
         loop {
             if Timestamp::now().plus(SAFETY_MARGIN) >= deadline && run.progress.pages_done > 0 {
                 return self.continue_later(run).await;
@@ -309,7 +311,11 @@ impl SyncEngine {
                 since: run.progress.since.clone(),
                 sync_token: run.progress.sync_token.clone(),
             };
-            let page = match source.fetch(&run.progress.page, &bounds).await {
+            let fetched = match prefetched.take() {
+                Some(fetched) => fetched,
+                None => source.fetch(&run.progress.page, &bounds).await,
+            };
+            let page = match fetched {
                 Ok(Fetched::Page(page)) => page,
                 Ok(Fetched::Gone) => {
                     tracing::warn!(source = %run.progress.source, "sync token expired; running a full resync");
@@ -367,7 +373,23 @@ impl SyncEngine {
             if run.progress.kind == RunKind::Full {
                 run.seen.extend(changes.iter().map(|w| w.id.to_string()));
             }
-            let written = self.write_batch(spec, &run, changes).await;
+            // The next page is read while this one is written (not past a
+            // page the checks below stop at); its records are written only
+            // after this page's are.
+            let next = page.next.as_ref().filter(|next| {
+                **next != run.progress.page && run.progress.pages_done + 1 < spec.max_pages
+            });
+            let (written, next) = match next {
+                Some(next) => {
+                    let (written, fetched) = tokio::join!(
+                        self.write_batch(spec, &run, changes),
+                        source.fetch(next, &bounds)
+                    );
+                    (written, Some(fetched))
+                }
+                None => (self.write_batch(spec, &run, changes).await, None),
+            };
+            prefetched = next;
             let outcome = match written {
                 Ok(outcome) => outcome,
                 Err(error) => return self.fail(run, &error).await,

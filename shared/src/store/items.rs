@@ -12,8 +12,9 @@ use crate::error::{Error, Result};
 
 /// BatchGetItem's limit of keys per call.
 const BATCH_GET_MAX: usize = 100;
-/// BatchGetItem calls in flight at once for one read.
-const READ_CONCURRENCY: usize = 4;
+/// BatchGetItem calls in flight at once for one read: a sync page's 500
+/// record heads in one round trip.
+const READ_CONCURRENCY: usize = 8;
 
 impl Store {
     /// `item` put without a condition, as one action of a transaction.
