@@ -43,7 +43,12 @@ impl Store {
     /// The counter, the client's progress and (with `with_records`) the
     /// records `set` writes, in one consistent batch read.
     async fn read_snapshot(&self, set: &ChangeSet, with_records: bool) -> Result<Snapshot> {
-        let mut keys = vec![counter_key(&set.tenant)];
+        // Held commits take their numbers from a block, not from the
+        // value read.
+        let mut keys = Vec::new();
+        if self.bulk_writes == BulkWrites::Transactions {
+            keys.push(counter_key(&set.tenant));
+        }
         if let Some(progress) = &set.client {
             keys.push(client_key(&set.tenant, &progress.client));
         }
@@ -91,8 +96,8 @@ impl Store {
     }
 
     /// [`Store::commit`] over records the caller has just read (absent ones
-    /// left out): the first attempt reads only the counter and the client's
-    /// progress; the transaction still holds every write to the version it
+    /// left out): the first attempt reads only the client's progress (and,
+    /// on the embedded engine, the counter); the transaction still holds every write to the version it
     /// was based on, so a record that moved meanwhile is a conflict (or, for
     /// [`Expect::Any`], a retry from a fresh read).
     pub async fn commit_known(
@@ -105,7 +110,8 @@ impl Store {
 
     /// The commit loop: the records from `known` on the first attempt, then
     /// read afresh. The tenant counter is read only when the set writes
-    /// something.
+    /// something, and only on the embedded engine (held commits take a
+    /// block instead).
     async fn commit_over(
         &self,
         set: &ChangeSet,
@@ -200,11 +206,8 @@ impl Store {
             kinds.push(Action::Counter);
         }
         let mut seq = first - 1;
-        let mut currents = currents.into_iter();
-        for done in committed.iter_mut().filter(|c| c.changed) {
-            let Some((current, retry_on_conflict)) = currents.next() else {
-                break;
-            };
+        let changed = committed.iter_mut().filter(|c| c.changed);
+        for (done, (current, retry_on_conflict)) in changed.zip(currents) {
             seq += 1;
             done.record.seq = Seq::new(seq);
             actions.push(self.record_put(&done.record, current, now)?);
@@ -330,7 +333,7 @@ impl Store {
 }
 
 /// What a committed transaction tells the process's listeners.
-fn announcement(tenant: &TenantId, committed: &[Committed], seq: u64) -> super::Commit {
+pub(super) fn announcement(tenant: &TenantId, committed: &[Committed], seq: u64) -> super::Commit {
     let mut entities: Vec<EntityType> = committed
         .iter()
         .filter(|c| c.changed)

@@ -167,14 +167,8 @@ impl Store {
             .map(|c| c.record.seq)
             .max()
         {
-            let mut entities: Vec<EntityType> =
-                committed.iter().map(|c| c.record.entity.clone()).collect();
-            entities.dedup();
-            self.signal.announce(super::Commit {
-                tenant: tenant.clone(),
-                entities,
-                seq: last,
-            });
+            self.signal
+                .announce(super::commit::announcement(tenant, &committed, last.get()));
         }
         if !moved.is_empty() {
             // The entry names only what this chunk wrote; the records that
