@@ -78,6 +78,17 @@ impl LocalChannel {
         tenants.dedup();
         tenants
     }
+
+    /// The tenants a poke can reach: those of the open sockets, or `None`
+    /// (any tenant) while a socket's handshake is being checked.
+    fn reachable(&self) -> Option<Vec<TenantId>> {
+        let sockets = self.sockets();
+        let mut tenants = Vec::with_capacity(sockets.len());
+        for socket in sockets.values() {
+            tenants.push(socket.tenant.clone()?);
+        }
+        Some(tenants)
+    }
 }
 
 #[async_trait]
@@ -239,7 +250,8 @@ async fn forget(functions: &Functions, connection: &Connection) {
 
 /// Pokes every commit of the process, batched: what DynamoDB Streams and
 /// the delivery function do deployed. Falling behind the signal pokes
-/// every tenant with an open socket.
+/// every tenant with an open socket; a commit of a tenant with no open
+/// socket pokes nothing.
 pub fn spawn_pokes(functions: Arc<Functions>, store: &Store) -> tokio::task::JoinHandle<()> {
     let mut commits = store.commits().subscribe();
     tokio::spawn(async move {
@@ -262,6 +274,15 @@ pub fn spawn_pokes(functions: Arc<Functions>, store: &Store) -> tokio::task::Joi
             let mut touched = Touched::from_commits(&batch);
             if lagged {
                 touched = everything(live.channel.tenants(), &functions);
+            }
+            // Only this process holds local sockets: a tenant without one
+            // has no connection to list (a sync's commits would otherwise
+            // list them hundreds of times a second).
+            if let Some(open) = live.channel.reachable() {
+                touched.retain(|t| open.contains(&t.tenant));
+            }
+            if touched.is_empty() {
+                continue;
             }
             if let Err(err) = live.poker.poke(&touched).await {
                 tracing::warn!(error = %err.chain(), "local pokes failed");

@@ -205,6 +205,15 @@ impl SyncEngine {
                 None => RunKind::Incremental,
             };
             let incremental = kind == RunKind::Incremental;
+            // A first full sync into an empty store has nothing to sweep:
+            // one read of a single head spares reading them all at the end.
+            let sweep = kind == RunKind::Full
+                && !self
+                    .store
+                    .list_record_heads(&source.spec().tenant, &source.spec().entity, 1, None)
+                    .await?
+                    .items
+                    .is_empty();
             let mut progress = Continuation {
                 source: request.source.clone(),
                 run_id: run_id.clone(),
@@ -224,6 +233,7 @@ impl SyncEngine {
                 max_updated: None,
                 counts: RunCounts::default(),
                 seen_chunks: 0,
+                sweep,
                 rejected: Vec::new(),
             };
             let log = progress.log(RunStatus::Running, None);
@@ -320,6 +330,7 @@ impl SyncEngine {
                 Ok(Fetched::Gone) => {
                     tracing::warn!(source = %run.progress.source, "sync token expired; running a full resync");
                     run.progress.kind = RunKind::Full;
+                    run.progress.sweep = true;
                     run.progress.page = PageState::First;
                     run.progress.since = None;
                     run.progress.sync_token = None;
@@ -426,6 +437,7 @@ impl SyncEngine {
             }
         }
         if run.progress.kind == RunKind::Full
+            && run.progress.sweep
             && let Err(error) = self.sweep(source, &mut run).await
         {
             return self.fail(run, &error).await;

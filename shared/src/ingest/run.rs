@@ -41,9 +41,18 @@ pub struct Continuation {
     pub counts: RunCounts,
     /// Chunks of ids seen so far in a full run, kept in the store.
     pub seen_chunks: u32,
+    /// Whether a full run ends by tombstoning the source's records it did
+    /// not see: false when the store held no record of the entity as the
+    /// run began, so that every record there was written during the run.
+    #[serde(default = "sweeps")]
+    pub sweep: bool,
     /// The first refused records.
     #[serde(default)]
     pub rejected: Vec<Rejected>,
+}
+
+fn sweeps() -> bool {
+    true
 }
 
 pub(super) struct Run {

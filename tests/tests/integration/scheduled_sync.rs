@@ -308,6 +308,81 @@ async fn a_full_run_tombstones_only_its_own_records_gone_upstream() {
 }
 
 #[tokio::test]
+async fn a_first_full_run_keeps_what_its_source_wrote_meanwhile_and_the_next_sweeps_it() {
+    // Ten pages at 20 requests a second: the run takes about half a second.
+    let rig = rig(|url| {
+        let mut props = source("offset", url, json!({"offset": {"param": "offset"}}));
+        props["requests_per_second"] = json!(20);
+        json!({"props": props})
+    })
+    .await;
+    seed(&rig, 100);
+    let tenant = TenantId::parse("demo").expect("t");
+    let entity = EntityType::parse("property").expect("e");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let running = async {
+        let log = run(&rig, "props", None).await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        log
+    };
+    // A webhook of the same source, landing once the run has written its
+    // first page: a record the source's listing does not hold.
+    let meanwhile = async {
+        while rig
+            .store
+            .list_record_heads(&tenant, &entity, 1, None)
+            .await
+            .expect("heads")
+            .items
+            .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        rig.store
+            .put_record(
+                &tenant,
+                syncline::store::RecordWrite {
+                    entity: entity.clone(),
+                    id: syncline::model::RecordId::parse("hooked-1").expect("id"),
+                    change: syncline::store::Change::Put(syncline_tests::data(
+                        json!({"name": "from a webhook"}),
+                    )),
+                    expect: syncline::store::Expect::Absent,
+                    source: Some(SourceId::parse("props").expect("id")),
+                    origin: None,
+                    source_version: None,
+                },
+            )
+            .await
+            .expect("write");
+        done.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let (log, finished_first) = tokio::join!(running, meanwhile);
+    assert!(
+        !finished_first,
+        "the write landed after the run: nothing tested"
+    );
+    assert_eq!(
+        (log.counts.created, log.counts.deleted),
+        (100, 0),
+        "{log:?}"
+    );
+    // The store was empty as the run began: every record in it was written
+    // during the run, by the run or by someone newer than its listing.
+    let mut expected = upstream_items(&rig, "id", false);
+    expected.insert("hooked-1".into(), json!({"name": "from a webhook"}));
+    assert_eq!(live(&rig, "property").await, expected);
+    // The next full run found records in place and sweeps what the
+    // source no longer lists.
+    let log = run(&rig, "props", Some(RunKind::Full)).await;
+    assert_eq!(log.counts.deleted, 1, "{log:?}");
+    assert_eq!(
+        live(&rig, "property").await,
+        upstream_items(&rig, "id", false)
+    );
+}
+
+#[tokio::test]
 async fn rate_limits_server_errors_timeouts_and_malformed_pages_are_retried_to_an_exact_copy() {
     let rig = rig(
         |url| json!({"props": source("next", url, json!({"next_link": {"path": "/links/next"}}))}),
