@@ -50,12 +50,15 @@ impl HttpConnector for Engine {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let engine = self.clone();
         HttpConnectorFuture::new(async move {
-            // A request to a store elsewhere lets other tasks run while it
-            // is out; so does this one, before the engine takes its turn.
-            tokio::task::yield_now().await;
-            engine
-                .respond(&request)
-                .map_err(|err| ConnectorError::other(err, None))
+            // A request to a store elsewhere leaves its caller free while it
+            // is out; so does this one: the engine answers on a thread of
+            // its own, while the caller's task (a sync building its next
+            // transaction, say) goes on on another core.
+            let answered = tokio::task::spawn_blocking(move || engine.respond(&request)).await;
+            match answered {
+                Ok(response) => response.map_err(|err| ConnectorError::other(err, None)),
+                Err(join) => Err(ConnectorError::other(join.into(), None)),
+            }
         })
     }
 }
@@ -69,7 +72,8 @@ impl Engine {
             .unwrap_or_default();
         let body = request.body().bytes().unwrap_or_default();
         // The engine runs the operation to completion on this thread, as
-        // its HTTP handler does: one mutex serialises its storage anyway.
+        // its HTTP handler does: one mutex serialises its storage, while
+        // requests are parsed and answers written side by side.
         let (status, body) = match answer(&self.database, operation, body) {
             Ok(json) => (200, json),
             Err(err) => (err.status_code(), err.to_json().into_bytes()),

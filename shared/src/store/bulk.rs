@@ -26,6 +26,10 @@ const HELD_CHUNK: usize = 100;
 /// Chunks of one batch written at the same time: with a store some
 /// milliseconds away, what keeps a sync from waiting on each round trip.
 const CHUNKS_IN_FLIGHT: usize = 8;
+/// Transactions of one batch applied at the same time on a store writing
+/// in transactions: the engine applies one at a time, while the others are
+/// built, sent and answered on the other cores.
+pub const TRANSACTIONS_IN_FLIGHT: usize = 2;
 /// A bulk chunk closes before its records add up to this much (a
 /// transaction carries at most 4 MB).
 const BULK_CHUNK_BYTES: usize = 2 * 1024 * 1024;
@@ -143,15 +147,26 @@ impl Store {
         }
         let mut outcome = BatchOutcome::default();
         if transactions {
-            for writes in chunks {
-                let set = ChangeSet {
-                    tenant: tenant.clone(),
-                    writes,
-                    client: None,
-                    once_only: Vec::new(),
-                    trail: Some(trail.clone()),
-                };
-                outcome.count(&self.commit(&set).await?);
+            let sets = chunks.into_iter().map(|writes| ChangeSet {
+                tenant: tenant.clone(),
+                writes,
+                client: None,
+                once_only: Vec::new(),
+                trail: Some(trail.clone()),
+            });
+            if sets.len() == 1 {
+                for set in sets {
+                    outcome.count(&self.commit(&set).await?);
+                }
+                return Ok(outcome);
+            }
+            // Several chunks number their changes from held blocks, so that
+            // one is built and parsed while another is applied.
+            let commits = sets.map(async |set| self.commit_beside_others(&set).await);
+            let mut commits =
+                futures_util::stream::iter(commits).buffer_unordered(TRANSACTIONS_IN_FLIGHT);
+            while let Some(committed) = commits.next().await {
+                outcome.count(&committed?);
             }
             return Ok(outcome);
         }

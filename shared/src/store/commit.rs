@@ -33,6 +33,15 @@ enum Action {
     Feed,
 }
 
+/// Where a commit's sequence numbers come from ([`Store::numbers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Numbers {
+    /// A held block, taken before the transaction and released after it.
+    Held,
+    /// The tenant counter, bumped in the transaction.
+    Counter,
+}
+
 struct Snapshot {
     counter: Counter,
     client_progress: u64,
@@ -42,11 +51,16 @@ struct Snapshot {
 impl Store {
     /// The counter, the client's progress and (with `with_records`) the
     /// records `set` writes, in one consistent batch read.
-    async fn read_snapshot(&self, set: &ChangeSet, with_records: bool) -> Result<Snapshot> {
+    async fn read_snapshot(
+        &self,
+        set: &ChangeSet,
+        with_records: bool,
+        numbers: Numbers,
+    ) -> Result<Snapshot> {
         // Held commits take their numbers from a block, not from the
         // value read.
         let mut keys = Vec::new();
-        if self.bulk_writes == BulkWrites::Transactions {
+        if numbers == Numbers::Counter {
             keys.push(counter_key(&set.tenant));
         }
         if let Some(progress) = &set.client {
@@ -92,7 +106,27 @@ impl Store {
     /// of what the caller expected give [`Error::Conflict`]; contention on
     /// the tenant counter is retried.
     pub async fn commit(&self, set: &ChangeSet) -> Result<Vec<Committed>> {
-        self.commit_over(set, None).await
+        self.commit_over(set, None, self.numbers()).await
+    }
+
+    /// [`Store::commit`] numbering its changes from a held block on every
+    /// store, so that commits of one tenant run side by side (the bulk
+    /// chunks of a store writing in transactions).
+    pub(super) async fn commit_beside_others(&self, set: &ChangeSet) -> Result<Vec<Committed>> {
+        self.commit_over(set, None, Numbers::Held).await
+    }
+
+    /// Where commits take their sequence numbers by default: on DynamoDB
+    /// from a held block (one UpdateItem that never conflicts), so that
+    /// concurrent commits of a tenant do not cancel each other on the
+    /// counter; on the embedded engine from the counter, bumped in the
+    /// transaction and conditioned on the value read (one request fewer,
+    /// and no round trip to save).
+    fn numbers(&self) -> Numbers {
+        match self.bulk_writes {
+            BulkWrites::Held => Numbers::Held,
+            BulkWrites::Transactions => Numbers::Counter,
+        }
     }
 
     /// [`Store::commit`] over records the caller has just read (absent ones
@@ -105,7 +139,7 @@ impl Store {
         set: &ChangeSet,
         known: HashMap<(EntityType, RecordId), Record>,
     ) -> Result<Vec<Committed>> {
-        self.commit_over(set, Some(known)).await
+        self.commit_over(set, Some(known), self.numbers()).await
     }
 
     /// The commit loop: the records from `known` on the first attempt, then
@@ -116,6 +150,7 @@ impl Store {
         &self,
         set: &ChangeSet,
         mut known: Option<HashMap<(EntityType, RecordId), Record>>,
+        numbers: Numbers,
     ) -> Result<Vec<Committed>> {
         validate(set)?;
         let changed_by = set.trail.as_ref().and_then(Trail::source);
@@ -140,11 +175,11 @@ impl Store {
                 }
                 Some(records) => Snapshot {
                     records,
-                    ..self.read_snapshot(set, false).await?
+                    ..self.read_snapshot(set, false, numbers).await?
                 },
-                None => self.read_snapshot(set, true).await?,
+                None => self.read_snapshot(set, true, numbers).await?,
             };
-            if let Some(committed) = self.try_commit(set, &snapshot, attempt).await? {
+            if let Some(committed) = self.try_commit(set, &snapshot, attempt, numbers).await? {
                 return Ok(committed);
             }
         }
@@ -158,6 +193,7 @@ impl Store {
         set: &ChangeSet,
         snapshot: &Snapshot,
         attempt: u32,
+        numbers: Numbers,
     ) -> Result<Option<Vec<Committed>>> {
         check_expectations(set, snapshot)?;
         let now = Timestamp::now();
@@ -183,13 +219,8 @@ impl Store {
             }
         }
         let numbered = currents.len() as u64;
-        // On DynamoDB the numbers come from a held block (one UpdateItem
-        // that never conflicts), so concurrent commits of a tenant do not
-        // cancel each other on the counter; on the embedded engine the
-        // counter is bumped in the transaction, conditioned on the value
-        // read (one request fewer, and no round trip to save).
-        let block = match (numbered, self.bulk_writes) {
-            (1.., BulkWrites::Held) => Some(
+        let block = match (numbered, numbers) {
+            (1.., Numbers::Held) => Some(
                 self.hold_block(&set.tenant, numbered, super::held::HOLD)
                     .await?,
             ),

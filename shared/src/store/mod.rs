@@ -7,6 +7,7 @@
 //! the index and the access patterns.
 
 mod bulk;
+pub use bulk::TRANSACTIONS_IN_FLIGHT;
 mod commit;
 mod connections;
 mod deliveries;
