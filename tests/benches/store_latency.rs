@@ -202,22 +202,68 @@ async fn delivery(store: &Store, queue: Arc<dyn RetryQueue>) -> (Duration, usize
     }
 }
 
+/// Names the threads of what stands in for DynamoDB and the source API.
+const STORE_SIDE: &str = "store-side";
+
+/// The engine, the proxy in front of it and the demo source, on a runtime
+/// of their own whose threads are named [`STORE_SIDE`]: deployed, their
+/// work is done on other machines, so the CPU a phase used is split into
+/// theirs and the client's (the sync engine, the SDK, the handlers).
+fn store_side(records: usize) -> (EmbeddedEngine, FaultProxy, std::net::SocketAddr) {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name(STORE_SIDE)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let addr = "127.0.0.1:0".parse().expect("addr");
+            let engine = EmbeddedEngine::start(Storage::Memory, addr)
+                .await
+                .expect("engine");
+            let proxy = FaultProxy::start(1).await;
+            proxy.forward_to(engine.endpoint());
+            let upstream = syncline_local::demo::serve(addr, records)
+                .await
+                .expect("upstream");
+            sender.send((engine, proxy, upstream)).expect("send");
+            std::future::pending::<()>().await;
+        });
+    });
+    receiver.recv().expect("store side")
+}
+
+/// CPU seconds used by the client (every thread but the store side's)
+/// since `since`, per record.
+struct ClientCpu {
+    since: (f64, f64),
+}
+
+impl ClientCpu {
+    fn start() -> Self {
+        Self {
+            since: syncline_tests::thread_cpu(STORE_SIDE),
+        }
+    }
+
+    /// (client, store side) microseconds of CPU per record.
+    fn per_record(&self, records: usize) -> (f64, f64) {
+        let (store, client) = syncline_tests::thread_cpu(STORE_SIDE);
+        let per = |now: f64, then: f64| (now - then) * 1e6 / records as f64;
+        (per(client, self.since.1), per(store, self.since.0))
+    }
+}
+
 #[tokio::main]
 async fn main() {
     syncline::metrics::silence();
     let records = setting("SYNCLINE_BENCH_RECORDS", 100_000) as usize;
     let latency = Duration::from_millis(setting("SYNCLINE_BENCH_LATENCY_MS", 8));
-    let engine = EmbeddedEngine::start(Storage::Memory, "127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("engine");
-    let proxy = FaultProxy::start(1).await;
-    proxy.forward_to(engine.endpoint());
+    let (engine, proxy, upstream) = store_side(records);
     let store =
         Store::from_sdk_config(&engine.sdk_config_via(&proxy.url()).await, "syncline-bench");
     store.ensure_table().await.expect("table");
-    let upstream = syncline_local::demo::serve("127.0.0.1:0".parse().expect("addr"), records)
-        .await
-        .expect("upstream");
     let base = format!("http://{upstream}");
     proxy.set(Faults::latency(latency));
     proxy.count_units();
@@ -249,18 +295,23 @@ async fn main() {
     let far = || Timestamp::now().plus(Duration::from_secs(3600));
     let timed = async |kind| {
         let started = Instant::now();
+        let cpu = ClientCpu::start();
         let log = sync
             .run(&run(kind), far())
             .await
             .expect("run")
             .expect("lease");
         let seen = proxy.take();
-        println!("    {kind:?} sync: {}", breakdown(&seen));
-        (started.elapsed(), log, FaultProxy::units(&seen))
+        let (client, store) = cpu.per_record(log.counts.seen as usize);
+        println!(
+            "    {kind:?} sync: {}; CPU per record: client {client:.0} us, store side {store:.0} us",
+            breakdown(&seen)
+        );
+        (started.elapsed(), log, FaultProxy::units(&seen), client)
     };
-    let (full, full_log, full_units) = timed(RunKind::Full).await;
+    let (full, full_log, full_units, full_cpu) = timed(RunKind::Full).await;
     assert_eq!(full_log.counts.created as usize, records, "{full_log:?}");
-    let (again, again_log, again_units) = timed(RunKind::Full).await;
+    let (again, again_log, again_units, _) = timed(RunKind::Full).await;
     assert_eq!(
         again_log.counts.unchanged as usize, records,
         "{again_log:?}"
@@ -272,7 +323,7 @@ async fn main() {
         .send()
         .await
         .expect("change");
-    let (incremental, incremental_log, incremental_units) = timed(RunKind::Incremental).await;
+    let (incremental, incremental_log, incremental_units, _) = timed(RunKind::Incremental).await;
     assert_eq!(
         incremental_log.counts.updated as usize, changed,
         "{incremental_log:?}"
@@ -316,6 +367,11 @@ async fn main() {
         rate(records, full),
         rate(records, full) / rate(records, serial),
         per_record(full_units, records)
+    );
+    println!(
+        "      the client's CPU per record in (b): {full_cpu:.0} us, {:.0} records/s per core of it alone ({:.2} of b's rate; the store side shares these cores here)",
+        1e6 / full_cpu,
+        (1e6 / full_cpu) / rate(records, full)
     );
     println!(
         "  (c) unchanged re-sync:      {:8.0} records/s  ({:.2} of a; {})",
