@@ -32,9 +32,9 @@ use syncline_local::run::{
 };
 
 /// mimalloc (version 3) in place of the system allocator: a local sync
-/// spends a fifth of its time allocating and freeing the engine's and the
-/// SDK's small values, and this one does it faster for the same peak memory
-/// (docs/LOCAL.md, "Speed and memory").
+/// spends about a quarter of its time allocating and freeing the engine's
+/// and the SDK's small values, and this one does it faster for the same
+/// peak memory (docs/SOURCES.md, "Throughput").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
