@@ -27,6 +27,31 @@ const LEASE_SLACK: Duration = Duration::from_secs(15 * 60);
 pub const RUN_LOG_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 const SEEN_CHUNK: usize = 2000;
 
+/// A page's records being written on a task of their own.
+struct Writing {
+    task: tokio::task::JoinHandle<Result<BatchOutcome>>,
+    /// The ids it writes: a later page holding one waits for it.
+    ids: HashSet<String>,
+    /// The page after it, as the source said.
+    next: Option<PageState>,
+    sync_token: Option<String>,
+}
+
+/// Where a run stands once a page's write is settled.
+enum Settled {
+    Next,
+    End,
+}
+
+/// Lets a page's write finish before the run stops (it is applied or not
+/// as a whole per chunk either way; waiting keeps the run's lease until
+/// nothing of it is still writing).
+async fn finish_writing(writing: Option<Writing>) {
+    if let Some(writing) = writing {
+        let _ = writing.task.await;
+    }
+}
+
 pub struct SyncEngine {
     pub(super) store: Store,
     queue: Arc<dyn RetryQueue>,
@@ -311,10 +336,23 @@ impl SyncEngine {
     ) -> Result<RunLog> {
         let spec = source.spec();
         let mut overlap = OverlapIndex::default();
-        // The next page, fetched while this one was written.
+        // The page to read next: the one after the page being written.
+        let mut reading = run.progress.page.clone();
+        // The next page, fetched while the last one was handed to a writer.
         let mut prefetched: Option<Result<Fetched>> = None;
+        // The last page's write, still going on while the run reads on.
+        let mut writing: Option<Writing> = None;
         loop {
-            if Timestamp::now().plus(SAFETY_MARGIN) >= deadline && run.progress.pages_done > 0 {
+            if Timestamp::now().plus(SAFETY_MARGIN) >= deadline
+                && (run.progress.pages_done > 0 || writing.is_some())
+            {
+                if let Some(last) = writing.take() {
+                    match self.settle(spec, &mut run, last).await {
+                        Ok(Settled::Next) => {}
+                        Ok(Settled::End) => break,
+                        Err(error) => return self.fail(run, &error).await,
+                    }
+                }
                 return self.continue_later(run).await;
             }
             let bounds = Bounds {
@@ -323,21 +361,30 @@ impl SyncEngine {
             };
             let fetched = match prefetched.take() {
                 Some(fetched) => fetched,
-                None => source.fetch(&run.progress.page, &bounds).await,
+                None => source.fetch(&reading, &bounds).await,
             };
             let page = match fetched {
                 Ok(Fetched::Page(page)) => page,
                 Ok(Fetched::Gone) => {
+                    if let Some(last) = writing.take()
+                        && let Err(error) = self.settle(spec, &mut run, last).await
+                    {
+                        return self.fail(run, &error).await;
+                    }
                     tracing::warn!(source = %run.progress.source, "sync token expired; running a full resync");
                     run.progress.kind = RunKind::Full;
                     run.progress.sweep = true;
                     run.progress.page = PageState::First;
+                    reading = PageState::First;
                     run.progress.since = None;
                     run.progress.sync_token = None;
                     run.seen.clear();
                     continue;
                 }
-                Err(error) => return self.fail(run, &error).await,
+                Err(error) => {
+                    finish_writing(writing).await;
+                    return self.fail(run, &error).await;
+                }
             };
             let mut changes: Vec<BulkWrite> = Vec::with_capacity(page.items.len());
             let mut ids = HashSet::new();
@@ -378,62 +425,71 @@ impl SyncEngine {
             if spec.linked {
                 changes = match self.linked(spec, &run.progress.source, changes).await {
                     Ok(changes) => changes,
-                    Err(error) => return self.fail(run, &error).await,
+                    Err(error) => {
+                        finish_writing(writing).await;
+                        return self.fail(run, &error).await;
+                    }
                 };
             }
             if run.progress.kind == RunKind::Full {
                 run.seen.extend(changes.iter().map(|w| w.id.to_string()));
             }
-            // The next page is read while this one is written (not past a
-            // page the checks below stop at); its records are written only
-            // after this page's are.
-            let next = page.next.as_ref().filter(|next| {
-                **next != run.progress.page && run.progress.pages_done + 1 < spec.max_pages
-            });
-            let (written, next) = match next {
-                Some(next) => {
-                    let (written, fetched) = tokio::join!(
-                        self.write_batch(spec, &run, changes),
-                        source.fetch(next, &bounds)
-                    );
-                    (written, Some(fetched))
-                }
-                None => (self.write_batch(spec, &run, changes).await, None),
-            };
-            prefetched = next;
-            let outcome = match written {
-                Ok(outcome) => outcome,
-                Err(error) => return self.fail(run, &error).await,
-            };
-            run.progress.counts.created += outcome.created;
-            run.progress.counts.updated += outcome.updated;
-            run.progress.counts.unchanged += outcome.unchanged;
-            run.progress.counts.deleted += outcome.deleted;
-            run.progress.pages_done += 1;
-            if page.sync_token.is_some() {
-                run.next_sync_token = page.sync_token.clone();
+            // This page's write starts while the last page's goes on, unless
+            // they share a record: then the last one's lands first.
+            if let Some(last) =
+                writing.take_if(|last| changes.iter().any(|w| last.ids.contains(w.id.as_str())))
+                && let Err(error) = self.settle(spec, &mut run, last).await
+            {
+                return self.fail(run, &error).await;
             }
-            match page.next {
-                // A source answering with the page it was asked for would
-                // be read forever.
-                Some(next) if next == run.progress.page => {
-                    let error = crate::connectors::upstream(
-                        "source",
-                        format!("the next page is the page just read ({next:?})"),
-                        false,
-                    );
-                    return self.fail(run, &error).await;
+            let in_flight = 1 + u64::from(writing.is_some());
+            // The page after this one is read now, unless it is one the
+            // checks below stop the run at.
+            let next = page.next.clone().filter(|next| {
+                *next != reading && run.progress.pages_done + in_flight < spec.max_pages
+            });
+            let this = Writing {
+                ids: changes.iter().map(|w| w.id.to_string()).collect(),
+                task: self.spawn_write(spec, &run, changes),
+                next: page.next,
+                sync_token: page.sync_token,
+            };
+            // While this page is written: the last page's write is settled
+            // (in page order, so the run's position only ever moves past
+            // written pages) and the next page is read.
+            let last = writing.replace(this);
+            let (settled, fetched) = tokio::join!(
+                async {
+                    match last {
+                        Some(last) => self.settle(spec, &mut run, last).await.map(Some),
+                        None => Ok(None),
+                    }
+                },
+                async {
+                    match &next {
+                        Some(next) => Some(source.fetch(next, &bounds).await),
+                        None => None,
+                    }
                 }
-                Some(_) if run.progress.pages_done >= spec.max_pages => {
-                    let error = crate::connectors::upstream(
-                        "source",
-                        format!("more than {} pages in one run (max_pages)", spec.max_pages),
-                        false,
-                    );
-                    return self.fail(run, &error).await;
+            );
+            if let Err(error) = settled {
+                finish_writing(writing).await;
+                return self.fail(run, &error).await;
+            }
+            match next {
+                Some(next) => {
+                    reading = next;
+                    prefetched = fetched;
                 }
-                Some(next) => run.progress.page = next,
-                None => break,
+                // The end of the source, or a page the checks refuse.
+                None => {
+                    let Some(last) = writing.take() else { break };
+                    match self.settle(spec, &mut run, last).await {
+                        Ok(Settled::End) => break,
+                        Ok(Settled::Next) => reading = run.progress.page.clone(),
+                        Err(error) => return self.fail(run, &error).await,
+                    }
+                }
             }
         }
         if run.progress.kind == RunKind::Full
@@ -443,6 +499,72 @@ impl SyncEngine {
             return self.fail(run, &error).await;
         }
         self.finish(run).await
+    }
+
+    /// [`Self::write_batch`] on a task of its own, so that a run reads its
+    /// next page, and hands it to the next writer, while this one writes.
+    fn spawn_write(
+        &self,
+        spec: &crate::connectors::SourceSpec,
+        run: &Run,
+        changes: Vec<BulkWrite>,
+    ) -> tokio::task::JoinHandle<Result<BatchOutcome>> {
+        let store = self.store.clone();
+        let (tenant, entity) = (spec.tenant.clone(), spec.entity.clone());
+        let source = run.progress.source.clone();
+        let trail = Trail::new(
+            TrailPath::Sync,
+            run.progress.source.as_str(),
+            run.progress.run_id.as_str(),
+        );
+        tokio::spawn(async move {
+            store
+                .upsert_versioned(&tenant, &entity, Some(&source), changes, &trail)
+                .await
+        })
+    }
+
+    /// Waits for a page's write and moves the run past the page: its
+    /// counts, its sync token, and the page after it, or the end.
+    async fn settle(
+        &self,
+        spec: &crate::connectors::SourceSpec,
+        run: &mut Run,
+        writing: Writing,
+    ) -> Result<Settled> {
+        let outcome = writing.task.await.map_err(|e| Error::Internal {
+            context: "writing a page of a run".into(),
+            source: Some(Box::new(e)),
+        })??;
+        run.progress.counts.created += outcome.created;
+        run.progress.counts.updated += outcome.updated;
+        run.progress.counts.unchanged += outcome.unchanged;
+        run.progress.counts.deleted += outcome.deleted;
+        run.progress.pages_done += 1;
+        if writing.sync_token.is_some() {
+            run.next_sync_token = writing.sync_token;
+        }
+        match writing.next {
+            // A source answering with the page it was asked for would be
+            // read forever.
+            Some(next) if next == run.progress.page => Err(crate::connectors::upstream(
+                "source",
+                format!("the next page is the page just read ({next:?})"),
+                false,
+            )),
+            Some(_) if run.progress.pages_done >= spec.max_pages => {
+                Err(crate::connectors::upstream(
+                    "source",
+                    format!("more than {} pages in one run (max_pages)", spec.max_pages),
+                    false,
+                ))
+            }
+            Some(next) => {
+                run.progress.page = next;
+                Ok(Settled::Next)
+            }
+            None => Ok(Settled::End),
+        }
     }
 
     /// Writes a batch of a run's records, noted in the change trail under

@@ -382,6 +382,56 @@ async fn a_first_full_run_keeps_what_its_source_wrote_meanwhile_and_the_next_swe
     );
 }
 
+/// Two pages naming one record (it moved while the source was paged):
+/// the next page's write waits for the page being written, so the later
+/// version is the one kept, though pages are otherwise written at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_on_two_pages_keeps_the_later_page_s_version() {
+    // Page 0: 300 records, the shared one last (three chunks to write);
+    // page 1: the shared one first, then 10 more (one quick chunk).
+    let mut first: Vec<Value> = (0..300).map(|i| item(i, "v1")).collect();
+    first.push(json!({"id": "moved", "name": "first page"}));
+    let mut second = vec![json!({"id": "moved", "name": "second page"})];
+    second.extend((300..310).map(|i| item(i, "v1")));
+    let pages: Arc<Vec<Value>> = Arc::new(vec![
+        json!({"data": first, "next": "1"}),
+        json!({"data": second, "next": null}),
+    ]);
+    let app = axum::Router::new().route(
+        "/pages",
+        axum::routing::get(
+            async move |axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>| {
+                let n: usize = q.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
+                axum::Json(pages[n].clone())
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    for round in 0..5 {
+        let rig = rig(|_| {
+            json!({"moving": {
+                "tenant": "demo", "entity": "property", "base_url": url, "path": "/pages",
+                "records": "/data", "id": "/id",
+                "pagination": {"cursor_body": {"cursor_path": "/next", "param": "cursor"}},
+                "requests_per_second": 1000
+            }})
+        })
+        .await;
+        let log = run(&rig, "moving", Some(RunKind::Full)).await;
+        assert_eq!(log.counts.created, 311, "round {round}: {log:?}");
+        let stored = live(&rig, "property").await;
+        assert_eq!(
+            stored["moved"],
+            json!({"id": "moved", "name": "second page"}),
+            "round {round}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn rate_limits_server_errors_timeouts_and_malformed_pages_are_retried_to_an_exact_copy() {
     let rig = rig(
