@@ -154,14 +154,9 @@ impl Store {
                 once_only: Vec::new(),
                 trail: Some(trail.clone()),
             });
-            if sets.len() == 1 {
-                for set in sets {
-                    outcome.count(&self.commit(&set).await?);
-                }
-                return Ok(outcome);
-            }
-            // Several chunks number their changes from held blocks, so that
-            // one is built and parsed while another is applied.
+            // Chunks number their changes from held blocks, so that one is
+            // built and parsed while another (of this batch, or of the
+            // batch a sync run writes beside it) is applied.
             let commits = sets.map(async |set| self.commit_beside_others(&set).await);
             let mut commits =
                 futures_util::stream::iter(commits).buffer_unordered(TRANSACTIONS_IN_FLIGHT);
