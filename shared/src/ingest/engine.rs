@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::run::{Continuation, Run, RunRequest};
 use super::sources::{SourceSet, SourceState};
+use super::writing::{Settled, Writing, finish_writing};
 use crate::connectors::times;
 use crate::connectors::{
     Bounds, Fetched, HttpSource, OverlapIndex, PageState, TimeFormat, transform,
@@ -14,9 +15,7 @@ use crate::error::{Error, Result};
 use crate::model::{RunCounts, RunKind, RunLog, RunStatus, SourceId, SourceSettings, Timestamp};
 use crate::queue::RetryQueue;
 use crate::retry::{RetryEnvelope, WorkKind};
-use crate::store::{
-    BatchOutcome, BulkWrite, Change, KvExpect, KvKey, LogId, LogStream, Store, Trail, TrailPath,
-};
+use crate::store::{BulkWrite, Change, KvExpect, KvKey, LogId, LogStream, Store};
 
 /// Time kept in hand before the invocation's deadline: the rest of the run
 /// is handed on while a page can still be written and the message sent.
@@ -26,31 +25,6 @@ const SAFETY_MARGIN: Duration = Duration::from_secs(20);
 const LEASE_SLACK: Duration = Duration::from_secs(15 * 60);
 pub const RUN_LOG_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 const SEEN_CHUNK: usize = 2000;
-
-/// A page's records being written on a task of their own.
-struct Writing {
-    task: tokio::task::JoinHandle<Result<BatchOutcome>>,
-    /// The ids it writes: a later page holding one waits for it.
-    ids: HashSet<String>,
-    /// The page after it, as the source said.
-    next: Option<PageState>,
-    sync_token: Option<String>,
-}
-
-/// Where a run stands once a page's write is settled.
-enum Settled {
-    Next,
-    End,
-}
-
-/// Lets a page's write finish before the run stops (it is applied or not
-/// as a whole per chunk either way; waiting keeps the run's lease until
-/// nothing of it is still writing).
-async fn finish_writing(writing: Option<Writing>) {
-    if let Some(writing) = writing {
-        let _ = writing.task.await;
-    }
-}
 
 pub struct SyncEngine {
     pub(super) store: Store,
@@ -499,95 +473,6 @@ impl SyncEngine {
             return self.fail(run, &error).await;
         }
         self.finish(run).await
-    }
-
-    /// [`Self::write_batch`] on a task of its own, so that a run reads its
-    /// next page, and hands it to the next writer, while this one writes.
-    fn spawn_write(
-        &self,
-        spec: &crate::connectors::SourceSpec,
-        run: &Run,
-        changes: Vec<BulkWrite>,
-    ) -> tokio::task::JoinHandle<Result<BatchOutcome>> {
-        let store = self.store.clone();
-        let (tenant, entity) = (spec.tenant.clone(), spec.entity.clone());
-        let source = run.progress.source.clone();
-        let trail = Trail::new(
-            TrailPath::Sync,
-            run.progress.source.as_str(),
-            run.progress.run_id.as_str(),
-        );
-        tokio::spawn(async move {
-            store
-                .upsert_versioned(&tenant, &entity, Some(&source), changes, &trail)
-                .await
-        })
-    }
-
-    /// Waits for a page's write and moves the run past the page: its
-    /// counts, its sync token, and the page after it, or the end.
-    async fn settle(
-        &self,
-        spec: &crate::connectors::SourceSpec,
-        run: &mut Run,
-        writing: Writing,
-    ) -> Result<Settled> {
-        let outcome = writing.task.await.map_err(|e| Error::Internal {
-            context: "writing a page of a run".into(),
-            source: Some(Box::new(e)),
-        })??;
-        run.progress.counts.created += outcome.created;
-        run.progress.counts.updated += outcome.updated;
-        run.progress.counts.unchanged += outcome.unchanged;
-        run.progress.counts.deleted += outcome.deleted;
-        run.progress.pages_done += 1;
-        if writing.sync_token.is_some() {
-            run.next_sync_token = writing.sync_token;
-        }
-        match writing.next {
-            // A source answering with the page it was asked for would be
-            // read forever.
-            Some(next) if next == run.progress.page => Err(crate::connectors::upstream(
-                "source",
-                format!("the next page is the page just read ({next:?})"),
-                false,
-            )),
-            Some(_) if run.progress.pages_done >= spec.max_pages => {
-                Err(crate::connectors::upstream(
-                    "source",
-                    format!("more than {} pages in one run (max_pages)", spec.max_pages),
-                    false,
-                ))
-            }
-            Some(next) => {
-                run.progress.page = next;
-                Ok(Settled::Next)
-            }
-            None => Ok(Settled::End),
-        }
-    }
-
-    /// Writes a batch of a run's records, noted in the change trail under
-    /// the run's id.
-    async fn write_batch(
-        &self,
-        spec: &crate::connectors::SourceSpec,
-        run: &Run,
-        changes: Vec<BulkWrite>,
-    ) -> Result<BatchOutcome> {
-        self.store
-            .upsert_versioned(
-                &spec.tenant,
-                &spec.entity,
-                Some(&run.progress.source),
-                changes,
-                &Trail::new(
-                    TrailPath::Sync,
-                    run.progress.source.as_str(),
-                    run.progress.run_id.as_str(),
-                ),
-            )
-            .await
     }
 
     /// A two-way pair's items under the records they are linked to: an

@@ -8,6 +8,7 @@ mod engine;
 mod handlers;
 mod run;
 mod sources;
+mod writing;
 
 pub use crate::model::Trigger;
 pub use engine::{SyncEngine, runs_stream};
