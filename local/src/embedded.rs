@@ -36,6 +36,7 @@ pub struct EmbeddedEngine {
     endpoint: String,
     /// The engine called without HTTP, for this process's SDK clients.
     http_client: aws_sdk_dynamodb::config::SharedHttpClient,
+    answerer: crate::in_process::Answerer,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -74,6 +75,7 @@ impl EmbeddedEngine {
             .disable_bulk_loading()
             .map_err(|e| engine_error("setting synchronous = NORMAL", e))?;
         let http_client = crate::in_process::http_client(database.clone());
+        let answerer = crate::in_process::Answerer::new(database.clone());
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| engine_error("binding", e))?;
@@ -94,6 +96,7 @@ impl EmbeddedEngine {
         Ok(Self {
             endpoint: format!("http://{bound}"),
             http_client,
+            answerer,
             shutdown: Some(shutdown),
             task: Some(task),
         })
@@ -101,6 +104,12 @@ impl EmbeddedEngine {
 
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The engine's operations called without HTTP, for a server in front
+    /// of it (see [`crate::in_process::Answerer`]).
+    pub fn answerer(&self) -> crate::in_process::Answerer {
+        self.answerer.clone()
     }
 
     /// SDK configuration pointed at this engine's HTTP endpoint, with

@@ -74,7 +74,7 @@ impl Engine {
         // The engine runs the operation to completion on this thread, as
         // its HTTP handler does: one mutex serialises its storage, while
         // requests are parsed and answers written side by side.
-        let (status, body) = match answer(&self.database, operation, body) {
+        let (status, body) = match answer(&self.database, operation, body, Tokens::Dropped) {
             Ok(json) => (200, json),
             Err(err) => (err.status_code(), err.to_json().into_bytes()),
         };
@@ -86,8 +86,55 @@ impl Engine {
     }
 }
 
+/// Whether a transaction's idempotency token reaches the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tokens {
+    /// Dropped: no answer is lost between caller and engine.
+    Dropped,
+    /// Kept: a server in front of the engine may lose an answer, and the
+    /// caller's retry must be recognised as DynamoDB recognises it.
+    Kept,
+}
+
+/// Answers DynamoDB requests with the engine's own operations, for a server
+/// in front of the engine (a test's proxy) that would otherwise forward
+/// each request over HTTP: the engine's HTTP layer (hyper, and its second
+/// parse of every body for malformed JSON) is skipped, the operations are
+/// those its endpoint runs, and transactions keep their idempotency token.
+#[derive(Clone)]
+pub struct Answerer {
+    database: dynoxide::Database,
+}
+
+impl std::fmt::Debug for Answerer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("in-process answerer")
+    }
+}
+
+impl Answerer {
+    pub(crate) fn new(database: dynoxide::Database) -> Self {
+        Self { database }
+    }
+
+    /// The status and body the engine's endpoint answers `body` with, for
+    /// `operation` (`PutItem`, say: the target header without its prefix).
+    /// Blocks while the engine applies it.
+    pub fn answer(&self, operation: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        match answer(&self.database, operation, body, Tokens::Kept) {
+            Ok(json) => (200, json),
+            Err(err) => (err.status_code(), err.to_json().into_bytes()),
+        }
+    }
+}
+
 /// Runs one operation of the engine on a request body.
-fn answer(db: &dynoxide::Database, operation: &str, body: &[u8]) -> dynoxide::Result<Vec<u8>> {
+fn answer(
+    db: &dynoxide::Database,
+    operation: &str,
+    body: &[u8],
+    tokens: Tokens,
+) -> dynoxide::Result<Vec<u8>> {
     match operation {
         "PutItem" => run(body, |r| db.put_item(r)),
         "GetItem" => run(body, |r| db.get_item(r)),
@@ -101,7 +148,9 @@ fn answer(db: &dynoxide::Database, operation: &str, body: &[u8]) -> dynoxide::Re
         "TransactWriteItems" => run(
             body,
             |mut r: actions::transact_write_items::TransactWriteItemsRequest| {
-                r.client_request_token = None;
+                if tokens == Tokens::Dropped {
+                    r.client_request_token = None;
+                }
                 db.transact_write_items(r)
             },
         ),

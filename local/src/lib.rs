@@ -20,7 +20,7 @@
 
 pub mod demo;
 pub mod embedded;
-mod in_process;
+pub mod in_process;
 pub mod live;
 pub mod router;
 pub mod run;

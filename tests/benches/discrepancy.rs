@@ -70,7 +70,14 @@ async fn main() {
             })
             .collect();
         store
-            .upsert_versioned(&tenant, &entity, Some(&source), batch, &trail)
+            .upsert_versioned(
+                &tenant,
+                &entity,
+                Some(&source),
+                batch,
+                &trail,
+                syncline::store::Stored::Unknown,
+            )
             .await
             .expect("seed");
     }

@@ -223,7 +223,7 @@ fn store_side(records: usize) -> (EmbeddedEngine, FaultProxy, std::net::SocketAd
                 .await
                 .expect("engine");
             let proxy = FaultProxy::start(1).await;
-            proxy.forward_to(engine.endpoint());
+            proxy.answer_with(engine.answerer());
             let upstream = syncline_local::demo::serve(addr, records)
                 .await
                 .expect("upstream");

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use syncline_local::in_process::Answerer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -154,10 +155,7 @@ fn put_units(item: &serde_json::Map<String, serde_json::Value>) -> f64 {
 /// deleted, the new one put), an INSERT puts one.
 fn statement_units(statement: &serde_json::Value, failed: bool) -> f64 {
     let text = statement["Statement"].as_str().unwrap_or_default();
-    let parameters = statement["Parameters"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let parameters = statement["Parameters"].as_array();
     let update = text.starts_with("UPDATE");
     // INSERT ... VALUE {'name': ?, ...}; UPDATE ... SET "name" = ? ... WHERE "pk" = ? AND "sk" = ?
     let quote = if update { '"' } else { '\'' };
@@ -174,13 +172,15 @@ fn statement_units(statement: &serde_json::Value, failed: bool) -> f64 {
         let set_names: Vec<&str> = names[..sets.min(names.len())].to_vec();
         names = set_names.into_iter().chain(["pk", "sk"]).collect();
     }
-    let item: serde_json::Map<String, serde_json::Value> = names
+    let valued = names.len().min(parameters.map_or(0, Vec::len));
+    let names = &names[..valued];
+    let size: usize = names
         .iter()
-        .zip(&parameters)
-        .map(|(name, value)| ((*name).to_owned(), value.clone()))
-        .collect();
-    let base = item_size(&item).div_ceil(1024).max(1) as f64;
-    match (failed, item.contains_key("ord"), update) {
+        .zip(parameters.into_iter().flatten())
+        .map(|(name, value)| name.len() + value_size(value))
+        .sum();
+    let base = size.div_ceil(1024).max(1) as f64;
+    match (failed, names.contains(&"ord"), update) {
         (true, _, _) | (false, false, _) => base,
         (false, true, false) => base + 1.0,
         (false, true, true) => base + 2.0,
@@ -202,10 +202,10 @@ pub fn capacity(operation: &str, request: &[u8], response: &[u8]) -> Units {
     let parse =
         |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap_or_default();
     let (request, response) = (parse(request), parse(response));
-    let item_of = |v: &serde_json::Value| v.as_object().cloned().unwrap_or_default();
+    let empty = serde_json::Map::new();
     let mut units = Units::default();
     match operation {
-        "PutItem" => units.write += put_units(&item_of(&request["Item"])),
+        "PutItem" => units.write += put_units(request["Item"].as_object().unwrap_or(&empty)),
         "UpdateItem" | "DeleteItem" => units.write += 1.0,
         "GetItem" => {
             if let Some(item) = response["Item"].as_object() {
@@ -225,6 +225,22 @@ pub fn capacity(operation: &str, request: &[u8], response: &[u8]) -> Units {
             units.read += read_units(bytes);
         }
         "BatchGetItem" => {
+            // Every key asked for and answered is billed, found or not: a
+            // key DynamoDB did not find costs what the smallest item does.
+            let mut missing: usize = request["RequestItems"]
+                .as_object()
+                .into_iter()
+                .flat_map(|t| t.values())
+                .map(|t| t["Keys"].as_array().map_or(0, Vec::len))
+                .sum();
+            missing = missing.saturating_sub(
+                response["UnprocessedKeys"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|t| t.values())
+                    .map(|t| t["Keys"].as_array().map_or(0, Vec::len))
+                    .sum(),
+            );
             for items in response["Responses"]
                 .as_object()
                 .into_iter()
@@ -237,8 +253,10 @@ pub fn capacity(operation: &str, request: &[u8], response: &[u8]) -> Units {
                     .filter_map(|i| i.as_object())
                 {
                     units.read += read_units(item_size(item));
+                    missing = missing.saturating_sub(1);
                 }
             }
+            units.read += missing as f64;
         }
         "BatchWriteItem" => {
             for requests in request["RequestItems"]
@@ -266,16 +284,12 @@ pub fn capacity(operation: &str, request: &[u8], response: &[u8]) -> Units {
             }
         }
         "BatchExecuteStatement" => {
-            let responses = response["Responses"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let statements = request["Statements"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            for (n, statement) in statements.iter().enumerate() {
-                let failed = responses.get(n).is_none_or(|r| !r["Error"].is_null());
+            let responses = response["Responses"].as_array();
+            let statements = request["Statements"].as_array();
+            for (n, statement) in statements.into_iter().flatten().enumerate() {
+                let failed = responses
+                    .and_then(|r| r.get(n))
+                    .is_none_or(|r| !r["Error"].is_null());
                 units.write += statement_units(statement, failed);
             }
         }
@@ -288,6 +302,15 @@ pub fn capacity(operation: &str, request: &[u8], response: &[u8]) -> Units {
         _ => {}
     }
     units
+}
+
+/// Where the proxy sends what it forwards.
+#[derive(Clone)]
+enum Upstream {
+    /// An engine's HTTP endpoint.
+    Http(String),
+    /// An engine in this process, called without HTTP.
+    InProcess(Answerer),
 }
 
 struct State {
@@ -306,7 +329,7 @@ struct State {
 #[derive(Clone)]
 pub struct FaultProxy {
     pub addr: SocketAddr,
-    upstream: Arc<Mutex<Option<String>>>,
+    upstream: Arc<Mutex<Option<Upstream>>>,
     state: Arc<Mutex<State>>,
     client: reqwest::Client,
 }
@@ -366,7 +389,16 @@ impl FaultProxy {
 
     /// Where requests go (the engine's endpoint).
     pub fn forward_to(&self, upstream: &str) {
-        *self.upstream.lock().expect("lock") = Some(upstream.trim_end_matches('/').to_owned());
+        *self.upstream.lock().expect("lock") =
+            Some(Upstream::Http(upstream.trim_end_matches('/').to_owned()));
+    }
+
+    /// Requests go to an engine in this process, each answered on a
+    /// blocking thread by the engine's own operations: what stands in for
+    /// DynamoDB then spends no CPU on a second HTTP hop (a benchmark's
+    /// client and its store share the machine's cores).
+    pub fn answer_with(&self, engine: Answerer) {
+        *self.upstream.lock().expect("lock") = Some(Upstream::InProcess(engine));
     }
 
     pub fn set(&self, faults: Faults) {
@@ -489,7 +521,7 @@ impl FaultProxy {
                         .to_vec(),
                 ),
                 Outcome::Forwarded | Outcome::LostResponse => {
-                    let Some(answer) = self.forward(&head, body.clone()).await else {
+                    let Some(answer) = self.forward(&head, &operation, body.clone()).await else {
                         return;
                     };
                     if self.state.lock().expect("lock").count_units {
@@ -524,8 +556,17 @@ impl FaultProxy {
         }
     }
 
-    async fn forward(&self, head: &str, body: Vec<u8>) -> Option<(u16, Vec<u8>)> {
+    async fn forward(&self, head: &str, operation: &str, body: Vec<u8>) -> Option<(u16, Vec<u8>)> {
         let upstream = self.upstream.lock().expect("lock").clone()?;
+        let upstream = match upstream {
+            Upstream::Http(url) => url,
+            Upstream::InProcess(engine) => {
+                let operation = operation.to_owned();
+                return tokio::task::spawn_blocking(move || engine.answer(&operation, &body))
+                    .await
+                    .ok();
+            }
+        };
         let mut lines = head.lines();
         let path = lines.next()?.split_whitespace().nth(1)?.to_owned();
         let mut request = self.client.post(format!("{upstream}{path}"));

@@ -13,7 +13,7 @@ use crate::connectors::transform;
 use crate::error::{Error, Result};
 use crate::model::{RecordId, RunKind, RunStatus, SourceId, Timestamp, Trigger};
 use crate::retry::{RetryEnvelope, WorkHandler};
-use crate::store::{BatchOutcome, BulkWrite, Change, Trail, TrailPath};
+use crate::store::{BatchOutcome, BulkWrite, Change, Stored, Trail, TrailPath};
 
 impl SyncEngine {
     /// Re-fetches one record from its source and writes it (a tombstone when
@@ -46,6 +46,7 @@ impl SyncEngine {
                 Some(source_id),
                 vec![write],
                 &Trail::new(TrailPath::ForceSync, source_id.as_str(), id.as_str()),
+                Stored::Unknown,
             )
             .await
     }

@@ -55,6 +55,14 @@ fn sweeps() -> bool {
     true
 }
 
+impl Continuation {
+    /// Whether this is a full run that began on a store holding no record
+    /// of its entity (so it writes without reading what is stored).
+    pub fn empty_at_start(&self) -> bool {
+        self.kind == RunKind::Full && !self.sweep
+    }
+}
+
 pub(super) struct Run {
     pub progress: Continuation,
     pub seen: HashSet<String>,

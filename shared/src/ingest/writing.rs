@@ -9,7 +9,7 @@ use super::engine::SyncEngine;
 use super::run::Run;
 use crate::connectors::{PageState, SourceSpec};
 use crate::error::{Error, Result};
-use crate::store::{BatchOutcome, BulkWrite, Trail, TrailPath};
+use crate::store::{BatchOutcome, BulkWrite, Stored, Trail, TrailPath};
 
 /// A page's records being written on a task of their own.
 pub(super) struct Writing {
@@ -56,6 +56,11 @@ impl SyncEngine {
         let store = self.store.clone();
         let (tenant, entity) = (spec.tenant.clone(), spec.entity.clone());
         let source = run.progress.source.clone();
+        let stored = if run.progress.empty_at_start() {
+            Stored::NoneAtStart
+        } else {
+            Stored::Unknown
+        };
         let trail = Trail::new(
             TrailPath::Sync,
             run.progress.source.as_str(),
@@ -63,7 +68,7 @@ impl SyncEngine {
         );
         tokio::spawn(async move {
             store
-                .upsert_versioned(&tenant, &entity, Some(&source), changes, &trail)
+                .upsert_versioned(&tenant, &entity, Some(&source), changes, &trail, stored)
                 .await
         })
     }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{
     BatchOutcome, BulkWrite, BulkWrites, Change, ChangeSet, Committed, Expect, RecordWrite, Store,
-    Trail,
+    Stored, Trail,
 };
 use crate::error::{Error, Result};
 use crate::model::{EntityType, RecordId, SourceId, TenantId, Version};
@@ -81,12 +81,13 @@ impl Store {
                 source_version: None,
             })
             .collect();
-        self.upsert_versioned(tenant, entity, source, writes, trail)
+        self.upsert_versioned(tenant, entity, source, writes, trail, Stored::Unknown)
             .await
     }
 
     /// [`Store::upsert_batch`] of writes that carry the source's version of
-    /// each record (see [`crate::model::Record::source_version`]).
+    /// each record (see [`crate::model::Record::source_version`]), and what
+    /// the caller knows of what is stored.
     pub async fn upsert_versioned(
         &self,
         tenant: &TenantId,
@@ -94,6 +95,7 @@ impl Store {
         source: Option<&SourceId>,
         changes: Vec<BulkWrite>,
         trail: &Trail,
+        stored: Stored,
     ) -> Result<BatchOutcome> {
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = changes.iter().find(|w| !seen.insert(&w.id)) {
@@ -104,12 +106,12 @@ impl Store {
             ));
         }
         // Held chunks of puts and deletes need only the stored heads (the
-        // content is replaced), read for the whole batch at once; merges,
-        // and stores writing in transactions, go through the commit path,
-        // which reads what it needs.
+        // content is replaced), read for the whole batch at once, unless
+        // none was stored; merges, and stores writing in transactions, go
+        // through the commit path, which reads what it needs.
         let transactions = self.bulk_writes == BulkWrites::Transactions
             || changes.iter().any(|w| matches!(w.change, Change::Merge(_)));
-        let mut heads = if transactions {
+        let mut heads = if transactions || stored == Stored::NoneAtStart {
             HashMap::new()
         } else {
             let ids: Vec<&RecordId> = changes.iter().map(|w| &w.id).collect();

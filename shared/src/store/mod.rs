@@ -45,7 +45,7 @@ pub use signal::{Commit, CommitSignal};
 pub use trail::{TRAIL_RETENTION, Trail, TrailChange, TrailEntry, TrailPath, trail_stream};
 pub use write::{
     BatchOutcome, BulkWrite, Change, ChangeSet, ClientProgress, Committed, Expect,
-    MAX_TRANSACTION_ITEMS, RecordWrite,
+    MAX_TRANSACTION_ITEMS, RecordWrite, Stored,
 };
 
 use crate::error::Error;

@@ -62,6 +62,20 @@ pub struct BulkWrite {
     pub source_version: Option<String>,
 }
 
+/// What a bulk write knows, before it writes, of the records it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Nothing: their heads are read first, so that unchanged records are
+    /// skipped and changed ones written over the version read.
+    Unknown,
+    /// None of the entity's records was stored when the writer began (a
+    /// first full sync into an empty store): the heads are not read, each
+    /// record is inserted, and one stored meanwhile (by a webhook, or an
+    /// earlier page naming it too) fails its insert and is written through
+    /// the commit path, which reads it.
+    NoneAtStart,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
     pub created: u64,

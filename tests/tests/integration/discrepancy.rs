@@ -392,6 +392,7 @@ async fn the_store_side_ranges_are_kept_from_the_change_feed_and_rebuilt_when_to
                     Some(source),
                     changes,
                     &syncline_tests::trail(),
+                    syncline::store::Stored::Unknown,
                 )
                 .await
                 .expect("write")
