@@ -301,13 +301,15 @@ async fn main() {
             .await
             .expect("run")
             .expect("lease");
-        let seen = proxy.take();
+        let elapsed = started.elapsed();
         let (client, store) = cpu.per_record(log.counts.seen as usize);
+        // Costed now, once the run's time and CPU are taken.
+        let seen = proxy.take();
         println!(
             "    {kind:?} sync: {}; CPU per record: client {client:.0} us, store side {store:.0} us",
             breakdown(&seen)
         );
-        (started.elapsed(), log, FaultProxy::units(&seen), client)
+        (elapsed, log, FaultProxy::units(&seen), client)
     };
     let (full, full_log, full_units, full_cpu) = timed(RunKind::Full).await;
     assert_eq!(full_log.counts.created as usize, records, "{full_log:?}");
@@ -335,7 +337,8 @@ async fn main() {
         let started = Instant::now();
         let report = checker.check(&source, false).await.expect("check");
         assert_eq!(report.differences(), 0, "{report:?}");
-        (started.elapsed(), FaultProxy::units(&proxy.take()))
+        let elapsed = started.elapsed();
+        (elapsed, FaultProxy::units(&proxy.take()))
     };
     let (first_check, first_check_units) = timed_check().await;
     let (check, check_units) = timed_check().await;

@@ -323,6 +323,20 @@ struct State {
     injected: usize,
     rng: StdRng,
     seen: Vec<Seen>,
+    /// Bumped by every [`FaultProxy::take`]: a request drawn before it is
+    /// not costed into what came after.
+    generation: u64,
+    /// Forwarded requests answered 200, costed when taken.
+    uncosted: Vec<Uncosted>,
+}
+
+/// A request and its answer, to be costed into `seen[index]`.
+struct Uncosted {
+    generation: u64,
+    index: usize,
+    operation: String,
+    request: Vec<u8>,
+    response: Vec<u8>,
 }
 
 /// The proxy; it serves until dropped (the test process).
@@ -364,6 +378,8 @@ impl FaultProxy {
                 injected: 0,
                 rng: StdRng::seed_from_u64(seed),
                 seen: Vec::new(),
+                generation: 0,
+                uncosted: Vec::new(),
             })),
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
@@ -408,7 +424,9 @@ impl FaultProxy {
         state.injected = 0;
     }
 
-    /// Costs every forwarded request from now on (parses both bodies).
+    /// Costs every forwarded request from now on. Each is costed (both
+    /// bodies parsed) when taken, not while it is answered: the proxy and
+    /// what it measures share the machine's cores.
     pub fn count_units(&self) {
         self.state.lock().expect("lock").count_units = true;
     }
@@ -422,9 +440,25 @@ impl FaultProxy {
         total
     }
 
-    /// Every request so far, and forgets them.
+    /// Every request so far, costed if [`FaultProxy::count_units`] was
+    /// called, and forgets them.
     pub fn take(&self) -> Vec<Seen> {
-        std::mem::take(&mut self.state.lock().expect("lock").seen)
+        let (mut seen, uncosted, generation) = {
+            let mut state = self.state.lock().expect("lock");
+            let taken = (
+                std::mem::take(&mut state.seen),
+                std::mem::take(&mut state.uncosted),
+                state.generation,
+            );
+            state.generation += 1;
+            taken
+        };
+        for done in uncosted.iter().filter(|u| u.generation == generation) {
+            if let Some(seen) = seen.get_mut(done.index) {
+                seen.units = capacity(&done.operation, &done.request, &done.response);
+            }
+        }
+        seen
     }
 
     /// Requests by outcome.
@@ -436,7 +470,9 @@ impl FaultProxy {
         tally
     }
 
-    fn draw(&self, operation: &str, body: &[u8]) -> (Outcome, Duration) {
+    /// The request's outcome, its delay, and where it is noted (generation
+    /// and index in `seen`).
+    fn draw(&self, operation: &str, body: &[u8]) -> (Outcome, Duration, (u64, usize)) {
         let mut state = self.state.lock().expect("lock");
         let faults = state.faults;
         let roll: f64 = state.rng.random();
@@ -481,7 +517,12 @@ impl FaultProxy {
             outcome,
             units: Units::default(),
         });
-        (outcome, if exempt { Duration::ZERO } else { faults.delay })
+        let noted = (state.generation, state.seen.len() - 1);
+        (
+            outcome,
+            if exempt { Duration::ZERO } else { faults.delay },
+            noted,
+        )
     }
 
     async fn connection(&self, mut socket: TcpStream) {
@@ -497,7 +538,7 @@ impl FaultProxy {
                 .and_then(|target| target.rsplit('.').next())
                 .unwrap_or_default()
                 .to_owned();
-            let (outcome, delay) = self.draw(&operation, &body);
+            let (outcome, delay, (generation, index)) = self.draw(&operation, &body);
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -521,20 +562,19 @@ impl FaultProxy {
                         .to_vec(),
                 ),
                 Outcome::Forwarded | Outcome::LostResponse => {
-                    let Some(answer) = self.forward(&head, &operation, body.clone()).await else {
+                    let costed = self.state.lock().expect("lock").count_units;
+                    let request = if costed { body.clone() } else { Vec::new() };
+                    let Some(answer) = self.forward(&head, &operation, body).await else {
                         return;
                     };
-                    if self.state.lock().expect("lock").count_units {
-                        let units = if answer.0 == 200 {
-                            capacity(&operation, &body, &answer.1)
-                        } else {
-                            Units::default()
-                        };
-                        let digest = digest(&body);
-                        let mut state = self.state.lock().expect("lock");
-                        if let Some(seen) = state.seen.iter_mut().rev().find(|s| s.body == digest) {
-                            seen.units = units;
-                        }
+                    if costed && answer.0 == 200 {
+                        self.state.lock().expect("lock").uncosted.push(Uncosted {
+                            generation,
+                            index,
+                            operation: operation.clone(),
+                            request,
+                            response: answer.1.clone(),
+                        });
                     }
                     if outcome == Outcome::LostResponse {
                         // Applied; the answer never arrives.
