@@ -38,7 +38,7 @@ use syncline::model::Timestamp;
 use syncline::queue::RetryQueue;
 use syncline::retry::{RetryPolicy, RetryWorker};
 use syncline::runtime::Adapters;
-use syncline::store::{BulkWrites, Store};
+use syncline::store::{BulkWrites, Store, Tidied};
 use syncline::webhooks::WebhookService;
 use syncline::wiring::{DiscrepancyCheck, ScheduledSync, Vars, Wiring};
 
@@ -542,14 +542,15 @@ pub async fn up(settings: UpSettings, var: Vars<'_>, report: fn(&str)) -> Result
     // held: readers would stop before them until their deadlines.
     functions.engine.drop_leases().await?;
     functions.delivery.drop_leases().await?;
-    let moved = adapters.store.upgrade_feed().await?;
+    // One Scan of the table: records of an earlier version's store given
+    // their feed entries, and blocks a killed run held ended.
+    let Tidied { moved, holds } = adapters.store.tidy_at_start().await?;
     if moved > 0 {
         tracing::warn!(
             moved,
             "gave the records of a store written by an earlier version their feed entries"
         );
     }
-    let holds = adapters.store.drop_holds().await?;
     if holds > 0 {
         tracing::warn!(
             holds,

@@ -43,6 +43,7 @@ pub use record_item::RecordMark;
 pub use records::Changes;
 pub use signal::{Commit, CommitSignal};
 pub use trail::{TRAIL_RETENTION, Trail, TrailChange, TrailEntry, TrailPath, trail_stream};
+pub use upgrade::Tidied;
 pub use write::{
     BatchOutcome, BulkWrite, Change, ChangeSet, ClientProgress, Committed, Expect,
     MAX_TRANSACTION_ITEMS, RecordWrite, Stored,

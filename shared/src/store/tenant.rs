@@ -268,20 +268,28 @@ impl Store {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| store_error("Scan", e))?;
             for item in page.items() {
-                let holds = Counter::from_item(item).holds;
-                let (Some(pk), false) = (item.get(PK), holds.is_empty()) else {
-                    continue;
-                };
-                let key = HashMap::from([
-                    (PK.to_owned(), pk.clone()),
-                    (SK.to_owned(), string_value(COUNTER_SK)),
-                ]);
-                let names: Vec<&str> = holds.iter().map(|h| h.attribute.as_str()).collect();
-                self.remove_holds(key, &names).await?;
-                dropped += holds.len();
+                dropped += self.drop_counter_holds(item).await?;
             }
         }
         Ok(dropped)
+    }
+
+    /// Ends every block a tenant's counter item holds; how many it held.
+    pub(super) async fn drop_counter_holds(
+        &self,
+        item: &HashMap<String, AttributeValue>,
+    ) -> Result<usize> {
+        let holds = Counter::from_item(item).holds;
+        let (Some(pk), false) = (item.get(PK), holds.is_empty()) else {
+            return Ok(0);
+        };
+        let key = HashMap::from([
+            (PK.to_owned(), pk.clone()),
+            (SK.to_owned(), string_value(COUNTER_SK)),
+        ]);
+        let names: Vec<&str> = holds.iter().map(|h| h.attribute.as_str()).collect();
+        self.remove_holds(key, &names).await?;
+        Ok(holds.len())
     }
 
     /// The last mutation id processed for `client` (0 if none).

@@ -4,18 +4,58 @@
 //! entries name them (`feed.rs`). Without this, the records of such a
 //! store would be missing from every pull until rewritten.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::feed::entry_item;
-use super::keys::{ORD, PK, SK};
+use super::keys::{COUNTER_SK, ORD, PK, SK};
 use super::{Store, store_error, string_value};
 use crate::error::Result;
 use crate::model::TenantId;
 
 /// Records named by one feed entry of the upgrade.
 const PER_ENTRY: usize = 100;
+
+/// A Scan filter matching records that still carry `ord`.
+const OLD_RECORDS: &str = "begins_with(#sk, :record) AND attribute_exists(#ord)";
+
+/// Per tenant: (number, entity type, record id, the item's key).
+type Found = BTreeMap<String, Vec<(u64, String, String, String)>>;
+
+/// What [`Store::tidy_at_start`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tidied {
+    /// Records given feed entries ([`Store::upgrade_feed`]).
+    pub moved: usize,
+    /// Blocks of sequence numbers ended ([`Store::drop_holds`]).
+    pub holds: usize,
+}
+
+/// Notes `item` in `found` if it is a record that still carries `ord`.
+fn note_old_record(found: &mut Found, item: &HashMap<String, AttributeValue>) {
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(s)) | Some(AttributeValue::N(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let (Some(pk), Some(sk), Some(ord)) = (text(PK), text(SK), text(ORD)) else {
+        return;
+    };
+    let parts = pk
+        .strip_prefix("T#")
+        .and_then(|rest| rest.split_once("#E#"));
+    let (Some((tenant, entity)), Some(id), Ok(seq)) =
+        (parts, sk.strip_prefix("R#"), ord.parse::<u64>())
+    else {
+        return;
+    };
+    found.entry(tenant.to_owned()).or_default().push((
+        seq,
+        entity.to_owned(),
+        id.to_owned(),
+        pk.clone(),
+    ));
+}
 
 impl Store {
     /// Finds the records that still carry `ord` (one Scan of the table),
@@ -28,7 +68,7 @@ impl Store {
             .client
             .scan()
             .table_name(&self.table)
-            .filter_expression("begins_with(#sk, :record) AND attribute_exists(#ord)")
+            .filter_expression(OLD_RECORDS)
             .expression_attribute_names("#sk", SK)
             .expression_attribute_names("#ord", ORD)
             .expression_attribute_values(":record", string_value("R#"))
@@ -36,34 +76,53 @@ impl Store {
             .expression_attribute_names("#pk", PK)
             .into_paginator()
             .send();
-        // Per tenant: (number, entity type, record id, the item's key).
-        let mut found: BTreeMap<String, Vec<(u64, String, String, String)>> = BTreeMap::new();
+        let mut found = Found::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| store_error("Scan", e))?;
             for item in page.items() {
-                let text = |name: &str| match item.get(name) {
-                    Some(AttributeValue::S(s)) | Some(AttributeValue::N(s)) => Some(s.clone()),
-                    _ => None,
-                };
-                let (Some(pk), Some(sk), Some(ord)) = (text(PK), text(SK), text(ORD)) else {
-                    continue;
-                };
-                let parts = pk
-                    .strip_prefix("T#")
-                    .and_then(|rest| rest.split_once("#E#"));
-                let (Some((tenant, entity)), Some(id), Ok(seq)) =
-                    (parts, sk.strip_prefix("R#"), ord.parse::<u64>())
-                else {
-                    continue;
-                };
-                found.entry(tenant.to_owned()).or_default().push((
-                    seq,
-                    entity.to_owned(),
-                    id.to_owned(),
-                    pk.clone(),
-                ));
+                note_old_record(&mut found, item);
             }
         }
+        self.give_feed_entries(found).await
+    }
+
+    /// [`Store::upgrade_feed`] and [`Store::drop_holds`] from one Scan of
+    /// the table (what a local run does as it starts; each alone reads
+    /// every item once, so together they read the table twice).
+    pub async fn tidy_at_start(&self) -> Result<Tidied> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression(format!("({OLD_RECORDS}) OR #sk = :counter"))
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_names("#ord", ORD)
+            .expression_attribute_values(":record", string_value("R#"))
+            .expression_attribute_values(":counter", string_value(COUNTER_SK))
+            .into_paginator()
+            .send();
+        let mut found = Found::new();
+        let mut holds = 0;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| store_error("Scan", e))?;
+            for item in page.items() {
+                match item.get(SK) {
+                    Some(AttributeValue::S(sk)) if sk == COUNTER_SK => {
+                        holds += self.drop_counter_holds(item).await?;
+                    }
+                    _ => note_old_record(&mut found, item),
+                }
+            }
+        }
+        Ok(Tidied {
+            moved: self.give_feed_entries(found).await?,
+            holds,
+        })
+    }
+
+    /// Feed entries naming `found` at their numbers, then each record's
+    /// number moved from `ord` to `seq`. Returns how many moved.
+    async fn give_feed_entries(&self, found: Found) -> Result<usize> {
         let mut moved = 0;
         for (tenant, mut records) in found {
             let tenant = TenantId::parse(&tenant)?;

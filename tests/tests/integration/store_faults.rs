@@ -758,3 +758,145 @@ async fn a_statement_batch_whose_answer_was_lost_counts_what_it_wrote() {
         .collect();
     assert_eq!(named, expected);
 }
+
+/// The proxy's costing, through the SDK and the engine answering in
+/// process: a put is billed per KB (2 units for 1.5 KB), a read per 4 KB,
+/// and a key read but not found the smallest read (1 unit), alone or in a
+/// batch, as DynamoDB bills them.
+#[tokio::test]
+async fn the_proxy_bills_requests_by_dynamodb_s_rules() {
+    use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+    use syncline::store::Store;
+    use syncline_local::embedded::{EmbeddedEngine, Storage};
+
+    let engine = EmbeddedEngine::start(Storage::Memory, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("engine");
+    let proxy = FaultProxy::start(5).await;
+    proxy.answer_with(engine.answerer());
+    let config = engine.sdk_config_via(&proxy.url()).await;
+    Store::from_sdk_config(&config, "billed")
+        .ensure_table()
+        .await
+        .expect("table");
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let key = |sk: &str| {
+        [
+            ("pk".to_owned(), AttributeValue::S("t".into())),
+            ("sk".to_owned(), AttributeValue::S(sk.into())),
+        ]
+        .into_iter()
+        .collect::<std::collections::HashMap<_, _>>()
+    };
+    proxy.count_units();
+    proxy.take();
+    let mut small = key("small");
+    small.insert("blob".into(), AttributeValue::S("x".repeat(1500)));
+    let mut large = key("large");
+    large.insert("blob".into(), AttributeValue::S("y".repeat(5000)));
+    for item in [small, large] {
+        client
+            .put_item()
+            .table_name("billed")
+            .set_item(Some(item))
+            .send()
+            .await
+            .expect("put");
+    }
+    let missing = client
+        .get_item()
+        .table_name("billed")
+        .set_key(Some(key("missing")))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get");
+    assert!(missing.item.is_none());
+    let keys = KeysAndAttributes::builder()
+        .set_keys(Some(vec![key("large"), key("gone-1"), key("gone-2")]))
+        .consistent_read(true)
+        .build()
+        .expect("keys");
+    let batch = client
+        .batch_get_item()
+        .request_items("billed", keys)
+        .send()
+        .await
+        .expect("batch");
+    assert_eq!(batch.responses.expect("responses")["billed"].len(), 1);
+    let billed: Vec<(String, f64, f64)> = proxy
+        .take()
+        .into_iter()
+        .map(|s| (s.operation, s.units.write, s.units.read))
+        .collect();
+    assert_eq!(
+        billed,
+        [
+            ("PutItem".to_owned(), 2.0, 0.0),
+            ("PutItem".to_owned(), 5.0, 0.0),
+            ("GetItem".to_owned(), 0.0, 1.0),
+            // The 5 KB item is 2 units; each key not found, 1.
+            ("BatchGetItem".to_owned(), 0.0, 4.0),
+        ]
+    );
+}
+
+/// A bulk write stopped while its blocks are held (its process killed)
+/// leaves readers stopped before them until their deadlines; the Scan a
+/// local run starts with ends them, and gives no feed entries to a store
+/// that needs none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_start_ends_the_blocks_a_stopped_bulk_write_held() {
+    use syncline::model::{EntityType, RecordId, TenantId};
+    use syncline::store::{Change, Store, Tidied, Trail, TrailPath};
+    use syncline_local::embedded::{EmbeddedEngine, Storage};
+
+    let engine = EmbeddedEngine::start(Storage::Memory, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("engine");
+    let proxy = FaultProxy::start(37).await;
+    proxy.answer_with(engine.answerer());
+    let direct = Store::from_sdk_config(&engine.sdk_config().await, "held");
+    direct.ensure_table().await.expect("table");
+    let slow = Store::from_sdk_config(&engine.sdk_config_via(&proxy.url()).await, "held");
+    proxy.set(Faults {
+        only: Some("BatchExecuteStatement"),
+        ..Faults::latency(Duration::from_secs(30))
+    });
+    let tenant = TenantId::parse("acme").expect("tenant");
+    let entity = EntityType::parse("property").expect("entity");
+    let changes: Vec<_> = (0..150)
+        .map(|i| {
+            let data = json!({"i": i}).as_object().cloned().expect("object");
+            (
+                RecordId::parse(&format!("p{i:03}")).expect("id"),
+                Change::Put(data),
+            )
+        })
+        .collect();
+    let writing = {
+        let (slow, tenant, entity) = (slow.clone(), tenant.clone(), entity.clone());
+        tokio::spawn(async move {
+            let trail = Trail::new(TrailPath::Sync, "property-api", "run-1");
+            slow.upsert_batch(&tenant, &entity, None, changes, &trail)
+                .await
+        })
+    };
+    let started = Instant::now();
+    while direct.allocated_seq(&tenant).await.expect("seq").get() < 150 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no block held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    writing.abort();
+    assert_eq!(direct.latest_seq(&tenant).await.expect("seq").get(), 0);
+    // Two chunks (100 and 50 records), one block each.
+    assert_eq!(
+        direct.tidy_at_start().await.expect("tidy"),
+        Tidied { moved: 0, holds: 2 }
+    );
+    assert_eq!(direct.latest_seq(&tenant).await.expect("seq").get(), 150);
+    assert_eq!(
+        direct.tidy_at_start().await.expect("again"),
+        Tidied::default()
+    );
+}
