@@ -1,7 +1,7 @@
 //! Production speed and cost: every store request goes through a proxy that
 //! adds 8 ms (`SYNCLINE_BENCH_LATENCY_MS`), about what an in-region
 //! DynamoDB request takes, and is costed by DynamoDB's capacity rules
-//! (`syncline_tests::faults::capacity`). In one run, over the same records
+//! (`syncline_tests::capacity`). In one run, over the same records
 //! (`SYNCLINE_BENCH_RECORDS`, default 100,000, 10 fields, pages of 500):
 //! (a) the serial cap: BatchWriteItem of 25 items, one call at a time;
 //! (b) a full sync through the engine;

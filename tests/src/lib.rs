@@ -14,6 +14,7 @@ use syncline::store::Store;
 use syncline_local::embedded::{EmbeddedEngine, Storage};
 
 pub mod bench;
+pub mod capacity;
 pub mod faults;
 pub mod live;
 pub mod outbound;
