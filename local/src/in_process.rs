@@ -74,10 +74,7 @@ impl Engine {
         // The engine runs the operation to completion on this thread, as
         // its HTTP handler does: one mutex serialises its storage, while
         // requests are parsed and answers written side by side.
-        let (status, body) = match answer(&self.database, operation, body, Tokens::Dropped) {
-            Ok(json) => (200, json),
-            Err(err) => (err.status_code(), err.to_json().into_bytes()),
-        };
+        let (status, body) = answer(&self.database, operation, body, Tokens::Dropped);
         let mut response = HttpResponse::new(StatusCode::try_from(status)?, SdkBody::from(body));
         response
             .headers_mut()
@@ -121,15 +118,20 @@ impl Answerer {
     /// `operation` (`PutItem`, say: the target header without its prefix).
     /// Blocks while the engine applies it.
     pub fn answer(&self, operation: &str, body: &[u8]) -> (u16, Vec<u8>) {
-        match answer(&self.database, operation, body, Tokens::Kept) {
-            Ok(json) => (200, json),
-            Err(err) => (err.status_code(), err.to_json().into_bytes()),
-        }
+        answer(&self.database, operation, body, Tokens::Kept)
+    }
+}
+
+/// The status and body the engine answers a request body with.
+fn answer(db: &dynoxide::Database, operation: &str, body: &[u8], tokens: Tokens) -> (u16, Vec<u8>) {
+    match apply(db, operation, body, tokens) {
+        Ok(json) => (200, json),
+        Err(err) => (err.status_code(), err.to_json().into_bytes()),
     }
 }
 
 /// Runs one operation of the engine on a request body.
-fn answer(
+fn apply(
     db: &dynoxide::Database,
     operation: &str,
     body: &[u8],

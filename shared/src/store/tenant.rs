@@ -248,32 +248,6 @@ impl Store {
         Ok(())
     }
 
-    /// Ends every hold on every tenant's counter, whoever took it: for a
-    /// process that knows no one else writes (a local run starting over
-    /// the store its killed predecessor used, whose blocks would otherwise
-    /// stop readers until their deadlines). What the killed chunks wrote
-    /// stands; nothing more is written under their numbers. Returns how
-    /// many holds were ended. One Scan of the table.
-    pub async fn drop_holds(&self) -> Result<usize> {
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("#sk = :counter")
-            .expression_attribute_names("#sk", SK)
-            .expression_attribute_values(":counter", string_value(COUNTER_SK))
-            .into_paginator()
-            .send();
-        let mut dropped = 0;
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| store_error("Scan", e))?;
-            for item in page.items() {
-                dropped += self.drop_counter_holds(item).await?;
-            }
-        }
-        Ok(dropped)
-    }
-
     /// Ends every block a tenant's counter item holds; how many it held.
     pub(super) async fn drop_counter_holds(
         &self,

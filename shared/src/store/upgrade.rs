@@ -26,9 +26,9 @@ type Found = BTreeMap<String, Vec<(u64, String, String, String)>>;
 /// What [`Store::tidy_at_start`] changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tidied {
-    /// Records given feed entries ([`Store::upgrade_feed`]).
+    /// Records given feed entries.
     pub moved: usize,
-    /// Blocks of sequence numbers ended ([`Store::drop_holds`]).
+    /// Blocks of sequence numbers ended.
     pub holds: usize,
 }
 
@@ -58,37 +58,17 @@ fn note_old_record(found: &mut Found, item: &HashMap<String, AttributeValue>) {
 }
 
 impl Store {
-    /// Finds the records that still carry `ord` (one Scan of the table),
-    /// writes feed entries naming them at their numbers, then moves each
-    /// one's number to `seq`. Safe to run again after it was cut short:
-    /// entries are rewritten the same, records already moved are not
-    /// found. Returns how many records it moved.
-    pub async fn upgrade_feed(&self) -> Result<usize> {
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression(OLD_RECORDS)
-            .expression_attribute_names("#sk", SK)
-            .expression_attribute_names("#ord", ORD)
-            .expression_attribute_values(":record", string_value("R#"))
-            .projection_expression("#pk, #sk, #ord")
-            .expression_attribute_names("#pk", PK)
-            .into_paginator()
-            .send();
-        let mut found = Found::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| store_error("Scan", e))?;
-            for item in page.items() {
-                note_old_record(&mut found, item);
-            }
-        }
-        self.give_feed_entries(found).await
-    }
-
-    /// [`Store::upgrade_feed`] and [`Store::drop_holds`] from one Scan of
-    /// the table (what a local run does as it starts; each alone reads
-    /// every item once, so together they read the table twice).
+    /// What a local run does as it starts, from one Scan of the table:
+    ///
+    /// - finds the records that still carry `ord`, writes feed entries
+    ///   naming them at their numbers, then moves each one's number to
+    ///   `seq`. Safe to run again after it was cut short: entries are
+    ///   rewritten the same, records already moved are not found;
+    /// - ends every hold on every tenant's counter, whoever took it: the
+    ///   process knows no one else writes (it starts over the store its
+    ///   killed predecessor used, whose blocks would otherwise stop readers
+    ///   until their deadlines). What the killed chunks wrote stands;
+    ///   nothing more is written under their numbers.
     pub async fn tidy_at_start(&self) -> Result<Tidied> {
         let mut pages = self
             .client

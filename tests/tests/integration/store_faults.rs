@@ -589,32 +589,13 @@ async fn delivery_misses_nothing_and_sends_no_version_twice_under_store_faults()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_never_pass_a_bulk_write_still_writing() {
     use syncline::model::{Cursor, EntityType, RecordId, Seq, TenantId};
-    use syncline::store::{Change, Expect, RecordWrite, Store, Trail, TrailPath};
-    use syncline_local::embedded::{EmbeddedEngine, Storage};
+    use syncline::store::{Change, Expect, RecordWrite, Trail, TrailPath};
 
-    let engine = EmbeddedEngine::start(Storage::Memory, "127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("engine");
-    let proxy = FaultProxy::start(31).await;
-    proxy.forward_to(engine.endpoint());
-    let direct = Store::from_sdk_config(&engine.sdk_config().await, "held");
-    direct.ensure_table().await.expect("table");
-    let slow = Store::from_sdk_config(&engine.sdk_config_via(&proxy.url()).await, "held");
-    proxy.set(Faults {
-        only: Some("BatchExecuteStatement"),
-        ..Faults::latency(Duration::from_millis(400))
-    });
+    let (_engine, direct, slow) = slowed_statements(31, Duration::from_millis(400)).await;
     let tenant = TenantId::parse("acme").expect("tenant");
     let entity = EntityType::parse("property").expect("entity");
     let data = |i: usize| json!({"i": i}).as_object().cloned().expect("object");
-    let changes: Vec<_> = (0..150)
-        .map(|i| {
-            (
-                RecordId::parse(&format!("p{i:03}")).expect("id"),
-                Change::Put(data(i)),
-            )
-        })
-        .collect();
+    let changes = puts(150);
     let trail = Trail::new(TrailPath::Sync, "property-api", "run-1");
     let writing = {
         let (slow, tenant, entity) = (slow.clone(), tenant.clone(), entity.clone());
@@ -847,33 +828,13 @@ async fn the_proxy_bills_requests_by_dynamodb_s_rules() {
 /// that needs none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_start_ends_the_blocks_a_stopped_bulk_write_held() {
-    use syncline::model::{EntityType, RecordId, TenantId};
-    use syncline::store::{Change, Store, Tidied, Trail, TrailPath};
-    use syncline_local::embedded::{EmbeddedEngine, Storage};
+    use syncline::model::{EntityType, TenantId};
+    use syncline::store::{Tidied, Trail, TrailPath};
 
-    let engine = EmbeddedEngine::start(Storage::Memory, "127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("engine");
-    let proxy = FaultProxy::start(37).await;
-    proxy.answer_with(engine.answerer());
-    let direct = Store::from_sdk_config(&engine.sdk_config().await, "held");
-    direct.ensure_table().await.expect("table");
-    let slow = Store::from_sdk_config(&engine.sdk_config_via(&proxy.url()).await, "held");
-    proxy.set(Faults {
-        only: Some("BatchExecuteStatement"),
-        ..Faults::latency(Duration::from_secs(30))
-    });
+    let (_engine, direct, slow) = slowed_statements(37, Duration::from_secs(30)).await;
     let tenant = TenantId::parse("acme").expect("tenant");
     let entity = EntityType::parse("property").expect("entity");
-    let changes: Vec<_> = (0..150)
-        .map(|i| {
-            let data = json!({"i": i}).as_object().cloned().expect("object");
-            (
-                RecordId::parse(&format!("p{i:03}")).expect("id"),
-                Change::Put(data),
-            )
-        })
-        .collect();
+    let changes = puts(150);
     let writing = {
         let (slow, tenant, entity) = (slow.clone(), tenant.clone(), entity.clone());
         tokio::spawn(async move {
@@ -899,4 +860,46 @@ async fn a_local_start_ends_the_blocks_a_stopped_bulk_write_held() {
         direct.tidy_at_start().await.expect("again"),
         Tidied::default()
     );
+}
+
+/// An engine on table `held`, a store on it, and a store reaching it
+/// through a proxy (answering from the engine in process) that delays
+/// every BatchExecuteStatement by `delay`: a bulk write's records, slowed.
+async fn slowed_statements(
+    seed: u64,
+    delay: Duration,
+) -> (
+    syncline_local::embedded::EmbeddedEngine,
+    syncline::store::Store,
+    syncline::store::Store,
+) {
+    use syncline::store::Store;
+    use syncline_local::embedded::{EmbeddedEngine, Storage};
+
+    let engine = EmbeddedEngine::start(Storage::Memory, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("engine");
+    let proxy = FaultProxy::start(seed).await;
+    proxy.answer_with(engine.answerer());
+    let direct = Store::from_sdk_config(&engine.sdk_config().await, "held");
+    direct.ensure_table().await.expect("table");
+    let slow = Store::from_sdk_config(&engine.sdk_config_via(&proxy.url()).await, "held");
+    proxy.set(Faults {
+        only: Some("BatchExecuteStatement"),
+        ..Faults::latency(delay)
+    });
+    (engine, direct, slow)
+}
+
+/// Puts of `{"i": i}` as records p000, p001, ...
+fn puts(count: usize) -> Vec<(syncline::model::RecordId, syncline::store::Change)> {
+    (0..count)
+        .map(|i| {
+            let data = json!({"i": i}).as_object().cloned().expect("object");
+            (
+                syncline::model::RecordId::parse(&format!("p{i:03}")).expect("id"),
+                syncline::store::Change::Put(data),
+            )
+        })
+        .collect()
 }
