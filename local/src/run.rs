@@ -543,12 +543,23 @@ pub async fn up(settings: UpSettings, var: Vars<'_>, report: fn(&str)) -> Result
     functions.engine.drop_leases().await?;
     functions.delivery.drop_leases().await?;
     // One Scan of the table: records of an earlier version's store given
-    // their feed entries, and blocks a killed run held ended.
-    let Tidied { moved, holds } = adapters.store.tidy_at_start().await?;
+    // their feed entries and moved to their shards, and blocks a killed
+    // run held ended.
+    let Tidied {
+        moved,
+        resharded,
+        holds,
+    } = adapters.store.tidy_at_start().await?;
     if moved > 0 {
         tracing::warn!(
             moved,
             "gave the records of a store written by an earlier version their feed entries"
+        );
+    }
+    if resharded > 0 {
+        tracing::warn!(
+            resharded,
+            "moved the records of a store written by an earlier version to their shards"
         );
     }
     if holds > 0 {

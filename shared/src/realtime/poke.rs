@@ -76,7 +76,7 @@ struct StreamKeys {
 }
 
 /// The tenants and entity types a DynamoDB Streams batch touched, from the
-/// record items' keys (`T#<tenant>#E#<entity>`); anything else (a
+/// record items' keys (`T#<tenant>#R#<entity>#<shard>`); anything else (a
 /// schedule event, other items) touches nothing.
 pub fn touched_by_stream(event: &Value) -> Vec<Touched> {
     let Ok(event) = serde_json::from_value::<StreamEvent>(event.clone()) else {
@@ -93,10 +93,7 @@ pub fn touched_by_stream(event: &Value) -> Vec<Touched> {
         else {
             continue;
         };
-        let Some((tenant, entity)) = pk
-            .strip_prefix("T#")
-            .and_then(|rest| rest.split_once("#E#"))
-        else {
+        let Some((tenant, entity)) = crate::store::parse_records_pk(pk) else {
             continue;
         };
         let (Ok(tenant), Ok(entity)) = (TenantId::parse(tenant), EntityType::parse(entity)) else {
@@ -260,11 +257,12 @@ mod tests {
     #[test]
     fn a_stream_batch_names_the_tenants_and_entity_types_it_touched() {
         let event = json!({"Records": [
-            {"eventName": "MODIFY", "dynamodb": {"Keys": {"pk": {"S": "T#acme#E#task"}, "sk": {"S": "R#1"}}}},
+            {"eventName": "MODIFY", "dynamodb": {"Keys": {"pk": {"S": "T#acme#R#task#11"}, "sk": {"S": "R#1"}}}},
             {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "T#acme#E#note"}, "sk": {"S": "R#2"}}}},
+            {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "T#acme#R#bad#x"}, "sk": {"S": "R#3"}}}},
             {"eventName": "MODIFY", "dynamodb": {"Keys": {"pk": {"S": "T#acme"}, "sk": {"S": "SEQ"}}}},
-            {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "T#acme#E#_guard"}, "sk": {"S": "R#job"}}}},
-            {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "T#globex#E#_guard"}, "sk": {"S": "R#job"}}}},
+            {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "T#acme#R#_guard#0"}, "sk": {"S": "R#job"}}}},
+            {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "T#globex#R#_guard#7"}, "sk": {"S": "R#job"}}}},
             {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "X#dedupe#a"}, "sk": {"S": "X"}}}}]});
         let touched = touched_by_stream(&event);
         assert_eq!(touched.len(), 1, "{touched:?}");

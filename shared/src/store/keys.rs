@@ -1,6 +1,10 @@
 //! Key layout of the single table. Tenant, entity, source and client ids
 //! cannot contain `#` (see `model::ids`), so these keys never collide.
 
+use std::fmt::Display;
+
+use sha2::{Digest, Sha256};
+
 use crate::model::{ClientId, EntityType, RecordId, TenantId};
 
 pub const PK: &str = "pk";
@@ -14,9 +18,59 @@ pub const ORD: &str = "ord";
 pub const EXPIRES_AT: &str = "expires_at";
 pub const BY_ORD: &str = "by_ord";
 
-pub fn records_pk(tenant: &TenantId, entity: &EntityType) -> String {
-    format!("T#{tenant}#E#{entity}")
+/// Partition keys the records of one tenant and entity type are spread
+/// over, by a hash of the record id: one partition key takes at most 1,000
+/// write units a second on DynamoDB, and none may split while the table has
+/// a local index, so one key would cap an entity type near 1,000 new
+/// records a second. Listings read every shard and merge them in id order.
+pub const RECORD_SHARDS: u32 = 16;
+
+/// The shard a record id lives in: the first four bytes of the id's
+/// SHA-256, which never change with the platform or the release (the key
+/// of every record depends on it), and spread any id scheme evenly
+/// (sequential numbers, UUIDs, slugs).
+pub fn record_shard(id: &RecordId) -> u32 {
+    shard_of(id.as_str())
 }
+
+pub(super) fn shard_of(id: &str) -> u32 {
+    let digest = Sha256::digest(id.as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % RECORD_SHARDS
+}
+
+/// The partition key of record `id`.
+pub fn records_pk(tenant: &TenantId, entity: &EntityType, id: &RecordId) -> String {
+    shard_pk(tenant, entity, record_shard(id))
+}
+
+/// The partition key of one shard of a tenant's records of one type.
+pub fn shard_pk(tenant: impl Display, entity: impl Display, shard: u32) -> String {
+    format!("{}#{shard}", listing_key(tenant, entity))
+}
+
+/// What names a listing of a tenant's records of one type across its
+/// shards (in page tokens): no item has it as its partition key.
+pub fn listing_key(tenant: impl Display, entity: impl Display) -> String {
+    format!("T#{tenant}#R#{entity}")
+}
+
+/// The tenant and entity type of a record item's partition key, sharded
+/// (`T#<tenant>#R#<entity>#<shard>`) or as stores before shards wrote it
+/// (`T#<tenant>#E#<entity>`); `None` for any other item.
+pub fn parse_records_pk(pk: &str) -> Option<(&str, &str)> {
+    let rest = pk.strip_prefix("T#")?;
+    if let Some((tenant, entity)) = rest.split_once(LEGACY_RECORDS) {
+        return Some((tenant, entity));
+    }
+    let (tenant, sharded) = rest.split_once("#R#")?;
+    let (entity, shard) = sharded.rsplit_once('#')?;
+    shard.parse::<u32>().ok()?;
+    Some((tenant, entity))
+}
+
+/// The infix of a record partition key written before records were
+/// sharded: `T#<tenant>#E#<entity>`, one key per tenant and type.
+pub const LEGACY_RECORDS: &str = "#E#";
 
 pub fn record_sk(id: &RecordId) -> String {
     format!("R#{id}")
@@ -30,4 +84,36 @@ pub const COUNTER_SK: &str = "SEQ";
 
 pub fn client_sk(client: &ClientId) -> String {
     format!("CLIENT#{client}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_s_shard_never_changes_with_the_release() {
+        // Pinned: every stored record's key depends on these. The SHA-256
+        // of "a" starts ca978112.
+        let shard = |raw: &str| record_shard(&RecordId::parse(raw).expect("id"));
+        assert_eq!([shard("a"), shard("job-00001"), shard("p007")], [2, 11, 5]);
+    }
+
+    #[test]
+    fn record_keys_name_their_tenant_and_type_in_either_layout() {
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let entity = EntityType::parse("task").expect("entity");
+        let id = RecordId::parse("a").expect("id");
+        assert_eq!(records_pk(&tenant, &entity, &id), "T#acme#R#task#2");
+        assert_eq!(parse_records_pk("T#acme#R#task#2"), Some(("acme", "task")));
+        assert_eq!(parse_records_pk("T#acme#E#task"), Some(("acme", "task")));
+        for other in [
+            "T#acme",
+            "T#acme#R#task",
+            "T#acme#R#task#x",
+            "X#lease#a",
+            "F#acme",
+        ] {
+            assert_eq!(parse_records_pk(other), None, "{other}");
+        }
+    }
 }

@@ -36,6 +36,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 pub use connections::Connection;
 pub use deliveries::{DeliveryStatus, LedgerEntry, LedgerWrite, Ledgered};
+pub use keys::{RECORD_SHARDS, parse_records_pk, record_shard};
 pub use kv::{KvExpect, KvKey, StoredValue};
 pub use logs::{LogEntry, LogId, LogStream};
 pub use paging::{Page, PageToken};

@@ -45,7 +45,7 @@ pub(super) struct RecordItem {
     by: Option<SourceId>,
 }
 
-/// A query over the record items of one partition (tenant and entity).
+/// A query over the record items of one shard of a tenant's entity type.
 pub(super) fn record_rows(
     query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
 ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
@@ -172,7 +172,7 @@ struct RecordHead {
 impl RecordItem {
     pub(super) fn from_record(record: &Record, tombstone_retention: Duration) -> Self {
         Self {
-            pk: keys::records_pk(&record.tenant, &record.entity),
+            pk: keys::records_pk(&record.tenant, &record.entity, &record.id),
             sk: keys::record_sk(&record.id),
             seq: record.seq.get(),
             tenant: record.tenant.clone(),
@@ -239,7 +239,7 @@ pub(super) fn record_key(
     HashMap::from([
         (
             PK.to_owned(),
-            string_value(keys::records_pk(tenant, entity)),
+            string_value(keys::records_pk(tenant, entity, id)),
         ),
         (SK.to_owned(), string_value(keys::record_sk(id))),
     ])

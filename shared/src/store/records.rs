@@ -100,14 +100,16 @@ impl Store {
         limit: u32,
         after: Option<&PageToken>,
     ) -> Result<Page<Record>> {
-        self.query_page(
-            &keys::records_pk(tenant, entity),
+        self.query_shards(
+            tenant,
+            entity,
             |mut query| {
                 let names: Vec<String> = (0..HEAD.len()).map(|i| format!("#h{i}")).collect();
                 for (name, attribute) in names.iter().zip(HEAD) {
                     query = query.expression_attribute_names(name, *attribute);
                 }
-                record_rows(query).projection_expression(names.join(", "))
+                // The key too: merging the shards orders by it.
+                record_rows(query).projection_expression(format!("#sk, {}", names.join(", ")))
             },
             limit,
             after,
@@ -132,8 +134,9 @@ impl Store {
         // `$` sorts right after `#`: past every record key.
         let high = to.map_or_else(|| "R$".to_owned(), |to| format!("R#{to}"));
         let page = self
-            .query_page(
-                &keys::records_pk(tenant, entity),
+            .query_shards(
+                tenant,
+                entity,
                 |query| {
                     query
                         .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
@@ -142,8 +145,8 @@ impl Store {
                         .expression_attribute_names("#src", "source")
                         .expression_attribute_names("#mark", "mark")
                         .expression_attribute_names("#exp", keys::EXPIRES_AT)
-                        .expression_attribute_values(":low", string_value(low))
-                        .expression_attribute_values(":high", string_value(high))
+                        .expression_attribute_values(":low", string_value(low.as_str()))
+                        .expression_attribute_values(":high", string_value(high.as_str()))
                         .projection_expression("#sk, #del, #src, #mark, #exp")
                 },
                 limit,
@@ -242,14 +245,8 @@ impl Store {
         limit: u32,
         after: Option<&PageToken>,
     ) -> Result<Page<Record>> {
-        self.query_page(
-            &keys::records_pk(tenant, entity),
-            record_rows,
-            limit,
-            after,
-            decode_record,
-        )
-        .await
+        self.query_shards(tenant, entity, record_rows, limit, after, decode_record)
+            .await
     }
 
     /// Every change to the given entity types committed after `cursor`, in

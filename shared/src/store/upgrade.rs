@@ -1,24 +1,35 @@
-//! Bringing a store written before feed entries up to date. Records then
-//! carried their feed number as `ord`, the key of the `by_ord` local
-//! index the feed was read from; now they carry it as `seq` and feed
-//! entries name them (`feed.rs`). Without this, the records of such a
-//! store would be missing from every pull until rewritten.
+//! Bringing a store written by an earlier version up to date:
+//!
+//! - records then carried their feed number as `ord`, the key of the
+//!   `by_ord` local index the feed was read from; now they carry it as
+//!   `seq` and feed entries name them (`feed.rs`). Without this, the
+//!   records of such a store would be missing from every pull until
+//!   rewritten;
+//! - records then shared one partition key per tenant and entity type
+//!   (`T#<tenant>#E#<entity>`); now they are spread over shards
+//!   (`keys::RECORD_SHARDS`). Without the move, they could not be found.
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 
 use super::feed::entry_item;
-use super::keys::{COUNTER_SK, ORD, PK, SK};
-use super::{Store, store_error, string_value};
+use super::keys::{self, COUNTER_SK, LEGACY_RECORDS, ORD, PK, SK};
+use super::{Store, build_error, store_error, string_value};
 use crate::error::Result;
 use crate::model::TenantId;
 
 /// Records named by one feed entry of the upgrade.
 const PER_ENTRY: usize = 100;
 
-/// A Scan filter matching records that still carry `ord`.
-const OLD_RECORDS: &str = "begins_with(#sk, :record) AND attribute_exists(#ord)";
+/// Records moved to their shards in one transaction (two actions each).
+const PER_MOVE: usize = 25;
+
+/// A Scan filter matching records written before shards (those still
+/// carrying `ord` are among them).
+const OLD_RECORDS: &str = "begins_with(#sk, :record) AND contains(#pk, :legacy)";
+
+type Item = HashMap<String, AttributeValue>;
 
 /// Per tenant: (number, entity type, record id, the item's key).
 type Found = BTreeMap<String, Vec<(u64, String, String, String)>>;
@@ -28,6 +39,8 @@ type Found = BTreeMap<String, Vec<(u64, String, String, String)>>;
 pub struct Tidied {
     /// Records given feed entries.
     pub moved: usize,
+    /// Records moved from their one partition key to their shard's.
+    pub resharded: usize,
     /// Blocks of sequence numbers ended.
     pub holds: usize,
 }
@@ -41,12 +54,11 @@ fn note_old_record(found: &mut Found, item: &HashMap<String, AttributeValue>) {
     let (Some(pk), Some(sk), Some(ord)) = (text(PK), text(SK), text(ORD)) else {
         return;
     };
-    let parts = pk
-        .strip_prefix("T#")
-        .and_then(|rest| rest.split_once("#E#"));
-    let (Some((tenant, entity)), Some(id), Ok(seq)) =
-        (parts, sk.strip_prefix("R#"), ord.parse::<u64>())
-    else {
+    let (Some((tenant, entity)), Some(id), Ok(seq)) = (
+        keys::parse_records_pk(&pk),
+        sk.strip_prefix("R#"),
+        ord.parse::<u64>(),
+    ) else {
         return;
     };
     found.entry(tenant.to_owned()).or_default().push((
@@ -68,20 +80,27 @@ impl Store {
     ///   process knows no one else writes (it starts over the store its
     ///   killed predecessor used, whose blocks would otherwise stop readers
     ///   until their deadlines). What the killed chunks wrote stands;
-    ///   nothing more is written under their numbers.
+    ///   nothing more is written under their numbers;
+    /// - moves the records written before shards to their shard's
+    ///   partition key, after their feed entries: each move puts the new
+    ///   item and deletes the old in one transaction, so a record is never
+    ///   in both places or in neither, and a move cut short is finished by
+    ///   the next start.
     pub async fn tidy_at_start(&self) -> Result<Tidied> {
         let mut pages = self
             .client
             .scan()
             .table_name(&self.table)
             .filter_expression(format!("({OLD_RECORDS}) OR #sk = :counter"))
+            .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#sk", SK)
-            .expression_attribute_names("#ord", ORD)
+            .expression_attribute_values(":legacy", string_value(LEGACY_RECORDS))
             .expression_attribute_values(":record", string_value("R#"))
             .expression_attribute_values(":counter", string_value(COUNTER_SK))
             .into_paginator()
             .send();
         let mut found = Found::new();
+        let mut legacy = Vec::new();
         let mut holds = 0;
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| store_error("Scan", e))?;
@@ -90,14 +109,53 @@ impl Store {
                     Some(AttributeValue::S(sk)) if sk == COUNTER_SK => {
                         holds += self.drop_counter_holds(item).await?;
                     }
-                    _ => note_old_record(&mut found, item),
+                    _ => {
+                        note_old_record(&mut found, item);
+                        legacy.extend(sharded(item));
+                    }
                 }
             }
         }
+        let moved = self.give_feed_entries(found).await?;
         Ok(Tidied {
-            moved: self.give_feed_entries(found).await?,
+            moved,
+            resharded: self.move_to_shards(legacy).await?,
             holds,
         })
+    }
+
+    /// Each record of `legacy` (old key, new item) put under its shard's
+    /// partition key and deleted from its old one, `PER_MOVE` records a
+    /// transaction; after `give_feed_entries`, so a cut-short start that
+    /// comes again still finds the records without feed entries.
+    async fn move_to_shards(&self, legacy: Vec<(Item, Item)>) -> Result<usize> {
+        for chunk in legacy.chunks(PER_MOVE) {
+            let mut request = self.client.transact_write_items();
+            for (key, item) in chunk {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item.clone()))
+                    .condition_expression("attribute_not_exists(#pk)")
+                    .expression_attribute_names("#pk", PK)
+                    .build()
+                    .map_err(build_error)?;
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key.clone()))
+                    .condition_expression("attribute_exists(#pk)")
+                    .expression_attribute_names("#pk", PK)
+                    .build()
+                    .map_err(build_error)?;
+                request = request
+                    .transact_items(TransactWriteItem::builder().put(put).build())
+                    .transact_items(TransactWriteItem::builder().delete(delete).build());
+            }
+            request
+                .send()
+                .await
+                .map_err(|e| store_error("TransactWriteItems", e))?;
+        }
+        Ok(legacy.len())
     }
 
     /// Feed entries naming `found` at their numbers, then each record's
@@ -133,4 +191,33 @@ impl Store {
         }
         Ok(moved)
     }
+}
+
+/// The key of a record item written before shards, and the item as it is
+/// stored now: under its shard's partition key, its number in `seq`, not
+/// `ord` (where the scanned copy may still carry it). `None` for an item
+/// that is not such a record.
+fn sharded(old: &Item) -> Option<(Item, Item)> {
+    let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) = (old.get(PK), old.get(SK))
+    else {
+        return None;
+    };
+    if !pk.contains(LEGACY_RECORDS) {
+        return None;
+    }
+    let (tenant, entity) = keys::parse_records_pk(pk)?;
+    let id = sk.strip_prefix("R#")?;
+    let key = HashMap::from([
+        (PK.to_owned(), old[PK].clone()),
+        (SK.to_owned(), old[SK].clone()),
+    ]);
+    let mut item = old.clone();
+    if let Some(ord) = item.remove(ORD) {
+        item.insert("seq".to_owned(), ord);
+    }
+    item.insert(
+        PK.to_owned(),
+        string_value(keys::shard_pk(tenant, entity, keys::shard_of(id))),
+    );
+    Some((key, item))
 }

@@ -26,6 +26,7 @@ mod scenario_sync_worker_cache;
 mod scheduled_sync;
 mod store_contract;
 mod store_faults;
+mod store_shards;
 mod sync_api;
 mod sync_reads;
 mod webhooks;
