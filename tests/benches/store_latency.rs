@@ -13,7 +13,9 @@
 //! (g) 2,000 signed webhook events, 16 at once;
 //! (h) delivery of those 12,000 records to a JSON API (8 requests at once);
 //! records/second, the ratio of (b) to (a), and read/write units per record
-//! (the floor is 1 write unit per record of up to 1 KB).
+//! (the floor is 1 write unit per record of up to 1 KB); per phase, where
+//! the units go and the most write units one partition key took in one
+//! second.
 //!
 //! cargo bench -p syncline-tests --bench store_latency
 
@@ -85,10 +87,16 @@ fn breakdown(seen: &[Seen]) -> String {
         let total = |u: &Units| u.read + u.write;
         total(&b.1.1).total_cmp(&total(&a.1.1))
     });
-    rows.iter()
+    let mut parts: Vec<String> = rows
+        .iter()
         .map(|(op, (n, u))| format!("{op} {n} req {:.0} WCU {:.0} RCU", u.write, u.read))
-        .collect::<Vec<_>>()
-        .join("; ")
+        .collect();
+    if let Some((pk, units)) = FaultProxy::busiest_partition(seen) {
+        parts.push(format!(
+            "busiest partition key {pk}: {units:.0} WCU in one second (DynamoDB's limit 1,000)"
+        ));
+    }
+    parts.join("; ")
 }
 
 /// (a): the records written 25 to a BatchWriteItem, one call at a time.
@@ -270,7 +278,9 @@ async fn main() {
     proxy.take();
 
     let serial = serial_batches(&store, records).await;
-    let serial_units = FaultProxy::units(&proxy.take());
+    let serial_seen = proxy.take();
+    println!("    serial batches: {}", breakdown(&serial_seen));
+    let serial_units = FaultProxy::units(&serial_seen);
 
     let document = json!({"sources": {"bench": {
         "tenant": "bench", "entity": "property", "base_url": base, "path": "/properties",

@@ -64,7 +64,7 @@ fn put_units(item: &serde_json::Map<String, serde_json::Value>) -> f64 {
 /// attempted without index entries; an UPDATE that moves `ord` rewrites
 /// the item's `by_ord` entry, which DynamoDB bills as two (the old entry
 /// deleted, the new one put), an INSERT puts one.
-fn statement_units(statement: &serde_json::Value, failed: bool) -> f64 {
+fn statement_units(statement: &serde_json::Value, failed: bool) -> (String, f64) {
     let text = statement["Statement"].as_str().unwrap_or_default();
     let parameters = statement["Parameters"].as_array();
     let update = text.starts_with("UPDATE");
@@ -91,11 +91,27 @@ fn statement_units(statement: &serde_json::Value, failed: bool) -> f64 {
         .map(|(name, value)| name.len() + value_size(value))
         .sum();
     let base = size.div_ceil(1024).max(1) as f64;
-    match (failed, names.contains(&"ord"), update) {
+    let pk = names
+        .iter()
+        .zip(parameters.into_iter().flatten())
+        .find(|(name, _)| **name == "pk")
+        .map_or_else(String::new, |(_, value)| partition(value));
+    let units = match (failed, names.contains(&"ord"), update) {
         (true, _, _) | (false, false, _) => base,
         (false, true, false) => base + 1.0,
         (false, true, true) => base + 2.0,
-    }
+    };
+    (pk, units)
+}
+
+/// The partition key a key or item names (its `pk`'s string).
+fn partition(value: &serde_json::Value) -> String {
+    let pk = if value.get("S").is_some() {
+        value
+    } else {
+        &value["pk"]
+    };
+    pk["S"].as_str().unwrap_or_default().to_owned()
 }
 
 /// Read units of a strongly consistent read of `bytes`: 1 per 4 KB.
@@ -108,16 +124,18 @@ fn read_units(bytes: usize) -> f64 {
 /// transaction) plus local-index entries; strongly consistent reads 1 unit
 /// per 4 KB (a query rounds its whole page once, a batch each item);
 /// deletes and updates are counted as 1 KB items (their old size is not on
-/// the wire), condition checks as reads.
-pub fn capacity(operation: &str, request: &[u8], response: &[u8]) -> Units {
+/// the wire), condition checks as reads. The write units come also per
+/// partition key written: DynamoDB takes at most 1,000 a second on one.
+pub fn capacity(operation: &str, request: &[u8], response: &[u8]) -> (Units, Vec<(String, f64)>) {
     let parse =
         |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap_or_default();
     let (request, response) = (parse(request), parse(response));
-    let empty = serde_json::Map::new();
-    let mut units = Units::default();
+    let writes = partition_writes(operation, &request, &response);
+    let mut units = Units {
+        read: 0.0,
+        write: writes.iter().map(|(_, units)| units).sum(),
+    };
     match operation {
-        "PutItem" => units.write += put_units(request["Item"].as_object().unwrap_or(&empty)),
-        "UpdateItem" | "DeleteItem" => units.write += 1.0,
         "GetItem" => {
             if let Some(item) = response["Item"].as_object() {
                 units.read += read_units(item_size(item));
@@ -169,39 +187,11 @@ pub fn capacity(operation: &str, request: &[u8], response: &[u8]) -> Units {
             }
             units.read += missing as f64;
         }
-        "BatchWriteItem" => {
-            for requests in request["RequestItems"]
-                .as_object()
-                .into_iter()
-                .flat_map(|t| t.values())
-            {
-                for write in requests.as_array().into_iter().flatten() {
-                    match write["PutRequest"]["Item"].as_object() {
-                        Some(item) => units.write += put_units(item),
-                        None => units.write += 1.0,
-                    }
-                }
-            }
-        }
         "TransactWriteItems" => {
             for action in request["TransactItems"].as_array().into_iter().flatten() {
-                if let Some(item) = action["Put"]["Item"].as_object() {
-                    units.write += 2.0 * put_units(item);
-                } else if !action["ConditionCheck"].is_null() {
+                if !action["ConditionCheck"].is_null() {
                     units.read += 2.0;
-                } else {
-                    units.write += 2.0;
                 }
-            }
-        }
-        "BatchExecuteStatement" => {
-            let responses = response["Responses"].as_array();
-            let statements = request["Statements"].as_array();
-            for (n, statement) in statements.into_iter().flatten().enumerate() {
-                let failed = responses
-                    .and_then(|r| r.get(n))
-                    .is_none_or(|r| !r["Error"].is_null());
-                units.write += statement_units(statement, failed);
             }
         }
         "TransactGetItems" => {
@@ -212,5 +202,62 @@ pub fn capacity(operation: &str, request: &[u8], response: &[u8]) -> Units {
         }
         _ => {}
     }
-    units
+    (units, writes)
+}
+
+/// The write units one request consumed, per partition key written.
+fn partition_writes(
+    operation: &str,
+    request: &serde_json::Value,
+    response: &serde_json::Value,
+) -> Vec<(String, f64)> {
+    let empty = serde_json::Map::new();
+    let mut writes = Vec::new();
+    match operation {
+        "PutItem" => writes.push((
+            partition(&request["Item"]),
+            put_units(request["Item"].as_object().unwrap_or(&empty)),
+        )),
+        "UpdateItem" | "DeleteItem" => writes.push((partition(&request["Key"]), 1.0)),
+        "BatchWriteItem" => {
+            for requests in request["RequestItems"]
+                .as_object()
+                .into_iter()
+                .flat_map(|t| t.values())
+            {
+                for write in requests.as_array().into_iter().flatten() {
+                    writes.push(match write["PutRequest"]["Item"].as_object() {
+                        Some(item) => (partition(&write["PutRequest"]["Item"]), put_units(item)),
+                        None => (partition(&write["DeleteRequest"]["Key"]), 1.0),
+                    });
+                }
+            }
+        }
+        "TransactWriteItems" => {
+            for action in request["TransactItems"].as_array().into_iter().flatten() {
+                if let Some(item) = action["Put"]["Item"].as_object() {
+                    writes.push((partition(&action["Put"]["Item"]), 2.0 * put_units(item)));
+                } else if action["ConditionCheck"].is_null() {
+                    let key = ["Update", "Delete"]
+                        .iter()
+                        .map(|kind| &action[*kind]["Key"])
+                        .find(|key| !key.is_null())
+                        .unwrap_or(&serde_json::Value::Null);
+                    writes.push((partition(key), 2.0));
+                }
+            }
+        }
+        "BatchExecuteStatement" => {
+            let responses = response["Responses"].as_array();
+            let statements = request["Statements"].as_array();
+            for (n, statement) in statements.into_iter().flatten().enumerate() {
+                let failed = responses
+                    .and_then(|r| r.get(n))
+                    .is_none_or(|r| !r["Error"].is_null());
+                writes.push(statement_units(statement, failed));
+            }
+        }
+        _ => {}
+    }
+    writes
 }

@@ -92,6 +92,8 @@ pub struct Seen {
     /// The capacity a forwarded request consumed by DynamoDB's rules
     /// ([`capacity`]); zero for faults.
     pub units: Units,
+    /// Its write units per partition key written.
+    pub writes: Vec<(String, f64)>,
 }
 
 /// Where the proxy sends what it forwards.
@@ -230,6 +232,22 @@ impl FaultProxy {
         total
     }
 
+    /// The partition key that took the most write units in any one second
+    /// of `seen` (by when each request arrived), and how many.
+    pub fn busiest_partition(seen: &[Seen]) -> Option<(String, f64)> {
+        let start = seen.iter().map(|s| s.at).min()?;
+        let mut per: BTreeMap<(&str, u64), f64> = BTreeMap::new();
+        for s in seen {
+            let second = s.at.duration_since(start).as_secs();
+            for (pk, units) in &s.writes {
+                *per.entry((pk.as_str(), second)).or_default() += units;
+            }
+        }
+        per.into_iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|((pk, _), units)| (pk.to_owned(), units))
+    }
+
     /// Every request so far, costed if [`FaultProxy::count_units`] was
     /// called, and forgets them.
     pub fn take(&self) -> Vec<Seen> {
@@ -245,7 +263,8 @@ impl FaultProxy {
         };
         for done in uncosted.iter().filter(|u| u.generation == generation) {
             if let Some(seen) = seen.get_mut(done.index) {
-                seen.units = capacity(&done.operation, &done.request, &done.response);
+                (seen.units, seen.writes) =
+                    capacity(&done.operation, &done.request, &done.response);
             }
         }
         seen
@@ -306,6 +325,7 @@ impl FaultProxy {
             at: Instant::now(),
             outcome,
             units: Units::default(),
+            writes: Vec::new(),
         });
         let noted = (state.generation, state.seen.len() - 1);
         (

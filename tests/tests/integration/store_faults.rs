@@ -742,11 +742,14 @@ async fn a_statement_batch_whose_answer_was_lost_counts_what_it_wrote() {
 
 /// The proxy's costing, through the SDK and the engine answering in
 /// process: a put is billed per KB (2 units for 1.5 KB), a read per 4 KB,
-/// and a key read but not found the smallest read (1 unit), alone or in a
-/// batch, as DynamoDB bills them.
+/// a key read but not found the smallest read (1 unit), alone or in a
+/// batch, an item written in a transaction twice, as DynamoDB bills them;
+/// and each write's units fall on the partition key it wrote.
 #[tokio::test]
 async fn the_proxy_bills_requests_by_dynamodb_s_rules() {
-    use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+    use aws_sdk_dynamodb::types::{
+        AttributeValue, BatchStatementRequest, KeysAndAttributes, Put, TransactWriteItem, Update,
+    };
     use syncline::store::Store;
     use syncline_local::embedded::{EmbeddedEngine, Storage};
 
@@ -805,20 +808,83 @@ async fn the_proxy_bills_requests_by_dynamodb_s_rules() {
         .await
         .expect("batch");
     assert_eq!(batch.responses.expect("responses")["billed"].len(), 1);
-    let billed: Vec<(String, f64, f64)> = proxy
-        .take()
-        .into_iter()
-        .map(|s| (s.operation, s.units.write, s.units.read))
+    let mut other = key("other");
+    other.insert("pk".into(), AttributeValue::S("u".into()));
+    client
+        .transact_write_items()
+        .transact_items(
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name("billed")
+                        .set_item(Some(other))
+                        .build()
+                        .expect("put"),
+                )
+                .build(),
+        )
+        .transact_items(
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name("billed")
+                        .set_key(Some(key("small")))
+                        .update_expression("SET n = :n")
+                        .expression_attribute_values(":n", AttributeValue::N("1".into()))
+                        .build()
+                        .expect("update"),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("transaction");
+    let statement = BatchStatementRequest::builder()
+        .statement("INSERT INTO \"billed\" VALUE {'pk': ?, 'sk': ?}")
+        .parameters(AttributeValue::S("v".into()))
+        .parameters(AttributeValue::S("one".into()))
+        .build()
+        .expect("statement");
+    client
+        .batch_execute_statement()
+        .statements(statement)
+        .send()
+        .await
+        .expect("statement");
+    let seen = proxy.take();
+    let billed: Vec<(&str, f64, f64)> = seen
+        .iter()
+        .map(|s| (s.operation.as_str(), s.units.write, s.units.read))
         .collect();
     assert_eq!(
         billed,
         [
-            ("PutItem".to_owned(), 2.0, 0.0),
-            ("PutItem".to_owned(), 5.0, 0.0),
-            ("GetItem".to_owned(), 0.0, 1.0),
+            ("PutItem", 2.0, 0.0),
+            ("PutItem", 5.0, 0.0),
+            ("GetItem", 0.0, 1.0),
             // The 5 KB item is 2 units; each key not found, 1.
-            ("BatchGetItem".to_owned(), 0.0, 4.0),
+            ("BatchGetItem", 0.0, 4.0),
+            // Each item written in a transaction is billed twice.
+            ("TransactWriteItems", 4.0, 0.0),
+            ("BatchExecuteStatement", 1.0, 0.0),
         ]
+    );
+    // Write units by the partition key they fell on.
+    let writes: Vec<(String, f64)> = seen.iter().flat_map(|s| s.writes.clone()).collect();
+    let on = |pk: &str, units: f64| (pk.to_owned(), units);
+    assert_eq!(
+        writes,
+        [
+            on("t", 2.0),
+            on("t", 5.0),
+            on("u", 2.0),
+            on("t", 2.0),
+            on("v", 1.0)
+        ]
+    );
+    assert_eq!(
+        FaultProxy::busiest_partition(&seen),
+        Some(("t".to_owned(), 9.0))
     );
 }
 
