@@ -1,8 +1,9 @@
 //! The delivery ledger: per destination and record, what was delivered
-//! (status, version, content hash, external id, attempts, last error). One
-//! partition per destination, so the admin API can list it; every write is
-//! conditioned on the revision read, so two deliverers of one record never
-//! both record a delivery.
+//! (status, version, content hash, external id, attempts, last error). A
+//! destination's entries are spread over shards as its records are (one
+//! partition key would take at most 1,000 write units a second, about 500
+//! deliveries), listed merged; every write is conditioned on the revision
+//! read, so two deliverers of one record never both record a delivery.
 
 use std::collections::HashMap;
 
@@ -11,7 +12,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
-use super::keys::{PK, SK};
+use super::keys::{self, PK, SK};
 use super::paging::{Page, PageToken};
 use super::{Store, mapping_error, number_value, store_error, string_value};
 use crate::error::Result;
@@ -88,10 +89,6 @@ struct LinkItem {
     id: RecordId,
 }
 
-fn link_pk(source: &SourceId) -> String {
-    format!("K#{source}")
-}
-
 fn link_sk(external_id: &str) -> String {
     format!("E#{external_id}")
 }
@@ -103,10 +100,6 @@ pub struct LedgerWrite {
     pub entry: LedgerEntry,
     pub read: Option<u64>,
     pub link: Option<(SourceId, String)>,
-}
-
-fn ledger_pk(destination: &str) -> String {
-    format!("D#{destination}")
 }
 
 fn ledger_sk(entity: &EntityType, id: &RecordId) -> String {
@@ -125,7 +118,7 @@ impl Store {
             .client
             .get_item()
             .table_name(&self.table)
-            .key(PK, string_value(ledger_pk(destination)))
+            .key(PK, string_value(keys::ledger_pk(destination, id.as_str())))
             .key(SK, string_value(ledger_sk(entity, id)))
             .consistent_read(true)
             .send()
@@ -150,12 +143,14 @@ impl Store {
         destination: &str,
         records: &[(EntityType, RecordId)],
     ) -> Result<HashMap<(EntityType, RecordId), Ledgered>> {
-        let pk = ledger_pk(destination);
         let keys = records
             .iter()
             .map(|(entity, id)| {
                 HashMap::from([
-                    (PK.to_owned(), string_value(pk.clone())),
+                    (
+                        PK.to_owned(),
+                        string_value(keys::ledger_pk(destination, id.as_str())),
+                    ),
                     (SK.to_owned(), string_value(ledger_sk(entity, id))),
                 ])
             })
@@ -227,7 +222,7 @@ impl Store {
         write: &LedgerWrite,
     ) -> Result<Vec<TransactWriteItem>> {
         let item = LedgerItem {
-            pk: ledger_pk(destination),
+            pk: keys::ledger_pk(destination, write.entry.id.as_str()),
             sk: ledger_sk(&write.entry.entity, &write.entry.id),
             revision: write.read.map_or(1, |r| r + 1),
             entry: write.entry.clone(),
@@ -250,7 +245,7 @@ impl Store {
         ];
         if let Some((source, external_id)) = &write.link {
             let link = LinkItem {
-                pk: link_pk(source),
+                pk: keys::link_pk(source, external_id),
                 sk: link_sk(external_id),
                 entity: write.entry.entity.clone(),
                 id: write.entry.id.clone(),
@@ -282,7 +277,7 @@ impl Store {
             .iter()
             .map(|external| {
                 HashMap::from([
-                    (PK.to_owned(), string_value(link_pk(source))),
+                    (PK.to_owned(), string_value(keys::link_pk(source, external))),
                     (SK.to_owned(), string_value(link_sk(external))),
                 ])
             })
@@ -305,9 +300,8 @@ impl Store {
         limit: u32,
         after: Option<&PageToken>,
     ) -> Result<Page<LedgerEntry>> {
-        let pk = ledger_pk(destination);
-        self.query_page(
-            &pk,
+        self.query_shards(
+            &keys::ledger_base(destination),
             |query| {
                 query
                     .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")

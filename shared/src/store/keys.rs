@@ -45,8 +45,38 @@ pub fn records_pk(tenant: &TenantId, entity: &EntityType, id: &RecordId) -> Stri
 
 /// The partition key of one shard of a tenant's records of one type.
 pub fn shard_pk(tenant: impl Display, entity: impl Display, shard: u32) -> String {
-    format!("{}#{shard}", listing_key(tenant, entity))
+    shard_key(&listing_key(tenant, entity), shard)
 }
+
+/// The partition key of one shard of the sharded collection `base` (a
+/// tenant's records of one type, a destination's ledger).
+pub fn shard_key(base: &str, shard: u32) -> String {
+    format!("{base}#{shard}")
+}
+
+/// What names a destination's ledger across its shards.
+pub fn ledger_base(destination: impl Display) -> String {
+    format!("DL#{destination}")
+}
+
+/// The partition key of a destination's ledger entry for record `id`
+/// (any type): the record's shard, so a destination's deliveries spread as
+/// its records do.
+pub fn ledger_pk(destination: impl Display, id: &str) -> String {
+    shard_key(&ledger_base(destination), shard_of(id))
+}
+
+/// The partition key of a two-way pair's link from `external_id`, the
+/// object's id at paired `source`: spread by that id, as links are only
+/// ever read by it.
+pub fn link_pk(source: impl Display, external_id: &str) -> String {
+    format!("KL#{source}#{}", shard_of(external_id))
+}
+
+/// The prefixes of a destination's ledger (`D#<destination>`) and of a
+/// paired source's links (`K#<source>`) when each had one partition key.
+pub const LEGACY_LEDGER: &str = "D#";
+pub const LEGACY_LINKS: &str = "K#";
 
 /// What names a listing of a tenant's records of one type across its
 /// shards (in page tokens): no item has it as its partition key.
@@ -99,11 +129,14 @@ mod tests {
     }
 
     #[test]
-    fn record_keys_name_their_tenant_and_type_in_either_layout() {
+    fn sharded_keys_name_their_collection_and_records_either_layout() {
         let tenant = TenantId::parse("acme").expect("tenant");
         let entity = EntityType::parse("task").expect("entity");
         let id = RecordId::parse("a").expect("id");
         assert_eq!(records_pk(&tenant, &entity, &id), "T#acme#R#task#2");
+        // A record's ledger entries share its shard; links go by the id.
+        assert_eq!(ledger_pk("calendar", "a"), "DL#calendar#2");
+        assert_eq!(link_pk("gcal", "a"), "KL#gcal#2");
         assert_eq!(parse_records_pk("T#acme#R#task#2"), Some(("acme", "task")));
         assert_eq!(parse_records_pk("T#acme#E#task"), Some(("acme", "task")));
         for other in [

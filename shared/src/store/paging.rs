@@ -15,7 +15,7 @@ use futures_util::future::try_join_all;
 use super::keys::{self, PK, RECORD_SHARDS, SK};
 use super::{Store, store_error, string_value};
 use crate::error::{Error, Result};
-use crate::model::{EntityType, TenantId, Timestamp};
+use crate::model::Timestamp;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -141,8 +141,9 @@ struct ShardPage {
 }
 
 impl Store {
-    /// One page of a strongly consistent query over every shard of a
-    /// tenant's records of one type, merged in sort-key order: the shards
+    /// One page of a strongly consistent query over every shard of the
+    /// sharded collection `base` (`keys::shard_key`), merged in sort-key
+    /// order: the shards
     /// are read at once, each for a share of `limit` (and a margin), and
     /// the page ends at the lowest key a shard with more to read stopped
     /// at, so no item below it is left out. What a shard read past that
@@ -150,19 +151,17 @@ impl Store {
     /// than one partition's query would take for long listings.
     pub(super) async fn query_shards<T>(
         &self,
-        tenant: &TenantId,
-        entity: &EntityType,
+        base: &str,
         shape: impl Fn(QueryFluentBuilder) -> QueryFluentBuilder,
         limit: u32,
         after: Option<&PageToken>,
         decode: impl Fn(HashMap<String, AttributeValue>, Timestamp) -> Result<Option<T>>,
     ) -> Result<Page<T>> {
-        let listing = keys::listing_key(tenant, entity);
-        let start = after.map(|t| t.start_sk(&listing)).transpose()?;
+        let start = after.map(|t| t.start_sk(base)).transpose()?;
         let limit = limit.clamp(1, 1000);
         let share = ((limit + limit / 4).div_ceil(RECORD_SHARDS) + 1).min(limit);
         let reads = (0..RECORD_SHARDS).map(|shard| {
-            let pk = keys::shard_pk(tenant, entity, shard);
+            let pk = keys::shard_key(base, shard);
             let start = start.as_ref().map(|sk| {
                 HashMap::from([
                     (PK.to_owned(), string_value(pk.as_str())),
@@ -202,7 +201,7 @@ impl Store {
         let next = end
             .map(|sk| {
                 PageToken::encode(&HashMap::from([
-                    (PK.to_owned(), string_value(listing.as_str())),
+                    (PK.to_owned(), string_value(base)),
                     (SK.to_owned(), string_value(sk)),
                 ]))
             })

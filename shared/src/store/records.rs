@@ -101,8 +101,7 @@ impl Store {
         after: Option<&PageToken>,
     ) -> Result<Page<Record>> {
         self.query_shards(
-            tenant,
-            entity,
+            &keys::listing_key(tenant, entity),
             |mut query| {
                 let names: Vec<String> = (0..HEAD.len()).map(|i| format!("#h{i}")).collect();
                 for (name, attribute) in names.iter().zip(HEAD) {
@@ -135,8 +134,7 @@ impl Store {
         let high = to.map_or_else(|| "R$".to_owned(), |to| format!("R#{to}"));
         let page = self
             .query_shards(
-                tenant,
-                entity,
+                &keys::listing_key(tenant, entity),
                 |query| {
                     query
                         .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
@@ -245,8 +243,14 @@ impl Store {
         limit: u32,
         after: Option<&PageToken>,
     ) -> Result<Page<Record>> {
-        self.query_shards(tenant, entity, record_rows, limit, after, decode_record)
-            .await
+        self.query_shards(
+            &keys::listing_key(tenant, entity),
+            record_rows,
+            limit,
+            after,
+            decode_record,
+        )
+        .await
     }
 
     /// Every change to the given entity types committed after `cursor`, in

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 
 use super::feed::entry_item;
-use super::keys::{self, COUNTER_SK, LEGACY_RECORDS, ORD, PK, SK};
+use super::keys::{self, COUNTER_SK, LEGACY_LEDGER, LEGACY_LINKS, LEGACY_RECORDS, ORD, PK, SK};
 use super::{Store, build_error, store_error, string_value};
 use crate::error::Result;
 use crate::model::TenantId;
@@ -25,9 +25,10 @@ const PER_ENTRY: usize = 100;
 /// Records moved to their shards in one transaction (two actions each).
 const PER_MOVE: usize = 25;
 
-/// A Scan filter matching records written before shards (those still
-/// carrying `ord` are among them).
-const OLD_RECORDS: &str = "begins_with(#sk, :record) AND contains(#pk, :legacy)";
+/// A Scan filter matching records, ledger entries and links written
+/// before shards (the records still carrying `ord` are among them).
+const UNSHARDED: &str = "(begins_with(#sk, :record) AND (contains(#pk, :records) \
+     OR begins_with(#pk, :ledger))) OR (begins_with(#pk, :links) AND begins_with(#sk, :link))";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -39,7 +40,8 @@ type Found = BTreeMap<String, Vec<(u64, String, String, String)>>;
 pub struct Tidied {
     /// Records given feed entries.
     pub moved: usize,
-    /// Records moved from their one partition key to their shard's.
+    /// Records, ledger entries and links moved from their one partition
+    /// key to their shard's.
     pub resharded: usize,
     /// Blocks of sequence numbers ended.
     pub holds: usize,
@@ -81,21 +83,24 @@ impl Store {
     ///   killed predecessor used, whose blocks would otherwise stop readers
     ///   until their deadlines). What the killed chunks wrote stands;
     ///   nothing more is written under their numbers;
-    /// - moves the records written before shards to their shard's
-    ///   partition key, after their feed entries: each move puts the new
-    ///   item and deletes the old in one transaction, so a record is never
-    ///   in both places or in neither, and a move cut short is finished by
-    ///   the next start.
+    /// - moves the records, delivery ledger entries and pair links written
+    ///   before shards to their shard's partition key, after the records'
+    ///   feed entries: each move puts the new item and deletes the old in
+    ///   one transaction, so an item is never in both places or in
+    ///   neither, and a move cut short is finished by the next start.
     pub async fn tidy_at_start(&self) -> Result<Tidied> {
         let mut pages = self
             .client
             .scan()
             .table_name(&self.table)
-            .filter_expression(format!("({OLD_RECORDS}) OR #sk = :counter"))
+            .filter_expression(format!("{UNSHARDED} OR #sk = :counter"))
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#sk", SK)
-            .expression_attribute_values(":legacy", string_value(LEGACY_RECORDS))
+            .expression_attribute_values(":records", string_value(LEGACY_RECORDS))
+            .expression_attribute_values(":ledger", string_value(LEGACY_LEDGER))
+            .expression_attribute_values(":links", string_value(LEGACY_LINKS))
             .expression_attribute_values(":record", string_value("R#"))
+            .expression_attribute_values(":link", string_value("E#"))
             .expression_attribute_values(":counter", string_value(COUNTER_SK))
             .into_paginator()
             .send();
@@ -124,8 +129,8 @@ impl Store {
         })
     }
 
-    /// Each record of `legacy` (old key, new item) put under its shard's
-    /// partition key and deleted from its old one, `PER_MOVE` records a
+    /// Each item of `legacy` (old key, new item) put under its shard's
+    /// partition key and deleted from its old one, `PER_MOVE` items a
     /// transaction; after `give_feed_entries`, so a cut-short start that
     /// comes again still finds the records without feed entries.
     async fn move_to_shards(&self, legacy: Vec<(Item, Item)>) -> Result<usize> {
@@ -193,20 +198,27 @@ impl Store {
     }
 }
 
-/// The key of a record item written before shards, and the item as it is
-/// stored now: under its shard's partition key, its number in `seq`, not
-/// `ord` (where the scanned copy may still carry it). `None` for an item
-/// that is not such a record.
+/// The key of an item written before shards (a record, a ledger entry, a
+/// link), and the item as it is stored now: under its shard's partition
+/// key, a record's number in `seq`, not `ord` (where the scanned copy may
+/// still carry it). `None` for any other item.
 fn sharded(old: &Item) -> Option<(Item, Item)> {
     let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) = (old.get(PK), old.get(SK))
     else {
         return None;
     };
-    if !pk.contains(LEGACY_RECORDS) {
+    let new_pk = if let Some(destination) = pk.strip_prefix(LEGACY_LEDGER) {
+        // `R#<entity>#<record id>`: entity types hold no `#`.
+        let (_, id) = sk.strip_prefix("R#")?.split_once('#')?;
+        keys::ledger_pk(destination, id)
+    } else if let Some(source) = pk.strip_prefix(LEGACY_LINKS) {
+        keys::link_pk(source, sk.strip_prefix("E#")?)
+    } else if pk.contains(LEGACY_RECORDS) {
+        let (tenant, entity) = keys::parse_records_pk(pk)?;
+        keys::shard_pk(tenant, entity, keys::shard_of(sk.strip_prefix("R#")?))
+    } else {
         return None;
-    }
-    let (tenant, entity) = keys::parse_records_pk(pk)?;
-    let id = sk.strip_prefix("R#")?;
+    };
     let key = HashMap::from([
         (PK.to_owned(), old[PK].clone()),
         (SK.to_owned(), old[SK].clone()),
@@ -215,9 +227,6 @@ fn sharded(old: &Item) -> Option<(Item, Item)> {
     if let Some(ord) = item.remove(ORD) {
         item.insert("seq".to_owned(), ord);
     }
-    item.insert(
-        PK.to_owned(),
-        string_value(keys::shard_pk(tenant, entity, keys::shard_of(id))),
-    );
+    item.insert(PK.to_owned(), string_value(new_pk));
     Some((key, item))
 }

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use serde_json::json;
-use syncline::model::{Cursor, EntityType, RecordId, TenantId};
-use syncline::store::{Change, RECORD_SHARDS, Tidied};
+use syncline::model::{Cursor, EntityType, RecordId, SourceId, TenantId, Timestamp};
+use syncline::store::{Change, DeliveryStatus, LedgerEntry, LedgerWrite, RECORD_SHARDS, Tidied};
 use syncline_tests::data;
 
 fn tenant(name: &str) -> TenantId {
@@ -21,6 +21,10 @@ fn entity(name: &str) -> EntityType {
 
 fn id(raw: &str) -> RecordId {
     RecordId::parse(raw).expect("id")
+}
+
+fn source(raw: &str) -> SourceId {
+    SourceId::parse(raw).expect("source")
 }
 
 /// Every item of the raw table.
@@ -131,8 +135,9 @@ async fn one_type_s_records_spread_over_every_shard_and_list_back_in_id_order() 
 
 /// A store written before feed entries and shards (records numbered by
 /// their `ord` index attribute, no entries, one partition key per tenant
-/// and entity type): the upgrade the local run makes at start gives every
-/// record its entry and moves it to its shard, so pulls, listings and reads
+/// and entity type, per destination's ledger and per paired source's
+/// links): the upgrade the local run makes at start gives every record its
+/// entry and moves every item to its shard, so pulls, listings and reads
 /// find them all, and a second run finds nothing left to do.
 #[tokio::test]
 async fn a_store_written_before_feed_entries_and_shards_is_upgraded_without_losing_a_record() {
@@ -146,19 +151,56 @@ async fn a_store_written_before_feed_entries_and_shards_is_upgraded_without_losi
         .upsert_batch(&acme, &property, None, changes, &syncline_tests::trail())
         .await
         .expect("written");
+    // Delivered to a destination, one of them created there by a paired
+    // destination (its link).
+    let writes: Vec<LedgerWrite> = ["p000", "p001", "p002"]
+        .iter()
+        .map(|record| LedgerWrite {
+            entry: LedgerEntry {
+                entity: property.clone(),
+                id: id(record),
+                status: DeliveryStatus::Delivered,
+                version: 1,
+                delivered_version: 1,
+                hash: None,
+                external_id: Some(format!("ev-{record}")),
+                attempts: 0,
+                last_error: None,
+                reason: None,
+                updated_at: Timestamp::now(),
+            },
+            read: None,
+            link: (*record == "p001").then(|| (source("gcal"), "ev-p001".to_owned())),
+        })
+        .collect();
+    let not_written = t
+        .store
+        .ledger_put_many("calendar", &writes)
+        .await
+        .expect("ledger");
+    assert!(not_written.is_empty());
     // Back to the earlier layout: `seq` as `ord`, the feed entries gone,
-    // every record under one partition key.
+    // every record under one partition key, and so every ledger entry of a
+    // destination and every link of a paired source.
     let client = t.store.client();
     let items = scan_all(&t).await;
     let mut entries = 0;
     for item in items {
         let pk = item["pk"].as_s().expect("pk").clone();
         let sk = item["sk"].as_s().expect("sk").clone();
-        if sk.starts_with("R#") {
+        let unsharded = if pk.starts_with("DL#calendar#") {
+            "D#calendar"
+        } else if pk.starts_with("KL#gcal#") {
+            "K#gcal"
+        } else {
+            "T#acme#E#property"
+        };
+        if sk.starts_with("R#") || sk.starts_with("E#") {
             let mut old = item.clone();
-            old.insert("pk".into(), AttributeValue::S("T#acme#E#property".into()));
-            let seq = old.remove("seq").expect("seq");
-            old.insert("ord".into(), seq);
+            old.insert("pk".into(), AttributeValue::S(unsharded.into()));
+            if let Some(seq) = old.remove("seq") {
+                old.insert("ord".into(), seq);
+            }
             client
                 .put_item()
                 .table_name(t.store.table())
@@ -169,7 +211,7 @@ async fn a_store_written_before_feed_entries_and_shards_is_upgraded_without_losi
         } else if !pk.starts_with("F#") {
             continue;
         }
-        // The feed entries, and the records' sharded copies.
+        // The feed entries, and the sharded copies.
         client
             .delete_item()
             .table_name(t.store.table())
@@ -201,7 +243,8 @@ async fn a_store_written_before_feed_entries_and_shards_is_upgraded_without_losi
     );
 
     let upgraded = t.store.tidy_at_start().await.expect("upgrade");
-    assert_eq!((upgraded.moved, upgraded.resharded), (130, 130));
+    // 130 records, 3 ledger entries, 1 link.
+    assert_eq!((upgraded.moved, upgraded.resharded), (130, 134));
     assert_eq!(
         t.store.tidy_at_start().await.expect("again"),
         Tidied::default()
@@ -229,10 +272,43 @@ async fn a_store_written_before_feed_entries_and_shards_is_upgraded_without_losi
         .expect("get")
         .expect("found at its shard");
     assert_eq!(stored.data, data(json!({"i": 7})));
+    let delivered = t
+        .store
+        .ledger_list("calendar", 2, None)
+        .await
+        .expect("ledger page");
+    let rest = t
+        .store
+        .ledger_list("calendar", 2, delivered.next.as_ref())
+        .await
+        .expect("ledger page");
+    let listed: Vec<String> = delivered
+        .items
+        .iter()
+        .chain(&rest.items)
+        .map(|e| e.id.to_string())
+        .collect();
+    assert_eq!(listed, ["p000", "p001", "p002"]);
+    let ledgered = t
+        .store
+        .ledger_get("calendar", &property, &id("p002"))
+        .await
+        .expect("ledger get")
+        .expect("found at its shard");
+    assert_eq!(ledgered.entry.external_id.as_deref(), Some("ev-p002"));
+    let links = t
+        .store
+        .links_get_many(&source("gcal"), &["ev-p001"])
+        .await
+        .expect("links");
+    assert_eq!(links["ev-p001"], (property.clone(), id("p001")));
     for item in &scan_all(&t).await {
         let pk = item["pk"].as_s().expect("pk");
-        assert!(!pk.contains("#E#"), "left under its old key: {item:?}");
-        if item["sk"].as_s().expect("sk").starts_with("R#") {
+        assert!(
+            !pk.contains("#E#") && !pk.starts_with("D#") && !pk.starts_with("K#"),
+            "left under its old key: {item:?}"
+        );
+        if pk.starts_with("T#acme#R#") {
             assert!(item.contains_key("seq") && !item.contains_key("ord"));
         }
     }
