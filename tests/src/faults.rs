@@ -109,6 +109,9 @@ struct State {
     faults: Faults,
     /// Whether forwarded requests are costed ([`FaultProxy::count_units`]).
     count_units: bool,
+    /// Whether statement batches are answered, not applied
+    /// ([`FaultProxy::sink_statements`]).
+    sink_statements: bool,
     /// Requests that `faults.skip` let through so far.
     skipped: usize,
     /// Faults injected since the faults were set.
@@ -166,6 +169,7 @@ impl FaultProxy {
             state: Arc::new(Mutex::new(State {
                 faults: Faults::default(),
                 count_units: false,
+                sink_statements: false,
                 skipped: 0,
                 injected: 0,
                 rng: StdRng::seed_from_u64(seed),
@@ -209,6 +213,16 @@ impl FaultProxy {
         *self.upstream.lock().expect("lock") = Some(Upstream::InProcess(engine));
     }
 
+    /// While on, every BatchExecuteStatement is answered as DynamoDB
+    /// answers one whose statements all succeed, and not applied: a
+    /// benchmark's store side then spends no CPU on the writes of a bulk
+    /// sync's records (DynamoDB does that work on its own machines), while
+    /// every other request still reaches the engine. What is written so is
+    /// not stored: only for a workload nothing reads back.
+    pub fn sink_statements(&self, on: bool) {
+        self.state.lock().expect("lock").sink_statements = on;
+    }
+
     pub fn set(&self, faults: Faults) {
         let mut state = self.state.lock().expect("lock");
         state.faults = faults;
@@ -232,10 +246,13 @@ impl FaultProxy {
         total
     }
 
-    /// The partition key that took the most write units in any one second
-    /// of `seen` (by when each request arrived), and how many.
-    pub fn busiest_partition(seen: &[Seen]) -> Option<(String, f64)> {
-        let start = seen.iter().map(|s| s.at).min()?;
+    /// The `n` partition keys that took the most write units in any one
+    /// second of `seen` (by when each request arrived), each with its most,
+    /// busiest first.
+    pub fn busiest_partitions(seen: &[Seen], n: usize) -> Vec<(String, f64)> {
+        let Some(start) = seen.iter().map(|s| s.at).min() else {
+            return Vec::new();
+        };
         let mut per: BTreeMap<(&str, u64), f64> = BTreeMap::new();
         for s in seen {
             let second = s.at.duration_since(start).as_secs();
@@ -243,9 +260,18 @@ impl FaultProxy {
                 *per.entry((pk.as_str(), second)).or_default() += units;
             }
         }
-        per.into_iter()
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|((pk, _), units)| (pk.to_owned(), units))
+        let mut peak: BTreeMap<&str, f64> = BTreeMap::new();
+        for ((pk, _), units) in per {
+            let most = peak.entry(pk).or_default();
+            *most = most.max(units);
+        }
+        let mut peak: Vec<(String, f64)> = peak
+            .into_iter()
+            .map(|(pk, units)| (pk.to_owned(), units))
+            .collect();
+        peak.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        peak.truncate(n);
+        peak
     }
 
     /// Every request so far, costed if [`FaultProxy::count_units`] was
@@ -407,6 +433,15 @@ impl FaultProxy {
     }
 
     async fn forward(&self, head: &str, operation: &str, body: Vec<u8>) -> Option<(u16, Vec<u8>)> {
+        if operation == "BatchExecuteStatement" && self.state.lock().expect("lock").sink_statements
+        {
+            let statements = body
+                .windows(STATEMENT.len())
+                .filter(|w| *w == STATEMENT)
+                .count();
+            let answers = vec!["{}"; statements].join(",");
+            return Some((200, format!(r#"{{"Responses":[{answers}]}}"#).into_bytes()));
+        }
         let upstream = self.upstream.lock().expect("lock").clone()?;
         let upstream = match upstream {
             Upstream::Http(url) => url,
@@ -439,6 +474,10 @@ impl FaultProxy {
         Some((status, bytes.to_vec()))
     }
 }
+
+/// How each statement of a BatchExecuteStatement body begins (a
+/// statement's text or parameters holding these bytes would be escaped).
+const STATEMENT: &[u8] = b"\"Statement\":";
 
 /// The value of header `name` in a request head.
 fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {

@@ -744,7 +744,8 @@ async fn a_statement_batch_whose_answer_was_lost_counts_what_it_wrote() {
 /// process: a put is billed per KB (2 units for 1.5 KB), a read per 4 KB,
 /// a key read but not found the smallest read (1 unit), alone or in a
 /// batch, an item written in a transaction twice, as DynamoDB bills them;
-/// and each write's units fall on the partition key it wrote.
+/// each write's units fall on the partition key it wrote; and statement
+/// batches a sinking proxy answers are billed but not applied.
 #[tokio::test]
 async fn the_proxy_bills_requests_by_dynamodb_s_rules() {
     use aws_sdk_dynamodb::types::{
@@ -883,9 +884,48 @@ async fn the_proxy_bills_requests_by_dynamodb_s_rules() {
         ]
     );
     assert_eq!(
-        FaultProxy::busiest_partition(&seen),
-        Some(("t".to_owned(), 9.0))
+        FaultProxy::busiest_partitions(&seen, 2),
+        [on("t", 9.0), on("u", 2.0)]
     );
+
+    // A sinking proxy answers statement batches as if every statement
+    // succeeded, bills them, and applies nothing.
+    proxy.sink_statements(true);
+    let insert = |sk: &str| {
+        BatchStatementRequest::builder()
+            .statement("INSERT INTO \"billed\" VALUE {'pk': ?, 'sk': ?}")
+            .parameters(AttributeValue::S("w".into()))
+            .parameters(AttributeValue::S(sk.into()))
+            .build()
+            .expect("statement")
+    };
+    let answered = client
+        .batch_execute_statement()
+        .statements(insert("one"))
+        .statements(insert("two"))
+        .send()
+        .await
+        .expect("sunk");
+    proxy.sink_statements(false);
+    let answers = answered.responses.expect("responses");
+    assert_eq!(answers.len(), 2);
+    assert!(answers.iter().all(|a| a.error.is_none()));
+    let stored = client
+        .get_item()
+        .table_name("billed")
+        .set_key(Some(
+            [("pk", "w"), ("sk", "one")]
+                .map(|(k, v)| (k.to_owned(), AttributeValue::S(v.into())))
+                .into_iter()
+                .collect(),
+        ))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get");
+    assert!(stored.item.is_none(), "a sunk statement applies nothing");
+    let sunk = proxy.take();
+    assert_eq!(sunk[0].writes, [on("w", 1.0), on("w", 1.0)]);
 }
 
 /// A bulk write stopped while its blocks are held (its process killed)
