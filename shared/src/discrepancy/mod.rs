@@ -14,6 +14,7 @@ use ranges::StoreRanges;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -341,23 +342,16 @@ impl DiscrepancyChecker {
 
         // The store: the source's live records.
         let mut stored = Side::default();
-        let mut after = None;
-        loop {
-            let listed = self
-                .store
-                .list_record_heads(&spec.tenant, &spec.entity, 1000, after.as_ref())
-                .await?;
-            report.read_store += listed.items.len() as u64;
+        let mut pages = self
+            .store
+            .record_heads_unordered(&spec.tenant, &spec.entity);
+        while let Some(listed) = pages.try_next().await? {
+            report.read_store += listed.len() as u64;
             for record in listed
-                .items
                 .iter()
                 .filter(|r| !r.deleted && r.source.as_ref() == Some(&report.source))
             {
                 stored.add(record.id.to_string(), record.hash.as_str().to_owned());
-            }
-            match listed.next {
-                Some(next) => after = Some(next),
-                None => break,
             }
         }
 

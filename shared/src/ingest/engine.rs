@@ -2,6 +2,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use serde_json::Value;
 
 use super::run::{Continuation, Run, RunRequest};
@@ -505,14 +506,11 @@ impl SyncEngine {
     /// Tombstones the source's records that a full run did not see.
     async fn sweep(&self, source: &HttpSource, run: &mut Run) -> Result<()> {
         let spec = source.spec();
-        let mut after = None;
-        loop {
-            let page = self
-                .store
-                .list_record_heads(&spec.tenant, &spec.entity, 1000, after.as_ref())
-                .await?;
+        let mut pages = self
+            .store
+            .record_heads_unordered(&spec.tenant, &spec.entity);
+        while let Some(page) = pages.try_next().await? {
             let gone: Vec<BulkWrite> = page
-                .items
                 .iter()
                 .filter(|r| !r.deleted && r.source.as_ref() == Some(&run.progress.source))
                 .filter(|r| !run.seen.contains(r.id.as_str()))
@@ -526,11 +524,8 @@ impl SyncEngine {
                 let outcome = self.write_batch(spec, run, gone).await?;
                 run.progress.counts.deleted += outcome.deleted;
             }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(()),
-            }
         }
+        Ok(())
     }
 
     /// Checkpoints the run and queues its continuation.

@@ -3,7 +3,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::keys::{self, SK};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use futures_util::Stream;
+use futures_util::stream::{select_all, try_unfold};
+
+use super::keys::{self, RECORD_SHARDS, SK};
 use super::paging::{Page, PageToken};
 use super::record_item::{
     HEAD, RecordMark, decode_head, decode_mark, decode_record, record_key, record_rows,
@@ -11,6 +15,16 @@ use super::record_item::{
 use super::{Store, store_error, string_value};
 use crate::error::Result;
 use crate::model::{Cursor, EntityType, Record, RecordId, Seq, TenantId, Timestamp};
+
+/// A query over record heads: the attributes other than the data, and the
+/// key (merging shards orders by it).
+fn head_rows(mut query: QueryFluentBuilder) -> QueryFluentBuilder {
+    let names: Vec<String> = (0..HEAD.len()).map(|i| format!("#h{i}")).collect();
+    for (name, attribute) in names.iter().zip(HEAD) {
+        query = query.expression_attribute_names(name, *attribute);
+    }
+    record_rows(query).projection_expression(format!("#sk, {}", names.join(", ")))
+}
 
 /// What `changes_since` returns: changed records in commit order and the
 /// cursor to continue from.
@@ -92,7 +106,7 @@ impl Store {
     }
 
     /// Records of one entity type in id order, tombstones included, without
-    /// their data: what a sweep or a comparison of content hashes needs.
+    /// their data.
     pub async fn list_record_heads(
         &self,
         tenant: &TenantId,
@@ -102,19 +116,46 @@ impl Store {
     ) -> Result<Page<Record>> {
         self.query_shards(
             &keys::listing_key(tenant, entity),
-            |mut query| {
-                let names: Vec<String> = (0..HEAD.len()).map(|i| format!("#h{i}")).collect();
-                for (name, attribute) in names.iter().zip(HEAD) {
-                    query = query.expression_attribute_names(name, *attribute);
-                }
-                // The key too: merging the shards orders by it.
-                record_rows(query).projection_expression(format!("#sk, {}", names.join(", ")))
-            },
+            head_rows,
             limit,
             after,
             |item, now| decode_head(tenant, entity, item, now),
         )
         .await
+    }
+
+    /// Every record of one entity type, tombstones included, without their
+    /// data, a page at a time in no set order: each shard paged on its own
+    /// and all of them at once, so nothing is read twice. What a sweep or a
+    /// comparison of content hashes needs.
+    pub fn record_heads_unordered(
+        &self,
+        tenant: &TenantId,
+        entity: &EntityType,
+    ) -> impl Stream<Item = Result<Vec<Record>>> + Send + use<> {
+        let shards = (0..RECORD_SHARDS).map(|shard| {
+            let (store, tenant, entity) = (self.clone(), tenant.clone(), entity.clone());
+            let pk = keys::shard_pk(&tenant, &entity, shard);
+            Box::pin(try_unfold(
+                Some(None),
+                move |after: Option<Option<PageToken>>| {
+                    let (store, tenant, entity, pk) =
+                        (store.clone(), tenant.clone(), entity.clone(), pk.clone());
+                    async move {
+                        let Some(after) = after else {
+                            return Ok(None);
+                        };
+                        let page = store
+                            .query_page(&pk, head_rows, 1000, after.as_ref(), |item, now| {
+                                decode_head(&tenant, &entity, item, now)
+                            })
+                            .await?;
+                        Ok(Some((page.items, page.next.map(Some))))
+                    }
+                },
+            ))
+        });
+        select_all(shards)
     }
 
     /// Records of one entity type with ids from `from` (inclusive) up to

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use futures_util::TryStreamExt;
 use serde_json::json;
 use syncline::model::{Cursor, EntityType, RecordId, SourceId, TenantId, Timestamp};
 use syncline::store::{Change, DeliveryStatus, LedgerEntry, LedgerWrite, RECORD_SHARDS, Tidied};
@@ -58,7 +59,8 @@ async fn records_per_partition(t: &syncline_tests::TestStore) -> BTreeMap<String
 /// 1,600 records written by a bulk upsert land evenly on the 16 partition
 /// keys of their tenant and type (so DynamoDB's 1,000 write units a second
 /// per key bound a full sync at 16 times that), and listings of any page
-/// size, whole or over an id range, merge the shards back in id order.
+/// size, whole or over an id range, merge the shards back in id order;
+/// read unordered, each shard is paged on its own.
 #[tokio::test]
 async fn one_type_s_records_spread_over_every_shard_and_list_back_in_id_order() {
     let t = syncline_tests::test_store().await;
@@ -108,6 +110,21 @@ async fn one_type_s_records_spread_over_every_shard_and_list_back_in_id_order() 
         let wanted = &ids[..ids.len().min(pages)];
         assert!(seen == wanted, "limit {limit}: {} listed", seen.len());
     }
+
+    // Every head once, the shards paged on their own at once.
+    let mut pages = t.store.record_heads_unordered(&acme, &job);
+    let mut heads = Vec::new();
+    let mut page_count = 0;
+    while let Some(page) = pages.try_next().await.expect("heads page") {
+        page_count += 1;
+        heads.extend(page.into_iter().map(|r| {
+            assert!(r.data.is_empty(), "a head carries no data");
+            r.id.to_string()
+        }));
+    }
+    heads.sort();
+    assert_eq!(heads, ids);
+    assert_eq!(page_count, RECORD_SHARDS, "one page of up to 1,000 per shard");
 
     let mut range = Vec::new();
     let mut after = None;
