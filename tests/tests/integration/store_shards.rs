@@ -124,7 +124,7 @@ async fn one_type_s_records_spread_over_every_shard_and_list_back_in_id_order() 
     }
     heads.sort();
     assert_eq!(heads, ids);
-    assert_eq!(page_count, RECORD_SHARDS, "one page of up to 1,000 per shard");
+    assert_eq!(page_count, RECORD_SHARDS, "one page of up to 250 per shard");
 
     let mut range = Vec::new();
     let mut after = None;
