@@ -143,12 +143,13 @@ struct ShardPage {
 impl Store {
     /// One page of a strongly consistent query over every shard of the
     /// sharded collection `base` (`keys::shard_key`), merged in sort-key
-    /// order: the shards
-    /// are read at once, each for a share of `limit` (and a margin), and
-    /// the page ends at the lowest key a shard with more to read stopped
-    /// at, so no item below it is left out. What a shard read past that
-    /// key is read again by the next page: about a fifth more read units
-    /// than one partition's query would take for long listings.
+    /// order: the shards are read at once, each for a share of `limit`
+    /// (and a margin), and the page ends at the lowest key a shard with
+    /// more to read stopped at, so no item below it is left out. What a
+    /// shard read past that key is read again by the next page: about a
+    /// third more read units than one partition's query would take for
+    /// long listings (`Store::record_heads_unordered` reads none twice,
+    /// for what needs no order).
     pub(super) async fn query_shards<T>(
         &self,
         base: &str,
@@ -158,6 +159,14 @@ impl Store {
         decode: impl Fn(HashMap<String, AttributeValue>, Timestamp) -> Result<Option<T>>,
     ) -> Result<Page<T>> {
         let start = after.map(|t| t.start_sk(base)).transpose()?;
+        // Every sharded item's key starts so; a start key outside the
+        // query's range would make DynamoDB refuse the query.
+        if start.as_ref().is_some_and(|sk| !sk.starts_with("R#")) {
+            return Err(Error::validation(
+                "page token",
+                "not a token this server issued",
+            ));
+        }
         let limit = limit.clamp(1, 1000);
         let share = ((limit + limit / 4).div_ceil(RECORD_SHARDS) + 1).min(limit);
         let reads = (0..RECORD_SHARDS).map(|shard| {

@@ -5,11 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-
+use base64::Engine;
 use futures_util::TryStreamExt;
 use serde_json::json;
 use syncline::model::{Cursor, EntityType, RecordId, SourceId, TenantId, Timestamp};
-use syncline::store::{Change, DeliveryStatus, LedgerEntry, LedgerWrite, RECORD_SHARDS, Tidied};
+use syncline::store::{
+    Change, DeliveryStatus, LedgerEntry, LedgerWrite, PageToken, RECORD_SHARDS, Tidied,
+};
 use syncline_tests::data;
 
 fn tenant(name: &str) -> TenantId {
@@ -110,6 +112,16 @@ async fn one_type_s_records_spread_over_every_shard_and_list_back_in_id_order() 
         let wanted = &ids[..ids.len().min(pages)];
         assert!(seen == wanted, "limit {limit}: {} listed", seen.len());
     }
+
+    // A token naming this listing but no record key is refused as the
+    // caller's mistake, before DynamoDB would refuse the queries.
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"pk": "T#acme#R#job", "sk": "ZZZ"}).to_string());
+    let forged = PageToken::parse(&forged).expect("a well-formed token");
+    assert!(matches!(
+        t.store.list_records(&acme, &job, 10, Some(&forged)).await,
+        Err(syncline::Error::Validation { .. })
+    ));
 
     // Every head once, the shards paged on their own at once.
     let mut pages = t.store.record_heads_unordered(&acme, &job);
