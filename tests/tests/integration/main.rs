@@ -12,6 +12,7 @@ mod infra_template;
 mod local_runs;
 mod local_service;
 mod openapi;
+mod proxy_costing;
 mod queue_contract;
 mod realtime;
 mod realtime_lambda;
