@@ -95,7 +95,7 @@ fn statement_units(statement: &serde_json::Value, failed: bool) -> (String, f64)
         .iter()
         .zip(parameters.into_iter().flatten())
         .find(|(name, _)| **name == "pk")
-        .map_or_else(String::new, |(_, value)| partition(value));
+        .map_or_else(String::new, |(_, value)| string_of(value));
     let units = match (failed, names.contains(&"ord"), update) {
         (true, _, _) | (false, false, _) => base,
         (false, true, false) => base + 1.0,
@@ -105,13 +105,13 @@ fn statement_units(statement: &serde_json::Value, failed: bool) -> (String, f64)
 }
 
 /// The partition key a key or item names (its `pk`'s string).
-fn partition(value: &serde_json::Value) -> String {
-    let pk = if value.get("S").is_some() {
-        value
-    } else {
-        &value["pk"]
-    };
-    pk["S"].as_str().unwrap_or_default().to_owned()
+fn partition(item: &serde_json::Value) -> String {
+    string_of(&item["pk"])
+}
+
+/// A string attribute value's string (empty for any other value).
+fn string_of(value: &serde_json::Value) -> String {
+    value["S"].as_str().unwrap_or_default().to_owned()
 }
 
 /// Read units of a strongly consistent read of `bytes`: 1 per 4 KB.

@@ -451,6 +451,21 @@ pub async fn stored(
         .expect("read")
 }
 
+/// A tenant id the tests know is valid.
+pub fn tenant(name: &str) -> syncline::model::TenantId {
+    syncline::model::TenantId::parse(name).expect("tenant")
+}
+
+/// An entity type the tests know is valid.
+pub fn entity(name: &str) -> syncline::model::EntityType {
+    syncline::model::EntityType::parse(name).expect("entity")
+}
+
+/// A record id the tests know is valid.
+pub fn id(raw: &str) -> syncline::model::RecordId {
+    syncline::model::RecordId::parse(raw).expect("id")
+}
+
 /// A JSON object literal as the record data map.
 pub fn data(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
     match value {

@@ -70,13 +70,8 @@ pub fn ledger_pk(destination: impl Display, id: &str) -> String {
 /// object's id at paired `source`: spread by that id, as links are only
 /// ever read by it.
 pub fn link_pk(source: impl Display, external_id: &str) -> String {
-    format!("KL#{source}#{}", shard_of(external_id))
+    shard_key(&format!("KL#{source}"), shard_of(external_id))
 }
-
-/// The prefixes of a destination's ledger (`D#<destination>`) and of a
-/// paired source's links (`K#<source>`) when each had one partition key.
-pub const LEGACY_LEDGER: &str = "D#";
-pub const LEGACY_LINKS: &str = "K#";
 
 /// What names a listing of a tenant's records of one type across its
 /// shards (in page tokens): no item has it as its partition key.
@@ -99,8 +94,12 @@ pub fn parse_records_pk(pk: &str) -> Option<(&str, &str)> {
 }
 
 /// The infix of a record partition key written before records were
-/// sharded: `T#<tenant>#E#<entity>`, one key per tenant and type.
+/// sharded: `T#<tenant>#E#<entity>`, one key per tenant and type; and the
+/// prefixes of a destination's ledger (`D#<destination>`) and of a paired
+/// source's links (`K#<source>`) when each had one partition key.
 pub const LEGACY_RECORDS: &str = "#E#";
+pub const LEGACY_LEDGER: &str = "D#";
+pub const LEGACY_LINKS: &str = "K#";
 
 pub fn record_sk(id: &RecordId) -> String {
     format!("R#{id}")

@@ -6,18 +6,10 @@ use std::sync::Arc;
 
 use serde_json::json;
 use syncline::Error;
-use syncline::model::{Cursor, EntityType, RecordId, TenantId, Version};
+use syncline::model::{Cursor, TenantId, Version};
 use syncline::store::{Change, ChangeSet, Expect, RecordWrite};
-use syncline_tests::{data, test_store};
+use syncline_tests::{data, entity, id, test_store};
 use tokio::sync::Barrier;
-
-fn entity(name: &str) -> EntityType {
-    EntityType::parse(name).expect("valid entity")
-}
-
-fn id(raw: &str) -> RecordId {
-    RecordId::parse(raw).expect("valid id")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_writers_racing_on_one_version_have_exactly_one_winner_each_round() {

@@ -6,23 +6,13 @@ use std::time::Duration;
 
 use serde_json::json;
 use syncline::Error;
-use syncline::model::{ClientId, Cursor, EntityType, RecordId, Seq, SourceId, TenantId};
+use syncline::model::{ClientId, Cursor, Seq, SourceId};
 use syncline::store::{
     Change, ChangeSet, ClientProgress, Expect, KvExpect, KvKey, LogStream, RecordWrite,
 };
-use syncline_tests::{RequestLog, TestStore, data, stored, test_store, test_store_in_process};
-
-fn tenant(name: &str) -> TenantId {
-    TenantId::parse(name).expect("valid tenant")
-}
-
-fn entity(name: &str) -> EntityType {
-    EntityType::parse(name).expect("valid entity")
-}
-
-fn id(raw: &str) -> RecordId {
-    RecordId::parse(raw).expect("valid id")
-}
+use syncline_tests::{
+    RequestLog, TestStore, data, entity, id, stored, tenant, test_store, test_store_in_process,
+};
 
 fn put(entity_name: &str, record: &str, value: serde_json::Value, expect: Expect) -> RecordWrite {
     RecordWrite {

@@ -8,23 +8,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use futures_util::TryStreamExt;
 use serde_json::json;
-use syncline::model::{Cursor, EntityType, RecordId, SourceId, TenantId, Timestamp};
+use syncline::model::{Cursor, SourceId, Timestamp};
 use syncline::store::{
     Change, DeliveryStatus, LedgerEntry, LedgerWrite, PageToken, RECORD_SHARDS, Tidied,
 };
-use syncline_tests::data;
-
-fn tenant(name: &str) -> TenantId {
-    TenantId::parse(name).expect("tenant")
-}
-
-fn entity(name: &str) -> EntityType {
-    EntityType::parse(name).expect("entity")
-}
-
-fn id(raw: &str) -> RecordId {
-    RecordId::parse(raw).expect("id")
-}
+use syncline_tests::{data, entity, id, stored, tenant};
 
 fn source(raw: &str) -> SourceId {
     SourceId::parse(raw).expect("source")
@@ -263,11 +251,7 @@ async fn a_store_written_before_feed_entries_and_shards_is_upgraded_without_losi
     );
 
     assert!(
-        t.store
-            .get_record(&acme, &property, &id("p000"))
-            .await
-            .expect("get")
-            .is_none(),
+        stored(&t.store, "acme", "property", "p000").await.is_none(),
         "the earlier layout is not read as it is"
     );
 
@@ -294,13 +278,10 @@ async fn a_store_written_before_feed_entries_and_shards_is_upgraded_without_losi
     let ids: Vec<String> = listed.items.iter().map(|r| r.id.to_string()).collect();
     let expected: Vec<String> = (0..130).map(|i| format!("p{i:03}")).collect();
     assert_eq!((ids, listed.next), (expected, None));
-    let stored = t
-        .store
-        .get_record(&acme, &property, &id("p007"))
+    let p007 = stored(&t.store, "acme", "property", "p007")
         .await
-        .expect("get")
         .expect("found at its shard");
-    assert_eq!(stored.data, data(json!({"i": 7})));
+    assert_eq!(p007.data, data(json!({"i": 7})));
     let delivered = t
         .store
         .ledger_list("calendar", 2, None)
